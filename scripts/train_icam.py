@@ -1,0 +1,115 @@
+#!/usr/bin/env python3
+"""Train ICAM (stage 1) on synthetic LDR/HDR video made on the fly from ../shared/data.
+
+Resumable (re-run the same command), seeded, logs to OUT/log.txt. Example (the shipped weights):
+    python scripts/train_icam.py --out runs/icam --steps 3000
+Ablations (paper Table 2): --no-flow-correction --no-deformable --no-global --no-exposure-norm
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from vsvitm.training.icam_data import ICAMBatches  # noqa: E402
+from vsvitm.training.icam_net import ICAM, ICAMConfig  # noqa: E402
+from vsvitm.training.losses import flow_l1, highlight_l1  # noqa: E402
+
+
+def default_data() -> str | None:
+    p = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+    return str(p) if p.exists() else None
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default=default_data(), help="HDR material root (default ../shared/data)")
+    ap.add_argument("--out", default="runs/icam")
+    ap.add_argument("--steps", type=int, default=3000)
+    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--size", type=int, default=128)
+    ap.add_argument("--max-refs", type=int, default=4)
+    ap.add_argument("--lr", type=float, default=2e-4)
+    ap.add_argument("--flow-weight", type=float, default=0.05)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    ap.add_argument("--workers", type=int, default=1, help="data worker processes")
+    ap.add_argument("--ckpt-every", type=int, default=100)
+    ap.add_argument("--init", help="start from these weights (a checkpoint .pt), e.g. for short ablation runs")
+    ap.add_argument("--no-flow-correction", action="store_true")
+    ap.add_argument("--no-deformable", action="store_true")
+    ap.add_argument("--no-global", action="store_true")
+    ap.add_argument("--no-exposure-norm", action="store_true")
+    a = ap.parse_args(argv)
+    if not a.data or not Path(a.data).exists():
+        ap.error("no data folder: pass --data DIR (HDR stills/videos; see ../shared/data/README.md)")
+    torch.manual_seed(a.seed)
+    torch.set_num_threads(a.threads)
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = ICAMConfig(flow_correction=not a.no_flow_correction, deformable=not a.no_deformable,
+                     global_attention=not a.no_global)
+    model = ICAM(cfg)
+    opt = torch.optim.Adam(model.parameters(), lr=a.lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, a.steps, eta_min=a.lr * 0.1)
+    step = 0
+    ckpt = out / "last.pt"
+    if ckpt.exists():
+        st = torch.load(ckpt, map_location="cpu", weights_only=False)
+        model.load_state_dict(st["model"]); opt.load_state_dict(st["opt"]); sched.load_state_dict(st["sched"])
+        step = st["step"]
+        print(f"resumed from {ckpt} at step {step}", flush=True)
+    elif a.init:
+        st = torch.load(a.init, map_location="cpu", weights_only=False)
+        missing = model.load_state_dict(st["model"], strict=False)
+        print(f"initialised from {a.init} ({missing})", flush=True)
+    meta = {"config": cfg.to_dict(), "args": vars(a), "exposure_norm": not a.no_exposure_norm}
+    (out / "config.json").write_text(json.dumps(meta, indent=1))
+
+    from vsvitm.training.synth import load_sources
+    sources = load_sources(a.data, split="train")
+    print(f"{len(sources)} training sources", flush=True)
+    ds = ICAMBatches(sources, a.batch, a.size, a.max_refs, a.seed, exposure_norm=not a.no_exposure_norm,
+                     start_step=step)
+    dl = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=a.workers,
+                                     persistent_workers=a.workers > 0, prefetch_factor=4 if a.workers else None)
+    log = open(out / "log.txt", "a")
+    t0, avg = time.time(), None
+    model.train()
+    for batch in dl:
+        if step >= a.steps:
+            break
+        y, flows = model(batch["key"], batch["refs"], batch["flows"])
+        lpix = highlight_l1(y, batch["hdr"], batch["alpha"])
+        lflow = flow_l1(flows, batch["gt_flows"], batch["gt_valid"]) if cfg.flow_correction else torch.zeros(())
+        loss = lpix + a.flow_weight * lflow
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step(); sched.step()
+        step += 1
+        vals = np.array([loss.item(), lpix.item(), float(lflow)])
+        avg = vals if avg is None else 0.98 * avg + 0.02 * vals
+        if step % 10 == 0:
+            rate = (time.time() - t0) / 10
+            t0 = time.time()
+            line = (f"step {step}/{a.steps} refs {len(batch['refs'])} loss {avg[0]:.4f} pix {avg[1]:.4f} "
+                    f"flow {avg[2]:.3f} lr {sched.get_last_lr()[0]:.2e} {rate:.2f}s/it eta {rate * (a.steps - step) / 60:.0f}min")
+            print(line, flush=True)
+            log.write(line + "\n"); log.flush()
+        if step % a.ckpt_every == 0 or step == a.steps:
+            tmp = out / "last.pt.tmp"
+            torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
+                        "step": step, "config": cfg.to_dict(), "exposure_norm": not a.no_exposure_norm}, tmp)
+            tmp.replace(ckpt)
+    print("done", flush=True)
+
+
+if __name__ == "__main__":
+    main()

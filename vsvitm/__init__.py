@@ -1,0 +1,19 @@
+"""vsvitm: video inverse tone mapping (LDR -> HDR) for VapourSynth, with temporal clues.
+
+    import vsvitm
+    hdr = vsvitm.ITM(clip)                    # RGBS, linear light, 1.0 = the input's white
+    out = vsvitm.to_hdr10(hdr, sdr_white=203, peak=1000)
+
+Attributes load lazily, so the training tools (vsvitm.training) import without VapourSynth.
+"""
+__all__ = ["ITM", "Backend", "to_hdr10", "to_hlg"]
+__version__ = "0.1.0"
+
+_WHERE = {"ITM": "itm", "Backend": "backends", "to_hdr10": "hdr", "to_hlg": "hdr"}
+
+
+def __getattr__(name):
+    if name in _WHERE:
+        import importlib
+        return getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+    raise AttributeError(f"module 'vsvitm' has no attribute {name!r}")

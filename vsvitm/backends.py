@@ -1,0 +1,157 @@
+"""ONNX Runtime backends in the style of vs-mlrt: Backend.ORT_CUDA(...), Backend.ORT_CPU(...).
+
+Sessions are created once per (graph, backend) and reused by every frame and thread (ORT's
+`run` is thread-safe). The default backend takes CUDA when its provider really loads, else the CPU,
+and says which once (on stderr: vspipe writes video to stdout).
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger("vsvitm")
+
+
+class Backend:
+    @dataclass
+    class ORT_CPU:
+        num_threads: int = 0          # intra-op threads per session; 0: cores / VapourSynth threads, at least 1
+        fp16: bool = False            # fp16 graphs are slower than fp32 on most CPUs; offered for parity
+
+        name = "cpu"
+
+    @dataclass
+    class ORT_CUDA:
+        device_id: int = 0
+        fp16: bool = False
+        cudnn_benchmark: bool = True
+        fallback_cpu: bool = False    # if the CUDA provider cannot load: fall back to the CPU instead of failing
+        provider_options: dict = field(default_factory=dict)
+
+        name = "cuda"
+
+
+_lock = threading.Lock()
+_sessions: dict = {}
+_announced: set = set()
+
+
+def _ort():
+    try:
+        import onnxruntime as ort
+    except ImportError as e:  # pragma: no cover - a dependency
+        raise RuntimeError("vsvitm: onnxruntime is not installed: pip install onnxruntime-gpu (or onnxruntime)") from e
+    return ort
+
+
+def cuda_available() -> bool:
+    """True when ONNX Runtime lists the CUDA provider and a tiny session on it really runs."""
+    ort = _ort()
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        return False
+    try:
+        if hasattr(ort, "preload_dlls"):
+            ort.preload_dlls()
+        so = ort.SessionOptions()
+        so.log_severity_level = 4  # quiet: a missing CUDA stack logs red errors otherwise
+        sess = ort.InferenceSession(_tiny_model(), so, providers=["CUDAExecutionProvider"])
+        return sess.get_providers()[0] == "CUDAExecutionProvider"
+    except Exception:  # noqa: BLE001 - any failure means "no usable CUDA"
+        return False
+
+
+def _tiny_model() -> bytes:
+    import onnx
+    from onnx import TensorProto, helper
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])
+    g = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "probe", [x], [y])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 8
+    return m.SerializeToString()
+
+
+def resolve(backend) -> "Backend.ORT_CPU | Backend.ORT_CUDA":
+    """A private copy of the user's backend (never mutated), or the default: CUDA if usable, else CPU."""
+    if backend is None:
+        with _lock:
+            if "default" not in _sessions:
+                _sessions["default"] = Backend.ORT_CUDA() if cuda_available() else Backend.ORT_CPU()
+            chosen = _sessions["default"]
+        _announce(f"vsvitm: using {'CUDA (GPU ' + str(chosen.device_id) + ')' if chosen.name == 'cuda' else 'the CPU'}"
+                  f"{'' if chosen.name == 'cuda' else ' (no usable CUDA provider found)'}")
+        return copy.deepcopy(chosen)
+    if not isinstance(backend, (Backend.ORT_CPU, Backend.ORT_CUDA)):
+        raise ValueError(f"vsvitm: backend must be vsvitm.Backend.ORT_CPU(...) or Backend.ORT_CUDA(...), got {backend!r}")
+    return copy.deepcopy(backend)
+
+
+def _announce(msg: str):
+    with _lock:
+        if msg in _announced:
+            return
+        _announced.add(msg)
+    log.warning(msg)
+
+
+def default_cpu_threads() -> int:
+    import vapoursynth as vs
+    cores = os.cpu_count() or 1
+    return max(1, cores // max(1, min(vs.core.num_threads, cores)))
+
+
+def session(path: Path, backend) -> "onnxruntime.InferenceSession":  # noqa: F821
+    """One shared InferenceSession per (model file, backend settings)."""
+    key = (str(path), repr(backend))
+    with _lock:
+        s = _sessions.get(key)
+    if s is not None:
+        return s
+    ort = _ort()
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.log_severity_level = 3
+    if backend.name == "cpu":
+        so.intra_op_num_threads = backend.num_threads or default_cpu_threads()
+        so.inter_op_num_threads = 1
+        providers = ["CPUExecutionProvider"]
+    else:
+        opts = {"device_id": backend.device_id,
+                "cudnn_conv_algo_search": "EXHAUSTIVE" if backend.cudnn_benchmark else "DEFAULT",
+                **backend.provider_options}
+        providers = [("CUDAExecutionProvider", opts), "CPUExecutionProvider"]
+        if hasattr(ort, "preload_dlls"):
+            try:
+                ort.preload_dlls()
+            except Exception:  # noqa: BLE001
+                pass
+    try:
+        s = ort.InferenceSession(str(path), so, providers=providers)
+    except Exception as e:
+        raise RuntimeError(f"vsvitm: ONNX Runtime could not load {path}: {e}") from e
+    if backend.name == "cuda" and s.get_providers()[0] != "CUDAExecutionProvider":
+        if not backend.fallback_cpu:
+            raise RuntimeError("vsvitm: Backend.ORT_CUDA was requested but ONNX Runtime's CUDA provider did not load "
+                               "(CUDA 12/13 + cuDNN 9 libraries missing? try pip install 'onnxruntime-gpu[cuda,cudnn]'). "
+                               "Use Backend.ORT_CPU(), or Backend.ORT_CUDA(fallback_cpu=True) to fall back.")
+        _announce("vsvitm: CUDA provider did not load; falling back to the CPU as allowed by fallback_cpu=True")
+    with _lock:
+        s = _sessions.setdefault(key, s)
+    return s
+
+
+def run(sess, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    try:
+        return sess.run(None, feeds)
+    except Exception as e:
+        msg = str(e)
+        if "out of memory" in msg.lower() or "Failed to allocate" in msg:
+            raise RuntimeError(f"vsvitm: the GPU ran out of memory ({msg.splitlines()[0]}); lower the resolution, "
+                               "free GPU memory, or use Backend.ORT_CPU()") from e
+        raise

@@ -1,0 +1,171 @@
+"""The numeric core of the plugin: runs the ICAM and FCPM ONNX graphs on numpy frames.
+
+Frames arrive here as HxWx3 float32 display-referred code values (from VapourSynth); everything is
+padded to the networks' modulus once and cropped back at the end. Pre-flows and key-frame results
+are cached (bounded in bytes) and shared between VapourSynth's threads.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from . import backends
+from .cache import ByteLRU
+from .curves import overexposure_mask, to_linear
+from .flow import DISFlow, align_pair, luma, warp_np
+from .prep import MAX_REL, net_input, pad_to
+
+MODEL_DIR = Path(__file__).resolve().parent / "models"
+MODEL_FORMAT = 1
+ICAM_GRAPHS = ("icam_init", "icam_ref", "icam_decode")
+FCPM_GRAPHS = ("fcpm_merge", "fcpm_back", "fcpm_fwd", "fcpm_fuse")
+Y_MAX = 65504.0  # largest finite half: an RGBH output must never overflow to Inf
+
+
+def _manifest(folder: Path, name: str, graphs: tuple[str, ...], fp16: bool) -> tuple[dict, dict[str, Path]]:
+    meta_path = folder / f"{name}.json"
+    if not meta_path.exists():
+        raise FileNotFoundError(
+            f"vsvitm: no trained {name.upper()} model in {folder} (missing {meta_path.name}). "
+            f"Reinstall vsvitm, or train and export one: python scripts/train_{name}.py && python scripts/export_models.py")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, ValueError) as e:
+        raise ValueError(f"vsvitm: {meta_path} is unreadable ({e}); reinstall vsvitm or re-export the models") from e
+    if meta.get("format") != MODEL_FORMAT:
+        raise ValueError(f"vsvitm: {meta_path} is model format {meta.get('format')!r}, this vsvitm needs "
+                         f"{MODEL_FORMAT}; re-export with scripts/export_models.py from this version")
+    paths = {}
+    for g in graphs:
+        p = folder / f"{g}{'_fp16' if fp16 else ''}.onnx"
+        if not p.exists():
+            raise FileNotFoundError(f"vsvitm: model file {p} is missing; reinstall vsvitm or re-export the models"
+                                    + (" (or use fp16=False)" if fp16 else ""))
+        paths[g] = p
+    return meta, paths
+
+
+class Engine:
+    def __init__(self, models: str | Path | None, backend, *, need_fcpm: bool, transfer: str, threshold: float,
+                 exposure_norm: bool, cache_bytes: int):
+        folder = Path(models) if models is not None else MODEL_DIR
+        self.backend = backends.resolve(backend)
+        fp16 = bool(getattr(self.backend, "fp16", False))
+        self.icam_meta, icam_paths = _manifest(folder, "icam", ICAM_GRAPHS, fp16)
+        self.modulus = int(self.icam_meta["modulus"])
+        self.fcpm_meta, fcpm_paths = ({}, {})
+        if need_fcpm:
+            self.fcpm_meta, fcpm_paths = _manifest(folder, "fcpm", FCPM_GRAPHS, fp16)
+            self.modulus = max(self.modulus, int(self.fcpm_meta["modulus"]))
+            self.fcpm_keys = int(self.fcpm_meta["keys"])
+            self.hidden = int(self.fcpm_meta["hidden"])
+        # Sessions are created now, so a broken or truncated file fails at ITM() time, not mid-encode.
+        self.sess = {g: backends.session(p, self.backend) for g, p in {**icam_paths, **fcpm_paths}.items()}
+        self.transfer, self.threshold, self.exposure_norm = transfer, threshold, exposure_norm
+        self.flow_fn = DISFlow()
+        self.flows = ByteLRU(cache_bytes // 4)
+        self.results = ByteLRU(cache_bytes - cache_bytes // 4)
+
+    # --- helpers ---
+    def _run(self, graph: str, feeds: dict) -> list[np.ndarray]:
+        return backends.run(self.sess[graph], feeds)
+
+    def _pad(self, x: np.ndarray) -> np.ndarray:
+        return pad_to(x, self.modulus)[0]
+
+    def input(self, code: np.ndarray, ratio: float = 1.0) -> np.ndarray:
+        return self._pad(net_input(code, self.transfer, ratio, self.threshold))[None]
+
+    def preflow(self, a: int, code_a: np.ndarray, b: int, code_b: np.ndarray) -> tuple[np.ndarray, np.float32]:
+        """Cached (flow a->b, exposure ratio b->a) between frames a and b (frame numbers are the key)."""
+        key = (a, b, self.exposure_norm)
+        hit = self.flows.get(key)
+        if hit is None:
+            hit = align_pair(to_linear(code_a, self.transfer), to_linear(code_b, self.transfer), self.flow_fn,
+                             self.exposure_norm)
+            self.flows.put(key, hit)
+        return hit
+
+    def _pad_flow(self, flow: np.ndarray) -> np.ndarray:
+        return self._pad(flow.transpose(2, 0, 1))[None]
+
+    # --- stage 1: ICAM ---
+    def icam(self, k: int, code_k: np.ndarray, refs: list[tuple[int, np.ndarray]]) -> np.ndarray:
+        """Y for key frame k (HxWx3 linear, >= f^-1(L)), references added one by one, nearest first."""
+        key = self.input(code_k)
+        fl, g = self._run("icam_init", {"key": key})
+        for r, code_r in refs:
+            flow, e = self.preflow(k, code_k, r, code_r)
+            fl, g, _ = self._run("icam_ref", {"fl": fl, "g": g, "ref": self.input(code_r, e),
+                                              "preflow": self._pad_flow(flow)})
+        y = self._run("icam_decode", {"key": key, "fl": fl, "g": g})[0]
+        h, w = code_k.shape[:2]
+        return self.finite(y[0, :, :h, :w].transpose(1, 2, 0))
+
+    # --- stage 2: FCPM ---
+    def merge(self, t: int, code_t: np.ndarray, keys: list[tuple[int, np.ndarray, np.ndarray]]) -> np.ndarray:
+        """X^_t (log domain, 3xHpxWp padded) from the nearest key frames' results (eq. 9)."""
+        kn = self.fcpm_keys
+        ins, ys, flows, valid = [], [], [], np.zeros((1, kn, 1, 1), np.float32)
+        for j in range(kn):
+            k, code_k, y_k = keys[min(j, len(keys) - 1)]
+            valid[0, j] = 1.0 if j < len(keys) else 0.0
+            if k == t:
+                flow, e = np.zeros(code_t.shape[:2] + (2,), np.float32), np.float32(1.0)
+            else:
+                flow, e = self.preflow(t, code_t, k, code_k)
+            ins.append(self.input(code_k, e))
+            ys.append(self._pad((np.minimum(y_k * e, Y_MAX)).transpose(2, 0, 1))[None])
+            flows.append(self._pad_flow(flow))
+        return self._run("fcpm_merge", {"cur": self.input(code_t), "keys": np.concatenate(ins, 1),
+                                        "ys": np.concatenate(ys, 1), "preflows": np.concatenate(flows, 1),
+                                        "valid": valid})[0]
+
+    def propagate(self, frames: list[tuple[int, np.ndarray, np.ndarray]], core: range) -> dict[int, np.ndarray]:
+        """Bidirectional recurrent refinement (eq. 10-12) over a chunk; returns Y (HxWx3) for core frames.
+
+        frames: (t, code_t, xhat_t) for every frame of the chunk's run, in order.
+        """
+        n = len(frames)
+        cur = [self.input(c) for _, c, _ in frames]
+        xs = [x for _, _, x in frames]
+        hp, wp = xs[0].shape[-2:]
+        zero_h = np.zeros((1, self.hidden, hp, wp), np.float32)
+        zero_f = np.zeros((1, 2, hp, wp), np.float32)
+
+        def step(graph: str, i: int, j: int | None, h):
+            if j is None:
+                return self._run(graph, {"x": xs[i], "cur": cur[i], "xn": xs[i], "h": zero_h, "flow": zero_f})[0]
+            flow, _ = self.preflow(frames[i][0], frames[i][1], frames[j][0], frames[j][1])
+            return self._run(graph, {"x": xs[i], "cur": cur[i], "xn": xs[j], "h": h, "flow": self._pad_flow(flow)})[0]
+
+        hb = [None] * n
+        for i in range(n - 1, -1, -1):
+            hb[i] = step("fcpm_back", i, i + 1 if i + 1 < n else None, hb[i + 1] if i + 1 < n else None)
+        out, hf = {}, None
+        for i in range(n):
+            hf = step("fcpm_fwd", i, i - 1 if i > 0 else None, hf)
+            t, code_t, _ = frames[i]
+            if t in core:
+                y = self._run("fcpm_fuse", {"hf": hf, "hb": hb[i], "x": xs[i], "cur": cur[i]})[0]
+                h, w = code_t.shape[:2]
+                out[t] = self.finite(y[0, :, :h, :w].transpose(1, 2, 0))
+        return out
+
+    # --- output ---
+    @staticmethod
+    def finite(y: np.ndarray) -> np.ndarray:
+        return np.clip(np.nan_to_num(y, nan=0.0, posinf=Y_MAX, neginf=0.0), 0.0, Y_MAX).astype(np.float32)
+
+    def blend(self, code: np.ndarray, y: np.ndarray | None) -> np.ndarray:
+        """Paper eq. 1: (1 - alpha) f^-1(L) + alpha Y; finite and non-negative."""
+        lin = to_linear(code, self.transfer)
+        if y is None:
+            return lin
+        a = overexposure_mask(code, self.threshold)
+        return self.finite((1 - a) * lin + a * np.maximum(y, lin))
+
+
+__all__ = ["Engine", "MODEL_DIR", "Y_MAX", "luma", "warp_np", "MAX_REL"]

@@ -1,0 +1,80 @@
+"""Pre-flow between LDR frames: OpenCV DIS on exposure-normalised luma, and the robust exposure ratio.
+
+Runs on the CPU in numpy/OpenCV, both in the plugin and in training, so the networks see the same
+pre-flow at train and run time. Flow convention: key(p) ~ ref(p + flow[p]) (a flow from key to ref).
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+_LUMA = np.array([0.2126, 0.7152, 0.0722], np.float32)
+
+
+def luma(lin: np.ndarray) -> np.ndarray:
+    return lin @ _LUMA
+
+
+def exposure_ratio(lin_key: np.ndarray, lin_ref: np.ndarray, lo: float = 0.01, hi: float = 0.75,
+                   min_pixels: int = 64) -> float:
+    """Median of linear luma ratios key/ref over pixels well exposed in both (robust to clipping).
+
+    Multiplying the reference by the ratio brings it to the key frame's exposure. Inputs are HxW luma
+    (or HxWx3 linear RGB) at corresponding positions; returns 1.0 when too few pixels qualify.
+    """
+    yk = luma(lin_key) if lin_key.ndim == 3 else lin_key
+    yr = luma(lin_ref) if lin_ref.ndim == 3 else lin_ref
+    ok = (yk > lo) & (yk < hi) & (yr > lo) & (yr < hi)
+    if int(ok.sum()) < min_pixels:
+        return 1.0
+    r = float(np.median(yk[ok] / yr[ok]))
+    return float(np.clip(r, 1 / 64, 64)) if np.isfinite(r) else 1.0
+
+
+class DISFlow:
+    """DIS optical flow at reduced resolution (the longer side at most `max_side`), upsampled back."""
+
+    def __init__(self, preset: int = cv2.DISOPTICAL_FLOW_PRESET_FAST, max_side: int = 320):
+        self.preset = preset
+        self.max_side = max_side
+
+    def __call__(self, y_key: np.ndarray, y_ref: np.ndarray) -> np.ndarray:
+        """y_*: HxW gamma-encoded luma in [0, 1] -> HxWx2 float32 flow key->ref in full-res pixels."""
+        h, w = y_key.shape
+        s = min(1.0, self.max_side / max(h, w))
+        sh, sw = max(8, round(h * s)), max(8, round(w * s))
+        a = cv2.resize((y_key * 255 + 0.5).astype(np.uint8), (sw, sh), interpolation=cv2.INTER_AREA)
+        b = cv2.resize((y_ref * 255 + 0.5).astype(np.uint8), (sw, sh), interpolation=cv2.INTER_AREA)
+        # A fresh object per call: DIS keeps internal state, and sharing one between threads is unsafe.
+        dis = cv2.DISOpticalFlow.create(self.preset)
+        flow = dis.calc(a, b, None)
+        if (sh, sw) != (h, w):
+            flow = cv2.resize(flow, (w, h), interpolation=cv2.INTER_LINEAR)
+            flow[..., 0] *= w / sw
+            flow[..., 1] *= h / sh
+        return np.ascontiguousarray(flow, dtype=np.float32)
+
+
+def warp_np(img: np.ndarray, flow: np.ndarray) -> np.ndarray:
+    """Sample img at p + flow (bilinear, border replicate)."""
+    h, w = flow.shape[:2]
+    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    return cv2.remap(img, gx + flow[..., 0], gy + flow[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def _encode(y: np.ndarray) -> np.ndarray:
+    return np.power(np.clip(y, 0.0, 1.0), 1 / 2.2)
+
+
+def align_pair(lin_key: np.ndarray, lin_ref: np.ndarray, flow_fn: DISFlow, exposure_norm: bool = True):
+    """Pre-flow key->ref and exposure ratio (ref * ratio ~ key). Without exposure_norm the ratio is 1.
+
+    The ratio is estimated twice: at co-located pixels (camera motion is small next to the exposure
+    change), then again through the flow, which was computed on luma brought to the key's exposure.
+    """
+    yk, yr = luma(lin_key), luma(lin_ref)
+    e = exposure_ratio(yk, yr) if exposure_norm else 1.0
+    flow = flow_fn(_encode(yk), _encode(yr * e))
+    if exposure_norm:
+        e = exposure_ratio(yk, warp_np(yr, flow))
+    return flow, np.float32(e)

@@ -1,0 +1,242 @@
+"""vsvitm.ITM: the VapourSynth filter graph around the engine.
+
+Stages, each a clip whose frames are produced on demand by VapourSynth:
+  rgb     the input as RGBS display-referred code values (each source frame converted once)
+  cuts    per frame: does a new shot start here (source props or a thumbnail detector)
+  window  per frame n: the cut positions within n +- reach (a ModifyFrame over shifted `cuts`)
+  keyres  per key frame k: ICAM's Y_k, from k and its references (requested as shifted `rgb` clips)
+  merged  per frame t: X^_t from the nearest key results (FCPM merge)
+  out     per frame t: the chunk's bidirectional refinement, blended with f^-1(L) (eq. 1)
+No callback ever calls get_frame: every frame a stage needs is requested through ModifyFrame clips
+chosen by FrameEval, so VapourSynth schedules and parallelises all of it without deadlocks.
+"""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import vapoursynth as vs
+
+from .colour import set_linear_props, to_display_rgb, validate_clip
+from .curves import check_transfer
+from .engine import Engine
+from .schedule import Schedule
+from .vsnp import array_to_frame, frame_to_array
+
+MODES = ("full", "icam", "linear")
+PROP_KEY = "VSVITM_KeyFrame"
+PROP_REFS = "VSVITM_References"
+PROP_KEYS = "VSVITM_Keys"
+PROP_CUT = "_VSVITM_Cut"
+
+
+class _Shifter:
+    """Shifted views of a clip: shift(d) has frame n = clip[n + d] (clamped), built once per offset."""
+
+    def __init__(self, clip: vs.VideoNode):
+        self.clip, self._d, self._lock = clip, {}, threading.Lock()
+
+    def __call__(self, d: int) -> vs.VideoNode:
+        with self._lock:
+            c = self._d.get(d)
+            if c is None:
+                clip, n = self.clip, self.clip.num_frames
+                if d == 0 or abs(d) >= n:
+                    c = clip
+                elif d > 0:
+                    c = clip[d:] + clip[-1] * d
+                else:
+                    c = clip[0] * (-d) + clip[:d]
+                self._d[d] = c
+            return c
+
+
+def _scene_cuts(core, rgb: vs.VideoNode, threshold: float) -> vs.VideoNode:
+    """Tiny clip: frame i carries PROP_CUT = 1 when a new shot starts at i.
+
+    Source props (_SceneChangePrev on i, _SceneChangeNext on i-1) win when present; otherwise a
+    thumbnail detector: mean absolute difference of luma thumbnails, each normalised by its mean so
+    that exposure changes (the temporal clues we are after) are not taken for cuts.
+    """
+    thumb = core.resize.Bilinear(rgb, 64, 36)
+    prev = _Shifter(thumb)(-1)
+    blank = core.std.BlankClip(thumb, width=1, height=1, format=vs.GRAYS, keep=True)
+
+    def flag(n: int, f: list[vs.VideoFrame]) -> vs.VideoFrame:
+        out = f[0].copy()
+        if n == 0:
+            cut = 0
+        else:
+            cur, pre = f[1].props, f[2].props
+            if "_SceneChangePrev" in cur or "_SceneChangeNext" in pre:
+                cut = int(bool(cur.get("_SceneChangePrev", 0)) or bool(pre.get("_SceneChangeNext", 0)))
+            else:
+                a = frame_to_array(f[1]) @ np.float32([0.2126, 0.7152, 0.0722])
+                b = frame_to_array(f[2]) @ np.float32([0.2126, 0.7152, 0.0722])
+                a, b = a / max(float(a.mean()), 1e-3), b / max(float(b.mean()), 1e-3)
+                cut = int(float(np.abs(a - b).mean()) > threshold)
+        out.props[PROP_CUT] = cut
+        return out
+
+    return core.std.ModifyFrame(blank, [blank, thumb, prev], flag)
+
+
+def ITM(clip: vs.VideoNode, *, key_stride: int = 6, ref_stride: int = 15, num_refs: int = 6,
+        transfer: str = "gamma2.2", threshold: float = 0.95, mode: str = "full", exposure_norm: bool = True,
+        fp16_output: bool = False, backend=None, models=None, cache_mb: int = 1024,
+        scene_threshold: float = 0.35, chunk: int = 12, margin: int = 6) -> vs.VideoNode:
+    """Inverse tone mapping LDR -> HDR with temporal clues.
+
+    Returns RGBS (RGBH with fp16_output=True), linear light, BT.709 primaries, 1.0 = the input's white.
+    mode: "full" (ICAM on key frames + FCPM on every frame), "icam" (ICAM on every frame, no FCPM:
+    the paper's ablation), "linear" (f^-1(L) only, nothing recovered). num_refs=0: single-frame.
+    """
+    validate_clip(clip, "ITM")
+    if mode not in MODES:
+        raise ValueError(f"vsvitm.ITM: mode must be one of {MODES}, got {mode!r}")
+    check_transfer(transfer)
+    if not 0.0 < threshold < 1.0:
+        raise ValueError(f"vsvitm.ITM: threshold must be in (0, 1) (0.95 is the paper's), got {threshold}")
+    if cache_mb < 16:
+        raise ValueError(f"vsvitm.ITM: cache_mb must be at least 16, got {cache_mb}")
+    core = vs.core
+    sched = Schedule(clip.num_frames, key_stride, ref_stride, num_refs, chunk=chunk, margin=margin)
+    rgb = to_display_rgb(clip)
+    out_fmt = vs.RGBH if fp16_output else vs.RGBS
+    blank = core.std.BlankClip(rgb, format=vs.RGBS, keep=True)
+
+    def finish(out: vs.VideoNode) -> vs.VideoNode:
+        out = set_linear_props(out)
+        return core.resize.Point(out, format=out_fmt) if out_fmt != vs.RGBS else out
+
+    if mode == "linear":
+        from .curves import to_linear
+
+        def lin(n, f):
+            out = f.copy()
+            array_to_frame(to_linear(frame_to_array(f), transfer), out)
+            return out
+        return finish(core.std.ModifyFrame(rgb, rgb, lin))
+
+    eng = Engine(models, backend, need_fcpm=(mode == "full"), transfer=transfer, threshold=threshold,
+                 exposure_norm=exposure_norm, cache_bytes=cache_mb << 20)
+    if mode == "full":
+        sched = Schedule(clip.num_frames, key_stride, ref_stride, num_refs, fcpm_keys=eng.fcpm_keys,
+                         chunk=chunk, margin=margin)
+    reach = sched.reach
+    n_frames = clip.num_frames
+    rgb_at = _Shifter(rgb)
+    cuts = _scene_cuts(core, rgb, scene_threshold)
+    cut_at = _Shifter(cuts)
+    tiny = core.std.BlankClip(cuts, keep=True)
+    offsets = [d for d in range(-reach, reach + 1) if 0 < abs(d) < n_frames or d == 0]
+
+    def gather_cuts(n: int, f: list[vs.VideoFrame]) -> vs.VideoFrame:
+        out = f[0].copy()
+        out.props["_VSVITM_Cuts"] = [n + d for d, fr in zip(offsets, f[1:])
+                                     if 0 < n + d < n_frames and fr.props[PROP_CUT]] or [-1]
+        return out
+
+    window = core.std.ModifyFrame(tiny, [tiny] + [cut_at(d) for d in offsets], gather_cuts)
+
+    def cuts_of(f: vs.VideoFrame) -> list[int]:
+        return [c for c in f.props["_VSVITM_Cuts"] if c >= 0]
+
+    def from_array(template: vs.VideoNode, arr: np.ndarray, props: dict | None = None) -> vs.VideoNode:
+        def make(n, f):
+            out = f.copy()
+            array_to_frame(arr, out)
+            for k, v in (props or {}).items():
+                out.props[k] = v
+            return out
+        return core.std.ModifyFrame(template, template, make)
+
+    # --- stage 1: key frames ---
+    def key_node(n: int, f: vs.VideoFrame, every_frame: bool) -> vs.VideoNode:
+        c = cuts_of(f)
+        if not every_frame and not sched.is_key(n, c):
+            return blank
+        refs = sched.references(n, c)
+        hit = eng.results.get(("key", n))
+        if hit is not None:
+            return from_array(blank, hit)
+
+        def compute(n2, frames):
+            code = [frame_to_array(fr) for fr in frames[1:]]
+            y = eng.icam(n, code[0], list(zip(refs, code[1:])))
+            eng.results.put(("key", n), y)
+            out = frames[0].copy()
+            array_to_frame(y, out)
+            out.props[PROP_REFS] = refs or [-1]
+            return out
+        return core.std.ModifyFrame(blank, [blank, rgb] + [rgb_at(r - n) for r in refs], compute)
+
+    if mode == "icam":
+        keyres = core.std.FrameEval(blank, lambda n, f: key_node(n, f, True), prop_src=[window])
+
+        def blend_icam(n, f):
+            out = f[0].copy()
+            array_to_frame(eng.blend(frame_to_array(f[0]), frame_to_array(f[1])), out)
+            out.props[PROP_KEY] = 1
+            out.props[PROP_REFS] = f[1].props.get(PROP_REFS, [-1])
+            return out
+        return finish(core.std.ModifyFrame(rgb, [rgb, keyres], blend_icam))
+
+    keyres = core.std.FrameEval(blank, lambda n, f: key_node(n, f, False), prop_src=[window])
+    key_at = _Shifter(keyres)
+
+    # --- stage 2a: merge the nearest key results into frame t (a padded RGBS frame holding X^_t) ---
+    hp, wp = -(-clip.height // eng.modulus) * eng.modulus, -(-clip.width // eng.modulus) * eng.modulus
+    xclip = core.std.BlankClip(blank, width=wp, height=hp, keep=True)
+
+    def merge_node(t: int, f: vs.VideoFrame) -> vs.VideoNode:
+        keys = sched.nearest_keys(t, cuts_of(f))
+
+        def compute(n2, frames):
+            code_t = frame_to_array(frames[1])
+            ks = [(k, frame_to_array(frames[2 + 2 * j]), frame_to_array(frames[3 + 2 * j])) for j, k in enumerate(keys)]
+            x = eng.merge(t, code_t, ks)
+            out = frames[0].copy()
+            array_to_frame(x[0].transpose(1, 2, 0), out)
+            out.props[PROP_KEYS] = keys
+            return out
+        clips = [xclip, rgb]
+        for k in keys:
+            clips += [rgb_at(k - t), key_at(k - t)]
+        return core.std.ModifyFrame(xclip, clips, compute)
+
+    merged = core.std.FrameEval(xclip, merge_node, prop_src=[window])
+    merged_at = _Shifter(merged)
+
+    # --- stage 2b: bidirectional refinement over the chunk holding t, then eq. 1 ---
+    def out_node(t: int, f: vs.VideoFrame) -> vs.VideoNode:
+        c = cuts_of(f)
+        core_s, core_e, run_s, run_e = sched.chunk_of(t, c)
+        hit = eng.results.get(("chunk", core_s, core_e, run_s, run_e))
+        is_key = int(sched.is_key(t, c))
+        if hit is not None:
+            y = hit[t]
+
+            def done(n2, frames):
+                out = frames[0].copy()
+                array_to_frame(eng.blend(frame_to_array(frames[0]), y), out)
+                out.props[PROP_KEY] = is_key
+                return out
+            return core.std.ModifyFrame(rgb, rgb, done)
+        run = list(range(run_s, run_e))
+
+        def compute(n2, frames):
+            codes = [frame_to_array(fr) for fr in frames[: len(run)]]
+            items = [(tt, codes[i], np.ascontiguousarray(frame_to_array(frames[len(run) + i]).transpose(2, 0, 1)[None]))
+                     for i, tt in enumerate(run)]
+            ys = eng.propagate(items, range(core_s, core_e))
+            eng.results.put(("chunk", core_s, core_e, run_s, run_e), ys)
+            out = frames[run.index(t)].copy()
+            array_to_frame(eng.blend(codes[run.index(t)], ys[t]), out)
+            out.props[PROP_KEY] = is_key
+            out.props[PROP_KEYS] = frames[len(run) + run.index(t)].props.get(PROP_KEYS, [-1])
+            return out
+        clips = [rgb_at(tt - t) for tt in run] + [merged_at(tt - t) for tt in run]
+        return core.std.ModifyFrame(rgb, clips, compute)
+
+    return finish(core.std.FrameEval(rgb, out_node, prop_src=[window]))

@@ -1,0 +1,109 @@
+"""Export the torch networks to ONNX graphs the plugin runs (fp32 and fp16), with dynamic H/W.
+
+Legacy (TorchScript) exporter: the dynamo exporter silently specialises shapes (DESIGN §7). Padding
+to the network's modulus happens in the plugin, not in the graph. The IR version is pinned so that
+ONNX Runtime releases from 1.16 on load the files.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+OPSET = 17
+IR_VERSION = 8
+
+
+class _Bound(torch.nn.Module):
+    """Wraps one method of a network as a module's forward, so each graph exports on its own."""
+
+    def __init__(self, net: torch.nn.Module, method: str):
+        super().__init__()
+        self.net, self.method = net, method
+
+    def forward(self, *args):
+        return getattr(self.net, self.method)(*args)
+
+
+def export_graph(net: torch.nn.Module, method: str, args: tuple, names_in: list[str], names_out: list[str],
+                 path: Path) -> Path:
+    """Export net.method(*args); every 4-D input/output gets dynamic N, H, W axes."""
+    import onnx
+    dyn = {n: {0: "N", 2: f"{n}_h", 3: f"{n}_w"} for n in names_in + names_out}
+    torch.onnx.export(_Bound(net, method).eval(), args, str(path), input_names=names_in, output_names=names_out,
+                      dynamic_axes=dyn, opset_version=OPSET, dynamo=False, do_constant_folding=True)
+    m = onnx.load(str(path))
+    m.ir_version = IR_VERSION
+    onnx.checker.check_model(m)
+    onnx.save(m, str(path))
+    return path
+
+
+def to_fp16(src: Path, dst: Path) -> Path:
+    """fp16 weights/activations, fp32 inputs and outputs; GridSample/Resize stay fp32 (sampling precision)."""
+    import onnx
+    from onnxconverter_common import float16
+    m16 = float16.convert_float_to_float16(onnx.load(str(src)), keep_io_types=True,
+                                           op_block_list=["GridSample", "Resize"])
+    m16.ir_version = IR_VERSION
+    onnx.save(m16, str(dst))
+    return dst
+
+
+def write_manifest(out_dir: Path, name: str, meta: dict):
+    (out_dir / f"{name}.json").write_text(json.dumps(meta, indent=1, sort_keys=True))
+
+
+def export_icam(model, out_dir: Path, size: tuple[int, int] = (128, 192), fp16: bool = True, meta: dict | None = None) -> list[Path]:
+    """ICAM -> icam_init.onnx, icam_ref.onnx, icam_decode.onnx (+ _fp16 variants) and icam.json."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model = model.eval()
+    h, w = size
+    key = torch.rand(1, 4, h, w)
+    ref = torch.rand(1, 4, h, w)
+    pf = torch.randn(1, 2, h, w)
+    with torch.no_grad():
+        fl, g = model.init(key)
+    paths = [
+        export_graph(model, "init", (key,), ["key"], ["fl", "g"], out_dir / "icam_init.onnx"),
+        export_graph(model, "ref_step", (fl, g, ref, pf), ["fl", "g", "ref", "preflow"], ["fl_out", "g_out", "flow"],
+                     out_dir / "icam_ref.onnx"),
+        export_graph(model, "decode", (key, fl, g), ["key", "fl", "g"], ["y"], out_dir / "icam_decode.onnx"),
+    ]
+    if fp16:
+        paths += [to_fp16(p, p.with_name(p.stem + "_fp16.onnx")) for p in list(paths)]
+    from .icam_net import MODULUS
+    write_manifest(out_dir, "icam", {"format": 1, "modulus": MODULUS, "config": model.cfg.to_dict(), **(meta or {})})
+    return paths
+
+
+def export_fcpm(model, out_dir: Path, size: tuple[int, int] = (64, 96), fp16: bool = True, meta: dict | None = None) -> list[Path]:
+    """FCPM -> fcpm_merge/back/fwd/fuse.onnx (+ _fp16 variants) and fcpm.json."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model = model.eval()
+    h, w = size
+    k, hid = model.cfg.keys, model.cfg.hidden
+    cur = torch.rand(1, 4, h, w)
+    keys = torch.rand(1, 4 * k, h, w)
+    ys = torch.rand(1, 3 * k, h, w) * 4
+    pf = torch.randn(1, 2 * k, h, w)
+    valid = torch.ones(1, k, 1, 1)
+    x = torch.randn(1, 3, h, w)
+    hh = torch.randn(1, hid, h, w)
+    fl = torch.randn(1, 2, h, w)
+    paths = [
+        export_graph(model, "merge", (cur, keys, ys, pf, valid), ["cur", "keys", "ys", "preflows", "valid"], ["xhat"],
+                     out_dir / "fcpm_merge.onnx"),
+        export_graph(model, "back", (x, cur, x, hh, fl), ["x", "cur", "xn", "h", "flow"], ["h_out"], out_dir / "fcpm_back.onnx"),
+        export_graph(model, "fwd", (x, cur, x, hh, fl), ["x", "cur", "xn", "h", "flow"], ["h_out"], out_dir / "fcpm_fwd.onnx"),
+        export_graph(model, "fuse", (hh, hh, x, cur), ["hf", "hb", "x", "cur"], ["y"], out_dir / "fcpm_fuse.onnx"),
+    ]
+    if fp16:
+        paths += [to_fp16(p, p.with_name(p.stem + "_fp16.onnx")) for p in list(paths)]
+    from .fcpm_net import MODULUS
+    write_manifest(out_dir, "fcpm", {"format": 1, "modulus": MODULUS, "keys": k, "hidden": hid,
+                                     "config": model.cfg.to_dict(), **(meta or {})})
+    return paths

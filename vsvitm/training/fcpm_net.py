@@ -1,0 +1,112 @@
+"""FCPM: Feature and Clue Propagation Module (paper §3.4), in torch.
+
+Exported as four graphs the plugin drives:
+  merge(cur, keys, ys, preflows, valid) -> xhat   warp the K nearest key results to frame t with
+                                                  corrected flow and combine them with predicted masks (eq. 9)
+  back(x, cur, xn, h, flow) -> h                  backward recurrent step (eq. 10)
+  fwd(x, cur, xn, h, flow) -> h                   forward recurrent step (eq. 11)
+  fuse(hf, hb, x, cur) -> y                       residual from both directions added to xhat (eq. 12)
+HDR values travel in the log domain x = log(Y + EPS); `cur` is the frame's 4-channel input (prep.py).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .nets_common import act, conv, downflow, warp
+
+EPS = 1e-3
+MODULUS = 8
+
+
+@dataclass
+class FCPMConfig:
+    keys: int = 5
+    hidden: int = 16
+    mask_ch: int = 16
+    flow_correction: bool = True
+    forward: bool = True      # ablations (paper Table 3): propagation directions
+    backward: bool = True
+
+    def to_dict(self):
+        return asdict(self)
+
+
+def enc(y: torch.Tensor) -> torch.Tensor:
+    return torch.log(y.clamp_min(0) + EPS)
+
+
+class CombineMask(nn.Module):
+    """Combination masks from local, dilated and global branches (ExpandNet-like), softmax over keys."""
+
+    def __init__(self, cin: int, k: int, c: int):
+        super().__init__()
+        self.local = nn.Sequential(conv(cin, c), act(), conv(c, c), act())
+        self.dilated = nn.Sequential(conv(cin, c, dilation=2), act(), conv(c, c, dilation=4), act())
+        self.glob = nn.Sequential(conv(cin, c, 3, 2), act(), conv(c, c, 3, 2), act())
+        self.glob_fc = nn.Sequential(nn.Linear(c, c), act())
+        self.out = conv(3 * c, k, 1)
+
+    def forward(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        g = self.glob(x).mean(dim=(2, 3))
+        g = self.glob_fc(g)[:, :, None, None].expand(-1, -1, x.shape[2], x.shape[3])
+        logits = self.out(torch.cat([self.local(x), self.dilated(x), g], 1))
+        return torch.softmax(logits + (valid - 1.0) * 1e4, dim=1)
+
+
+class Propagate(nn.Module):
+    def __init__(self, hidden: int):
+        super().__init__()
+        self.body = nn.Sequential(conv(3 + 4 + 3 + hidden, hidden), act(), conv(hidden, hidden), act(),
+                                  conv(hidden, hidden), act())
+
+    def forward(self, x, cur, xn, h, flow):
+        return self.body(torch.cat([x, cur, xn, warp(h, flow)], 1))
+
+
+class FCPM(nn.Module):
+    def __init__(self, cfg: FCPMConfig | None = None):
+        super().__init__()
+        self.cfg = cfg = cfg or FCPMConfig()
+        self.correct = nn.Sequential(conv(8, 16), act(), conv(16, 16), act(), conv(16, 2))
+        self.mask = CombineMask(4 + cfg.keys * 4, cfg.keys, cfg.mask_ch)
+        self.prop_b = Propagate(cfg.hidden)
+        self.prop_f = Propagate(cfg.hidden)
+        self.fuse_net = nn.Sequential(conv(2 * cfg.hidden + 3 + 4, cfg.hidden), act(), conv(cfg.hidden, 3))
+
+    def merge(self, cur, keys, ys, preflows, valid):
+        k = self.cfg.keys
+        cur2 = F.avg_pool2d(cur, 2)
+        warped, feats = [], [cur]
+        for j in range(k):
+            key_j = keys[:, 4 * j: 4 * j + 4]
+            flow = preflows[:, 2 * j: 2 * j + 2]
+            if self.cfg.flow_correction:
+                f2 = downflow(flow, 2)
+                d = self.correct(torch.cat([cur2, warp(F.avg_pool2d(key_j, 2), f2)], 1))
+                flow = flow + 2 * F.interpolate(d, scale_factor=2.0, mode="bilinear", align_corners=False)
+            wy = warp(enc(ys[:, 3 * j: 3 * j + 3]), flow)
+            wk = warp(key_j, flow)
+            warped.append(wy)
+            # what the mask net sees: the warped result and how well the warped key frame matches frame t
+            feats += [wy / 4, (wk[:, :3] - cur[:, :3]).abs().mean(1, keepdim=True)]
+        m = self.mask(torch.cat(feats, 1), valid)
+        return sum(m[:, j: j + 1] * warped[j] for j in range(k))
+
+    def back(self, x, cur, xn, h, flow):
+        return self.prop_b(x, cur, xn, h, flow)
+
+    def fwd(self, x, cur, xn, h, flow):
+        return self.prop_f(x, cur, xn, h, flow)
+
+    def fuse(self, hf, hb, x, cur):
+        if not self.cfg.forward:
+            hf = torch.zeros_like(hf)
+        if not self.cfg.backward:
+            hb = torch.zeros_like(hb)
+        r = self.fuse_net(torch.cat([hf, hb, x, cur], 1))
+        lin = torch.pow(cur[:, :3].clamp(0, 1), 2.2)
+        return torch.maximum(torch.exp(x + r) - EPS, lin)

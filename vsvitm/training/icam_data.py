@@ -1,0 +1,72 @@
+"""ICAM training samples: a key frame, up to N references at +-15*i, pre-flows and ground truth."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..curves import overexposure_mask, to_linear
+from ..flow import DISFlow, align_pair
+from ..prep import net_input
+
+
+def reference_offsets(num_refs: int, ref_stride: int = 15) -> list[int]:
+    """Reference order used at run time and in training: nearest first, past before future."""
+    out = []
+    for i in range(1, num_refs + 1):
+        out += [-ref_stride * i, ref_stride * i]
+    return out
+
+
+def make_sample(seq, key: int, refs: list[int], flow_fn: DISFlow, exposure_norm: bool = True) -> dict:
+    frames = seq.render([key] + refs)
+    ldr = frames["ldr"].astype(np.float32) / 255.0
+    lin_k = to_linear(ldr[0])
+    out = {"key": net_input(ldr[0]), "hdr": frames["hdr"][0].transpose(2, 0, 1).astype(np.float32),
+           "alpha": overexposure_mask(ldr[0]).transpose(2, 0, 1), "refs": [], "flows": [], "gt_flows": [], "gt_valid": []}
+    for j, r in enumerate(refs):
+        flow, e = align_pair(lin_k, to_linear(ldr[j + 1]), flow_fn, exposure_norm)
+        out["refs"].append(net_input(ldr[j + 1], ratio=e))
+        out["flows"].append(flow.transpose(2, 0, 1))
+        gt, valid = seq.flow(key, r)
+        out["gt_flows"].append(gt.transpose(2, 0, 1).astype(np.float32))
+        out["gt_valid"].append(valid[None].astype(np.float32))
+    return out
+
+
+class ICAMBatches(torch.utils.data.IterableDataset):
+    """Endless batches; every batch shares one reference count. Deterministic for (seed, worker)."""
+
+    def __init__(self, sources, batch: int, size: int, max_refs: int, seed: int, n_frames: int = 181,
+                 ref_stride: int = 15, exposure_norm: bool = True, start_step: int = 0):
+        self.sources, self.batch, self.size, self.max_refs = sources, batch, size, max_refs
+        self.seed, self.n_frames, self.ref_stride = seed, n_frames, ref_stride
+        self.exposure_norm, self.start_step = exposure_norm, start_step
+
+    def batch_at(self, step: int) -> dict:
+        from .synth import synth_sequence
+        rng = np.random.default_rng([self.seed, step])
+        n_refs = int(rng.integers(0, self.max_refs + 1))
+        flow_fn = DISFlow()
+        samples = []
+        while len(samples) < self.batch:
+            src = self.sources[int(rng.integers(len(self.sources)))]
+            seq = synth_sequence(src, self.n_frames, (self.size, self.size), seed=int(rng.integers(2**31)))
+            key = int(rng.integers(0, self.n_frames))
+            cands = [key + o for o in reference_offsets(6, self.ref_stride) if 0 <= key + o < self.n_frames]
+            if len(cands) < n_refs:
+                continue
+            # Mostly the run-time order (nearest first); sometimes a random subset, for robustness.
+            refs = cands[:n_refs] if rng.random() < 0.5 else sorted(rng.choice(cands, n_refs, replace=False).tolist(), key=lambda r: abs(r - key))
+            samples.append(make_sample(seq, key, refs, flow_fn, self.exposure_norm))
+        coll = {k: torch.from_numpy(np.stack([s[k] for s in samples])) for k in ("key", "hdr", "alpha")}
+        for k in ("refs", "flows", "gt_flows", "gt_valid"):
+            coll[k] = [torch.from_numpy(np.stack([s[k][j] for s in samples])) for j in range(n_refs)]
+        return coll
+
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        wid, nw = (info.id, info.num_workers) if info else (0, 1)
+        step = self.start_step + wid
+        while True:
+            yield self.batch_at(step)
+            step += nw

@@ -1,0 +1,168 @@
+"""ICAM: Incremental Clue Aggregation Module (paper §3.3), in torch.
+
+The network is split in three graphs so that references can be added one at a time at run time
+(0 to any number), exactly as in training:
+  init(key)                        -> state (Fl: local features at 1/2 res, G: global at 1/16 res)
+  ref_step(state, ref, preflow)    -> state' (+ corrected flow, for the flow loss)
+  decode(key, state)               -> Y (linear HDR, 1.0 = key's clip level, Y >= f^-1(L))
+
+Image inputs are 4 channels: exposure-aligned gamma-encoded values (lin ** (1/2.2); for a reference
+brought to the key's exposure these exceed 1 where the reference saw what the key clipped) and the
+soft over-exposure mask of that frame. Sizes must be multiples of MODULUS (the plugin pads).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, asdict
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .nets_common import DenseBlock, act, conv, downflow, warp
+
+MODULUS = 64  # 1/16 resolution, then 4x4-token attention windows
+
+
+@dataclass
+class ICAMConfig:
+    c1: int = 24          # 1/2 res (local alignment level)
+    c2: int = 32          # 1/4
+    c3: int = 48          # 1/8
+    c4: int = 64          # 1/16 (global aggregation level)
+    offsets: int = 4      # deformable sampling points per pixel
+    window: int = 4       # attention window, in 1/16-res tokens
+    heads: int = 2
+    flow_correction: bool = True   # ablation switches (paper Table 2)
+    deformable: bool = True
+    global_attention: bool = True
+
+    def to_dict(self):
+        return asdict(self)
+
+
+class Encoder(nn.Module):
+    def __init__(self, cfg: ICAMConfig):
+        super().__init__()
+        self.e1 = nn.Sequential(conv(4, cfg.c1, 3, 2), act(), conv(cfg.c1, cfg.c1), act())
+        self.e2 = nn.Sequential(conv(cfg.c1, cfg.c2, 3, 2), act(), conv(cfg.c2, cfg.c2), act())
+        self.e3 = nn.Sequential(conv(cfg.c2, cfg.c3, 3, 2), act(), conv(cfg.c3, cfg.c3), act())
+        self.e4 = nn.Sequential(conv(cfg.c3, cfg.c4, 3, 2), act(), conv(cfg.c4, cfg.c4), act())
+
+    def deep(self, fl: torch.Tensor):
+        s2 = self.e2(fl)
+        s3 = self.e3(s2)
+        return s2, s3, self.e4(s3)
+
+
+class WindowCrossAttention(nn.Module):
+    """Swin-style windowed attention: queries from the key's tokens, keys/values from key + reference."""
+
+    def __init__(self, c: int, window: int, heads: int):
+        super().__init__()
+        self.window, self.heads = window, heads
+        self.norm_q = nn.LayerNorm(c)
+        self.norm_kv = nn.LayerNorm(c)
+        self.q = nn.Linear(c, c)
+        self.kv = nn.Linear(c, 2 * c)
+        self.proj = nn.Linear(c, c)
+        self.norm_mlp = nn.LayerNorm(c)
+        self.mlp = nn.Sequential(nn.Linear(c, 2 * c), nn.GELU(), nn.Linear(2 * c, c))
+
+    def _windows(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        ws = self.window
+        x = x.reshape(b, c, h // ws, ws, w // ws, ws).permute(0, 2, 4, 3, 5, 1)
+        return x.reshape(-1, ws * ws, c)  # [B*nW, ws*ws, C]
+
+    def forward(self, g: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = g.shape
+        ws, nh = self.window, self.heads
+        tq = self._windows(g)
+        tkv = torch.cat([tq, self._windows(r)], 1)
+        q = self.q(self.norm_q(tq))
+        k, v = self.kv(self.norm_kv(tkv)).chunk(2, -1)
+        n, lq, _ = q.shape
+        q = q.reshape(n, lq, nh, c // nh).transpose(1, 2)
+        k = k.reshape(n, 2 * lq, nh, c // nh).transpose(1, 2)
+        v = v.reshape(n, 2 * lq, nh, c // nh).transpose(1, 2)
+        att = torch.softmax(q @ k.transpose(-1, -2) * (c // nh) ** -0.5, dim=-1)
+        out = (att @ v).transpose(1, 2).reshape(n, lq, c)
+        t = tq + self.proj(out)
+        t = t + self.mlp(self.norm_mlp(t))
+        t = t.reshape(b, h // ws, w // ws, ws, ws, c).permute(0, 5, 1, 3, 2, 4)
+        return t.reshape(b, c, h, w)
+
+
+class LocalAlignFuse(nn.Module):
+    """Flow correction (eq. 3), flow-guided deformable alignment (eq. 5), filter mask and fusion (eq. 6)."""
+
+    def __init__(self, cfg: ICAMConfig):
+        super().__init__()
+        c, k = cfg.c1, cfg.offsets
+        self.cfg = cfg
+        self.correct = nn.Sequential(conv(3 * c, 32), act(), conv(32, 32), act(), conv(32, 2))
+        self.offset = nn.Sequential(conv(2 * c + 2, 32), act(), conv(32, 32), act(), conv(32, 3 * k))
+        self.dcn_out = conv(k * c, c, 1)
+        self.mask = nn.Sequential(conv(2 * c, 32), act(), conv(32, c))
+        self.fuse = nn.Sequential(DenseBlock(2 * c, 2 * c), act(), DenseBlock(2 * c, c))
+
+    def forward(self, fl: torch.Tensor, rl: torch.Tensor, flow: torch.Tensor):
+        if self.cfg.flow_correction:
+            flow = flow + self.correct(torch.cat([fl, rl, warp(rl, flow)], 1))
+        if self.cfg.deformable:
+            k = self.cfg.offsets
+            o = self.offset(torch.cat([fl, warp(rl, flow), flow], 1))
+            offs = 3.0 * torch.tanh(o[:, : 2 * k])          # up to 3 px (at 1/2 res) around the flow
+            mod = torch.sigmoid(o[:, 2 * k:])
+            samples = [warp(rl, flow + offs[:, 2 * i: 2 * i + 2]) * mod[:, i: i + 1] for i in range(k)]
+            aligned = self.dcn_out(torch.cat(samples, 1))
+        else:
+            aligned = warp(rl, flow)
+        m = torch.sigmoid(self.mask(torch.cat([fl, aligned], 1)))
+        return fl + self.fuse(torch.cat([fl, aligned * m], 1)), flow
+
+
+class ICAM(nn.Module):
+    def __init__(self, cfg: ICAMConfig | None = None):
+        super().__init__()
+        self.cfg = cfg = cfg or ICAMConfig()
+        self.enc = Encoder(cfg)
+        self.local = LocalAlignFuse(cfg)
+        self.attn = WindowCrossAttention(cfg.c4, cfg.window, cfg.heads) if cfg.global_attention else None
+        self.bottom = nn.Sequential(conv(2 * cfg.c4, cfg.c4), act())
+        self.d3 = nn.Sequential(conv(cfg.c4 + cfg.c3, cfg.c3), act(), conv(cfg.c3, cfg.c3), act())
+        self.d2 = nn.Sequential(conv(cfg.c3 + cfg.c2, cfg.c2), act(), conv(cfg.c2, cfg.c2), act())
+        self.d1 = nn.Sequential(conv(cfg.c2 + cfg.c1, cfg.c1), act(), conv(cfg.c1, cfg.c1), act())
+        self.d0 = nn.Sequential(conv(cfg.c1 + 4, 16), act(), conv(16, 3))
+
+    # --- the three exported graphs ---
+    def init(self, key: torch.Tensor):
+        fl = self.enc.e1(key)
+        return fl, self.enc.deep(fl)[2]
+
+    def ref_step(self, fl: torch.Tensor, g: torch.Tensor, ref: torch.Tensor, preflow: torch.Tensor):
+        rl = self.enc.e1(ref)
+        fl, flow = self.local(fl, rl, downflow(preflow, 2))
+        if self.attn is not None:
+            rg = warp(self.enc.deep(rl)[2], downflow(flow, 8))
+            g = self.attn(g, rg)
+        return fl, g, flow
+
+    def decode(self, key: torch.Tensor, fl: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+        s2, s3, s4 = self.enc.deep(fl)
+        x = self.bottom(torch.cat([s4, g], 1))
+        up = lambda t: F.interpolate(t, scale_factor=2.0, mode="bilinear", align_corners=False)  # noqa: E731
+        x = self.d3(torch.cat([up(x), s3], 1))
+        x = self.d2(torch.cat([up(x), s2], 1))
+        x = self.d1(torch.cat([up(x), fl], 1))
+        r = self.d0(torch.cat([up(x), key], 1))
+        lin = torch.pow(key[:, :3].clamp(0, 1), 2.2)
+        return lin + torch.exp(r.clamp(-12.0, 8.0))   # Y >= f^-1(L)
+
+    def forward(self, key: torch.Tensor, refs: list[torch.Tensor], flows: list[torch.Tensor]):
+        fl, g = self.init(key)
+        corrected = []
+        for ref, pf in zip(refs, flows):
+            fl, g, flow = self.ref_step(fl, g, ref, pf)
+            corrected.append(flow)
+        return self.decode(key, fl, g), corrected

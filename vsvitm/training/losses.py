@@ -1,0 +1,29 @@
+"""Training losses (paper eq. 8 / 13, with the pixel term in the log domain so highlights count)."""
+from __future__ import annotations
+
+import torch
+
+EPS = 1e-3
+
+
+def blend(lin: torch.Tensor, alpha: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Paper eq. 1: (1 - alpha) f^-1(L) + alpha Y."""
+    return (1 - alpha) * lin + alpha * y
+
+
+def highlight_l1(y: torch.Tensor, hdr: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    """alpha-weighted L1 of log radiance: only where the output replaces f^-1(L) does Y matter."""
+    d = (torch.log(y + EPS) - torch.log(hdr.clamp_min(0) + EPS)).abs() * alpha
+    return d.sum() / (3 * alpha.sum()).clamp_min(1.0)
+
+
+def flow_l1(flows: list[torch.Tensor], gts: list[torch.Tensor], valids: list[torch.Tensor]) -> torch.Tensor:
+    """L1 between corrected flow (1/2 res) and ground-truth flow downsampled to it (eq. 4)."""
+    if not flows:
+        return torch.zeros(())
+    total = 0.0
+    for f, g, v in zip(flows, gts, valids):
+        g2 = torch.nn.functional.avg_pool2d(g, 2) / 2
+        v2 = torch.nn.functional.avg_pool2d(v, 2)
+        total = total + ((f - g2).abs() * v2).sum() / (2 * v2.sum()).clamp_min(1.0)
+    return total / len(flows)

@@ -1,0 +1,42 @@
+"""Moving frames between VapourSynth and numpy (HxWx3 arrays)."""
+from __future__ import annotations
+
+import numpy as np
+import vapoursynth as vs
+
+
+def frame_to_array(frame: vs.VideoFrame) -> np.ndarray:
+    """Planar RGB/GRAY frame -> HxWxC array (a copy, dtype of the frame)."""
+    return np.stack([np.asarray(frame[p]) for p in range(frame.format.num_planes)], axis=-1)
+
+
+def array_to_frame(arr: np.ndarray, frame: vs.VideoFrame) -> None:
+    """Write an HxWxC array into a writable frame of matching size and plane count."""
+    for p in range(frame.format.num_planes):
+        np.copyto(np.asarray(frame[p]), arr[..., p], casting="unsafe")
+
+
+def clip_from_array(frames: np.ndarray, fps: tuple[int, int] = (24, 1), core: vs.Core | None = None) -> vs.VideoNode:
+    """TxHxWx3 uint8 (-> RGB24), uint16 (-> RGB48) or float (-> RGBS) array -> a VapourSynth clip."""
+    core = core or vs.core
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3:
+        raise ValueError(f"clip_from_array: expected T x H x W x 3, got {frames.shape}")
+    fmt = {np.dtype(np.uint8): vs.RGB24, np.dtype(np.uint16): vs.RGB48}.get(frames.dtype, vs.RGBS)
+    if fmt == vs.RGBS:
+        frames = frames.astype(np.float32)
+    t, h, w, _ = frames.shape
+    blank = core.std.BlankClip(width=w, height=h, format=fmt, length=t, fpsnum=fps[0], fpsden=fps[1])
+
+    def fill(n: int, f: vs.VideoFrame) -> vs.VideoFrame:
+        out = f.copy()
+        array_to_frame(frames[n], out)
+        return out
+
+    return core.std.ModifyFrame(blank, blank, fill)
+
+
+def clip_to_array(clip: vs.VideoNode, start: int = 0, end: int | None = None) -> np.ndarray:
+    """Render frames [start, end) of a planar clip to a TxHxWxC array."""
+    end = clip.num_frames if end is None else end
+    return np.stack([frame_to_array(clip.get_frame(n)) for n in range(start, end)])
