@@ -55,7 +55,14 @@ def cuda_available() -> bool:
     ort = _ort()
     if "CUDAExecutionProvider" not in ort.get_available_providers():
         return False
+    if os.name == "posix":
+        import ctypes
+        try:  # no driver, no GPU: say nothing (ORT itself would log two red error lines)
+            ctypes.CDLL("libcuda.so.1")
+        except OSError:
+            return False
     try:
+        ort.set_default_logger_severity(4)
         if hasattr(ort, "preload_dlls"):
             ort.preload_dlls()
         so = ort.SessionOptions()
@@ -64,6 +71,8 @@ def cuda_available() -> bool:
         return sess.get_providers()[0] == "CUDAExecutionProvider"
     except Exception:  # noqa: BLE001 - any failure means "no usable CUDA"
         return False
+    finally:
+        ort.set_default_logger_severity(2)
 
 
 def _tiny_model() -> bytes:

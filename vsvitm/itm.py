@@ -30,6 +30,11 @@ PROP_KEYS = "VSVITM_Keys"
 PROP_CUT = "_VSVITM_Cut"
 
 
+def as_list(v) -> list:
+    """Frame props hold one-element arrays as scalars."""
+    return [v] if isinstance(v, (int, float)) else list(v)
+
+
 class _Shifter:
     """Shifted views of a clip: shift(d) has frame n = clip[n + d] (clamped), built once per offset."""
 
@@ -54,37 +59,44 @@ class _Shifter:
 def _scene_cuts(core, rgb: vs.VideoNode, threshold: float) -> vs.VideoNode:
     """Tiny clip: frame i carries PROP_CUT = 1 when a new shot starts at i.
 
-    Source props (_SceneChangePrev on i, _SceneChangeNext on i-1) win when present; otherwise a
-    thumbnail detector: mean absolute difference of luma thumbnails, each normalised by its mean so
-    that exposure changes (the temporal clues we are after) are not taken for cuts.
+    Source props (_SceneChangePrev on i, _SceneChangeNext on i-1) win when present. Otherwise a
+    thumbnail detector: d(i) = mean |a/mean(a) - b/mean(b)| of luma thumbnails of frames i-1 and i
+    (normalised so exposure changes, the temporal clues we are after, are not cuts); a cut is a
+    d(i) above `threshold` that also stands out from its neighbours d(i-1), d(i+1) (fast pans do not).
     """
     thumb = core.resize.Bilinear(rgb, 64, 36)
-    prev = _Shifter(thumb)(-1)
+    at = _Shifter(thumb)
     blank = core.std.BlankClip(thumb, width=1, height=1, format=vs.GRAYS, keep=True)
+    n_frames = rgb.num_frames
+    w = np.float32([0.2126, 0.7152, 0.0722])
+
+    def norm(fr):
+        y = frame_to_array(fr) @ w
+        return y / max(float(y.mean()), 1e-3)
 
     def flag(n: int, f: list[vs.VideoFrame]) -> vs.VideoFrame:
         out = f[0].copy()
-        if n == 0:
-            cut = 0
-        else:
-            cur, pre = f[1].props, f[2].props
+        cut = 0
+        if n > 0:
+            cur, pre = f[3].props, f[2].props
             if "_SceneChangePrev" in cur or "_SceneChangeNext" in pre:
                 cut = int(bool(cur.get("_SceneChangePrev", 0)) or bool(pre.get("_SceneChangeNext", 0)))
             else:
-                a = frame_to_array(f[1]) @ np.float32([0.2126, 0.7152, 0.0722])
-                b = frame_to_array(f[2]) @ np.float32([0.2126, 0.7152, 0.0722])
-                a, b = a / max(float(a.mean()), 1e-3), b / max(float(b.mean()), 1e-3)
-                cut = int(float(np.abs(a - b).mean()) > threshold)
+                y = [norm(fr) for fr in f[1:]]               # frames n-2, n-1, n, n+1 (clamped)
+                d = float(np.abs(y[2] - y[1]).mean())
+                before = float(np.abs(y[1] - y[0]).mean()) if n > 1 else 0.0
+                after = float(np.abs(y[3] - y[2]).mean()) if n + 1 < n_frames else 0.0
+                cut = int(d > threshold and d > 2.5 * max(before, after))
         out.props[PROP_CUT] = cut
         return out
 
-    return core.std.ModifyFrame(blank, [blank, thumb, prev], flag)
+    return core.std.ModifyFrame(blank, [blank, at(-2), at(-1), thumb, at(1)], flag)
 
 
 def ITM(clip: vs.VideoNode, *, key_stride: int = 6, ref_stride: int = 15, num_refs: int = 6,
         transfer: str = "gamma2.2", threshold: float = 0.95, mode: str = "full", exposure_norm: bool = True,
         fp16_output: bool = False, backend=None, models=None, cache_mb: int = 1024,
-        scene_threshold: float = 0.35, chunk: int = 12, margin: int = 6) -> vs.VideoNode:
+        scene_threshold: float = 0.2, chunk: int = 12, margin: int = 6) -> vs.VideoNode:
     """Inverse tone mapping LDR -> HDR with temporal clues.
 
     Returns RGBS (RGBH with fp16_output=True), linear light, BT.709 primaries, 1.0 = the input's white.
@@ -140,7 +152,7 @@ def ITM(clip: vs.VideoNode, *, key_stride: int = 6, ref_stride: int = 15, num_re
     window = core.std.ModifyFrame(tiny, [tiny] + [cut_at(d) for d in offsets], gather_cuts)
 
     def cuts_of(f: vs.VideoFrame) -> list[int]:
-        return [c for c in f.props["_VSVITM_Cuts"] if c >= 0]
+        return [c for c in as_list(f.props["_VSVITM_Cuts"]) if c >= 0]
 
     def from_array(template: vs.VideoNode, arr: np.ndarray, props: dict | None = None) -> vs.VideoNode:
         def make(n, f):
@@ -159,9 +171,10 @@ def ITM(clip: vs.VideoNode, *, key_stride: int = 6, ref_stride: int = 15, num_re
         refs = sched.references(n, c)
         hit = eng.results.get(("key", n))
         if hit is not None:
-            return from_array(blank, hit)
+            return from_array(blank, hit, {PROP_REFS: refs or [-1]})
 
-        def compute(n2, frames):
+        def compute(n, f):
+            frames = f
             code = [frame_to_array(fr) for fr in frames[1:]]
             y = eng.icam(n, code[0], list(zip(refs, code[1:])))
             eng.results.put(("key", n), y)
@@ -189,10 +202,12 @@ def ITM(clip: vs.VideoNode, *, key_stride: int = 6, ref_stride: int = 15, num_re
     hp, wp = -(-clip.height // eng.modulus) * eng.modulus, -(-clip.width // eng.modulus) * eng.modulus
     xclip = core.std.BlankClip(blank, width=wp, height=hp, keep=True)
 
-    def merge_node(t: int, f: vs.VideoFrame) -> vs.VideoNode:
+    def merge_node(n: int, f: vs.VideoFrame) -> vs.VideoNode:
+        t = n
         keys = sched.nearest_keys(t, cuts_of(f))
 
-        def compute(n2, frames):
+        def compute(n, f):
+            frames = f
             code_t = frame_to_array(frames[1])
             ks = [(k, frame_to_array(frames[2 + 2 * j]), frame_to_array(frames[3 + 2 * j])) for j, k in enumerate(keys)]
             x = eng.merge(t, code_t, ks)
@@ -209,23 +224,27 @@ def ITM(clip: vs.VideoNode, *, key_stride: int = 6, ref_stride: int = 15, num_re
     merged_at = _Shifter(merged)
 
     # --- stage 2b: bidirectional refinement over the chunk holding t, then eq. 1 ---
-    def out_node(t: int, f: vs.VideoFrame) -> vs.VideoNode:
+    def out_node(n: int, f: vs.VideoFrame) -> vs.VideoNode:
+        t = n
         c = cuts_of(f)
         core_s, core_e, run_s, run_e = sched.chunk_of(t, c)
         hit = eng.results.get(("chunk", core_s, core_e, run_s, run_e))
         is_key = int(sched.is_key(t, c))
+        props = {PROP_KEY: is_key, PROP_KEYS: sched.nearest_keys(t, c),
+                 PROP_REFS: (sched.references(t, c) if is_key else []) or [-1]}
         if hit is not None:
             y = hit[t]
 
-            def done(n2, frames):
-                out = frames[0].copy()
-                array_to_frame(eng.blend(frame_to_array(frames[0]), y), out)
-                out.props[PROP_KEY] = is_key
+            def done(n, f):
+                out = f.copy()
+                array_to_frame(eng.blend(frame_to_array(f), y), out)
+                out.props.update(props)
                 return out
             return core.std.ModifyFrame(rgb, rgb, done)
         run = list(range(run_s, run_e))
 
-        def compute(n2, frames):
+        def compute(n, f):
+            frames = f
             codes = [frame_to_array(fr) for fr in frames[: len(run)]]
             items = [(tt, codes[i], np.ascontiguousarray(frame_to_array(frames[len(run) + i]).transpose(2, 0, 1)[None]))
                      for i, tt in enumerate(run)]
@@ -233,8 +252,7 @@ def ITM(clip: vs.VideoNode, *, key_stride: int = 6, ref_stride: int = 15, num_re
             eng.results.put(("chunk", core_s, core_e, run_s, run_e), ys)
             out = frames[run.index(t)].copy()
             array_to_frame(eng.blend(codes[run.index(t)], ys[t]), out)
-            out.props[PROP_KEY] = is_key
-            out.props[PROP_KEYS] = frames[len(run) + run.index(t)].props.get(PROP_KEYS, [-1])
+            out.props.update(props)
             return out
         clips = [rgb_at(tt - t) for tt in run] + [merged_at(tt - t) for tt in run]
         return core.std.ModifyFrame(rgb, clips, compute)

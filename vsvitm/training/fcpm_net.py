@@ -93,7 +93,9 @@ class FCPM(nn.Module):
             warped.append(wy)
             # what the mask net sees: the warped result and how well the warped key frame matches frame t
             feats += [wy / 4, (wk[:, :3] - cur[:, :3]).abs().mean(1, keepdim=True)]
-        m = self.mask(torch.cat(feats, 1), valid)
+        # masks are predicted at 1/2 resolution (cost) and upsampled
+        m = self.mask(F.avg_pool2d(torch.cat(feats, 1), 2), valid)
+        m = F.interpolate(m, scale_factor=2.0, mode="bilinear", align_corners=False)
         return sum(m[:, j: j + 1] * warped[j] for j in range(k))
 
     def back(self, x, cur, xn, h, flow):

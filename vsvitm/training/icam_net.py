@@ -104,7 +104,7 @@ class LocalAlignFuse(nn.Module):
         self.offset = nn.Sequential(conv(2 * c + 2, 32), act(), conv(32, 32), act(), conv(32, 3 * k))
         self.dcn_out = conv(k * c, c, 1)
         self.mask = nn.Sequential(conv(2 * c, 32), act(), conv(32, c))
-        self.fuse = nn.Sequential(DenseBlock(2 * c, 2 * c), act(), DenseBlock(2 * c, c))
+        self.fuse = DenseBlock(2 * c, c, growth=16, layers=3)
 
     def forward(self, fl: torch.Tensor, rl: torch.Tensor, flow: torch.Tensor):
         if self.cfg.flow_correction:

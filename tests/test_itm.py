@@ -1,0 +1,159 @@
+"""The VapourSynth filter: modes, props, determinism, scene cuts, errors (tiny graphs, CPU)."""
+import random
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import vapoursynth as vs
+
+import vsvitm
+from vsvitm.itm import as_list
+from vsvitm.vsnp import clip_from_array, clip_to_array, frame_to_array
+
+from conftest import moving_clip, vspipe_ok
+
+core = vs.core
+
+
+def render(clip, order):
+    return {n: frame_to_array(clip.get_frame(n)) for n in order}
+
+
+@pytest.fixture(scope="module")
+def src():
+    return clip_from_array(moving_clip(30))
+
+
+@pytest.mark.parametrize("mode", ["linear", "icam", "full"])
+def test_modes_give_finite_linear_rgb(src, tiny_models, mode):
+    out = vsvitm.ITM(src, mode=mode, models=tiny_models)
+    assert out.format.id == vs.RGBS and out.num_frames == src.num_frames
+    arr = clip_to_array(out, 0, 8)
+    assert np.isfinite(arr).all() and arr.min() >= 0
+    p = out.get_frame(3).props
+    assert p["_Transfer"] == 8 and p["_Primaries"] == 1 and p["_Matrix"] == 0
+    lin = clip_to_array(vsvitm.ITM(src, mode="linear"), 0, 8)
+    code = clip_to_array(src, 0, 8).astype(np.float32) / 255
+    np.testing.assert_allclose(lin, code ** 2.2, atol=1e-5)
+    if mode != "linear":
+        # eq. 1: untouched below the over-exposure threshold, never darker than f^-1(L)
+        below = code.max(-1) < 0.95
+        np.testing.assert_allclose(arr[below], lin[below], atol=1e-5)
+        assert (arr >= lin - 1e-5).all()
+
+
+def test_rgbh_output(src, tiny_models):
+    out = vsvitm.ITM(src, mode="icam", fp16_output=True, models=tiny_models)
+    assert out.format.id == vs.RGBH
+    assert np.isfinite(frame_to_array(out.get_frame(0)).astype(np.float32)).all()
+
+
+def test_key_and_reference_props(src, tiny_models):
+    out = vsvitm.ITM(src, models=tiny_models)
+    p3, p4 = out.get_frame(3).props, out.get_frame(4).props
+    assert p3["VSVITM_KeyFrame"] == 1 and p4["VSVITM_KeyFrame"] == 0
+    assert as_list(p3["VSVITM_References"]) == [18]            # 3 + 15 (3 - 15 is outside the clip)
+    assert as_list(p4["VSVITM_Keys"]) == [3, 9, 15, 21, 27]
+
+
+def test_num_refs_zero_is_single_frame(src, tiny_models):
+    a = vsvitm.ITM(src, mode="icam", num_refs=0, models=tiny_models)
+    assert as_list(a.get_frame(10).props["VSVITM_References"]) == [-1]
+    # single frame: the result of frame 10 does not change when other frames change
+    other = moving_clip(30)
+    other[np.arange(30) != 10] //= 2      # every other frame darker: no cut, different references
+    b = vsvitm.ITM(clip_from_array(other), mode="icam", num_refs=0, models=tiny_models)
+    np.testing.assert_array_equal(frame_to_array(a.get_frame(10)), frame_to_array(b.get_frame(10)))
+    c = vsvitm.ITM(clip_from_array(other), mode="icam", models=tiny_models)  # with references it does
+    assert not np.array_equal(frame_to_array(a.get_frame(10)), frame_to_array(c.get_frame(10)))
+
+
+@pytest.mark.parametrize("threads", [1, 4])
+def test_request_order_does_not_change_results(tiny_models, threads):
+    src = clip_from_array(moving_clip(40))
+    old = core.num_threads
+    core.num_threads = threads
+    try:
+        ref = render(vsvitm.ITM(src, models=tiny_models), range(40))
+        rev = render(vsvitm.ITM(src, models=tiny_models), range(39, -1, -1))
+        order = list(range(40))
+        random.Random(1).shuffle(order)
+        rnd = render(vsvitm.ITM(src, models=tiny_models), order)
+        # many frames in flight at once
+        par = vsvitm.ITM(src, models=tiny_models)
+        futs = {n: par.get_frame_async(n) for n in order}
+        par_res = {n: frame_to_array(f.result()) for n, f in futs.items()}
+    finally:
+        core.num_threads = old
+    for n in range(40):
+        np.testing.assert_array_equal(ref[n], rev[n])
+        np.testing.assert_array_equal(ref[n], rnd[n])
+        np.testing.assert_array_equal(ref[n], par_res[n])
+
+
+def test_scene_cut_bounds_references(tiny_models):
+    src = clip_from_array(moving_clip(60, cut_at=30))
+    out = vsvitm.ITM(src, models=tiny_models)
+    for k in (21, 27, 33, 39):
+        refs = [r for r in as_list(out.get_frame(k).props["VSVITM_References"]) if r >= 0]
+        assert all((r < 30) == (k < 30) for r in refs), (k, refs)
+    assert as_list(out.get_frame(28).props["VSVITM_Keys"]) == [3, 9, 15, 21, 27]   # not 33: other shot
+
+
+def test_scene_change_props_are_used(tiny_models):
+    src = clip_from_array(moving_clip(40))
+    marked = core.std.SetFrameProps(src[20:], _SceneChangePrev=1)
+    src = src[:20] + core.std.SetFrameProps(marked[:1], _SceneChangePrev=1) + marked[1:].std.SetFrameProps(_SceneChangePrev=0)
+    out = vsvitm.ITM(src, models=tiny_models)
+    refs = as_list(out.get_frame(27).props["VSVITM_References"])
+    assert refs == [-1] or min(refs) >= 20
+
+
+@pytest.mark.skipif(not vspipe_ok(), reason="vspipe not usable (run `vapoursynth config` once)")
+def test_vspipe_segment_matches_api(tmp_path, tiny_models):
+    frames = moving_clip(30)
+    np.save(tmp_path / "frames.npy", frames)
+    script = tmp_path / "s.vpy"
+    script.write_text(
+        "import numpy as np, vsvitm\n"
+        "from vsvitm.vsnp import clip_from_array\n"
+        f"c = clip_from_array(np.load(r'{tmp_path / 'frames.npy'}'))\n"
+        f"vsvitm.ITM(c, models=r'{tiny_models}').set_output()\n")
+    exe = str(__import__("pathlib").Path(sys.executable).with_name("vspipe"))
+    raw = subprocess.run([exe, "--start", "13", "--end", "15", str(script), "-"], capture_output=True, check=True).stdout
+    api = vsvitm.ITM(clip_from_array(frames), models=tiny_models)
+    h, w = frames.shape[1:3]
+    got = np.frombuffer(raw, np.float32).reshape(3, 3, h, w)            # 3 frames, planar RGB
+    for i, n in enumerate(range(13, 16)):
+        # vspipe writes planar RGB in G, B, R order (FFmpeg's gbrp)
+        np.testing.assert_array_equal(got[i][[2, 0, 1]].transpose(1, 2, 0), frame_to_array(api.get_frame(n)))
+
+
+def test_errors_are_clear(src, tiny_models, tmp_path):
+    with pytest.raises(ValueError, match="mode"):
+        vsvitm.ITM(src, mode="fast", models=tiny_models)
+    with pytest.raises(ValueError, match="transfer"):
+        vsvitm.ITM(src, transfer="pq", models=tiny_models)
+    with pytest.raises(FileNotFoundError, match="no trained ICAM model"):
+        vsvitm.ITM(src, models=tmp_path)
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for f in tiny_models.iterdir():
+        (bad / f.name).write_bytes(f.read_bytes())
+    (bad / "icam_ref.onnx").write_bytes((tiny_models / "icam_ref.onnx").read_bytes()[:1000])
+    with pytest.raises(RuntimeError, match="could not load"):
+        vsvitm.ITM(src, models=bad)
+    with pytest.raises(ValueError, match="backend"):
+        vsvitm.ITM(src, backend="cuda", models=tiny_models)
+
+
+def test_exception_in_callback_surfaces_as_frame_error(src, tiny_models, monkeypatch):
+    from vsvitm import engine
+    out = vsvitm.ITM(src, mode="icam", models=tiny_models)
+
+    def boom(*a, **k):
+        raise RuntimeError("simulated failure inside ICAM")
+    monkeypatch.setattr(engine.Engine, "icam", boom)
+    with pytest.raises(vs.Error, match="simulated failure"):
+        out.get_frame(5)
