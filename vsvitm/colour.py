@@ -84,6 +84,46 @@ def _parse_range(rng) -> int:
     return int(rng)
 
 
+# Frame prop values zimg converts with no further parameters; others (garbage, reserved, or matrices
+# that need more, e.g. ICtCp) would fail every frame mid-encode, so they are replaced (with a warning).
+_OK_PROPS = {
+    "_Matrix": {1, 2, 4, 5, 6, 7, 8, 9},
+    "_Transfer": {1, 2, *range(4, 19)},
+    "_Primaries": {1, 2, *range(4, 13), 22},
+    "_ChromaLocation": set(range(6)),
+    "_Range": {0, 1},
+}
+_warned: set = set()
+
+
+def _sanitize_props(clip: vs.VideoNode, fam) -> vs.VideoNode:
+    """Per frame: unusable colour props -> BT.709 matrix (2020 CL -> 2020 NCL) or removed (unspecified)."""
+    import logging
+
+    def fix(n: int, f: vs.VideoFrame) -> vs.VideoFrame:
+        bad = {k: f.props[k] for k, ok in _OK_PROPS.items()
+               if k in f.props and not (isinstance(f.props[k], int) and f.props[k] in ok)}
+        if fam == vs.RGB:
+            bad.pop("_Matrix", None)  # RGB: set to 0 by the caller
+        if not bad:
+            return f
+        out = f.copy()
+        for k, v in bad.items():
+            if k == "_Matrix":
+                out.props[k] = 9 if v == 10 else 1
+            else:
+                del out.props[k]
+            if (k, repr(v)) not in _warned:
+                _warned.add((k, repr(v)))
+                logging.getLogger("vsvitm").warning(
+                    f"vsvitm: frame {n} has {k}={v!r}, which cannot be converted; using "
+                    f"{('BT.2020 NCL' if v == 10 else 'BT.709') if k == '_Matrix' else 'the default'} instead "
+                    f"(set the right value with core.std.SetFrameProps(clip, {k}=...) to silence this)")
+        return out
+
+    return _core().std.ModifyFrame(clip, clip, fix)
+
+
 def to_display_rgb(clip: vs.VideoNode, *, matrix=None, transfer=None, primaries=None, range=None,
                    name: str = "ITM") -> vs.VideoNode:
     """Any constant-format clip -> RGBS, full range, display-referred code values clamped to [0, 1].
@@ -118,7 +158,8 @@ def to_display_rgb(clip: vs.VideoNode, *, matrix=None, transfer=None, primaries=
         props["_Transfer"] = int(transfer)
     if primaries is not None:
         props["_Primaries"] = int(primaries)
-    src = core.std.SetFrameProps(clip, **props) if props else clip
+    src = _sanitize_props(clip, fam)
+    src = core.std.SetFrameProps(src, **props) if props else src
 
     if fmt.sample_type == vs.FLOAT:
         # Sanitise before the matrix so one bad sample cannot turn into Inf - Inf = NaN.

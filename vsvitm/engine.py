@@ -21,6 +21,9 @@ MODEL_DIR = Path(__file__).resolve().parent / "models"
 MODEL_FORMAT = 1
 ICAM_GRAPHS = ("icam_init", "icam_ref", "icam_decode")
 FCPM_GRAPHS = ("fcpm_merge", "fcpm_back", "fcpm_fwd", "fcpm_fuse")
+GRAPH_INPUTS = {"icam_init": ("key",), "icam_ref": ("fl", "g", "ref", "preflow"), "icam_decode": ("key", "fl", "g"),
+                "fcpm_merge": ("cur", "keys", "ys", "preflows", "valid"), "fcpm_back": ("x", "cur", "xn", "h", "flow"),
+                "fcpm_fwd": ("x", "cur", "xn", "h", "flow"), "fcpm_fuse": ("hf", "hb", "x", "cur")}
 Y_MAX = 65504.0  # largest finite half: an RGBH output must never overflow to Inf
 
 
@@ -34,9 +37,15 @@ def _manifest(folder: Path, name: str, graphs: tuple[str, ...], fp16: bool) -> t
         meta = json.loads(meta_path.read_text())
     except (OSError, ValueError) as e:
         raise ValueError(f"vsvitm: {meta_path} is unreadable ({e}); reinstall vsvitm or re-export the models") from e
-    if meta.get("format") != MODEL_FORMAT:
-        raise ValueError(f"vsvitm: {meta_path} is model format {meta.get('format')!r}, this vsvitm needs "
+    if not isinstance(meta, dict) or meta.get("format") != MODEL_FORMAT:
+        fmt = meta.get("format") if isinstance(meta, dict) else None
+        raise ValueError(f"vsvitm: {meta_path} is model format {fmt!r}, this vsvitm needs "
                          f"{MODEL_FORMAT}; re-export with scripts/export_models.py from this version")
+    bad = [k for k in ("modulus", "keys", "hidden")[: 3 if name == "fcpm" else 1]
+           if not (isinstance(meta.get(k), int) and not isinstance(meta.get(k), bool) and meta[k] >= 1)]
+    if bad:
+        raise ValueError(f"vsvitm: {meta_path} lacks a positive integer {', '.join(bad)}; it is damaged: "
+                         f"reinstall vsvitm or re-export with scripts/export_models.py")
     paths = {}
     for g in graphs:
         p = folder / f"{g}{'_fp16' if fp16 else ''}.onnx"
@@ -63,6 +72,11 @@ class Engine:
             self.hidden = int(self.fcpm_meta["hidden"])
         # Sessions are created now, so a broken or truncated file fails at ITM() time, not mid-encode.
         self.sess = {g: backends.session(p, self.backend) for g, p in {**icam_paths, **fcpm_paths}.items()}
+        for g, sess in self.sess.items():  # a file renamed or mixed up with another graph: say so now
+            got = sorted(i.name for i in sess.get_inputs())
+            if got != sorted(GRAPH_INPUTS[g]):
+                raise ValueError(f"vsvitm: {({**icam_paths, **fcpm_paths})[g]} is not a {g} graph (inputs {got}, "
+                                 f"expected {sorted(GRAPH_INPUTS[g])}); reinstall vsvitm or re-export the models")
         self.transfer, self.threshold, self.exposure_norm = transfer, threshold, exposure_norm
         self.flow_fn = DISFlow()
         self.flows = ByteLRU(cache_bytes // 4)

@@ -42,7 +42,9 @@ class DISFlow:
         """y_*: HxW gamma-encoded luma in [0, 1] -> HxWx2 float32 flow key->ref in full-res pixels."""
         h, w = y_key.shape
         s = min(1.0, self.max_side / max(h, w))
-        sh, sw = max(8, round(h * s)), max(8, round(w * s))
+        # Both sides >= 32: OpenCV's DIS errors out, or segfaults (OpenCV 5.0), on tiny or very wide/tall
+        # images (e.g. 9x17, 31x200); such frames are upsampled here and the flow rescaled below.
+        sh, sw = max(32, round(h * s)), max(32, round(w * s))
         a = cv2.resize((y_key * 255 + 0.5).astype(np.uint8), (sw, sh), interpolation=cv2.INTER_AREA)
         b = cv2.resize((y_ref * 255 + 0.5).astype(np.uint8), (sw, sh), interpolation=cv2.INTER_AREA)
         # A fresh object per call: DIS keeps internal state, and sharing one between threads is unsafe.

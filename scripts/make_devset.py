@@ -1,0 +1,75 @@
+#!/usr/bin/env python
+"""Generate the development test set (fixed seed) from the held-out 'test' split only.
+
+    python scripts/make_devset.py [--data ../shared/data] [--out data/devset]
+
+One sequence per test source: video sources run twice their length (ping-pong) at the source size
+(longer side <= 480, even dimensions) with a mild camera path on top; stills run 96 frames at
+256x384. Exposure events of at most 1 stop. Camera curve gamma 2.2 only (so f^-1 = gamma 2.2 is exact), sensor noise on, no JPEG.
+Never train on this material.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from vsvitm.training.synth import clipped_share, clue_share, load_sources, synth_sequence  # noqa: E402
+
+SEED = 20240601
+STILL_FRAMES, STILL_SIZE = 96, (256, 384)
+
+
+def video_size(h: int, w: int, max_side: int = 480) -> tuple[int, int]:
+    f = min(1.0, max_side / max(h, w))
+    return max(2, int(h * f) // 2 * 2), max(2, int(w * f) // 2 * 2)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", type=Path, default=None, help="HDR data root (default ../shared/data)")
+    ap.add_argument("--out", type=Path, default=ROOT / "data" / "devset")
+    ap.add_argument("--seed", type=int, default=SEED)
+    args = ap.parse_args(argv)
+    data = args.data or (ROOT / ".." / "shared" / "data").resolve()
+    if not Path(data).is_dir():
+        ap.error(f"no data folder {data}: pass --data")
+    srcs = load_sources(data, "test", max_side=None)
+    args.out.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for i, src in enumerate(srcs):
+        opts = dict(transfer="gamma2.2", jpeg=False, max_bias_stops=1.0, event_stops=(0.5, 1.0),
+                    mean_weight=(0.0, 0.0), clip_percentile=(90.0, 98.0))
+        if src.is_video:
+            n = 2 * len(src.frames)
+            size = video_size(*src.shape)
+            opts.update(start_frame=0, zoom=(0.8, 0.95), motion=0.5)
+        else:
+            n, size = STILL_FRAMES, STILL_SIZE
+        seq = synth_sequence(src, n, size, seed=args.seed + i, **opts)
+        d = seq.to_npz_dict()
+        name = Path(src.name).name
+        np.savez(args.out / f"{name}.npz", **d)
+        cs = [clue_share(seq, t) for t in range(0, n, max(1, n // 12))] if n > 15 else []
+        cs = [c for c in cs if np.isfinite(c)]  # n/a: clip shorter than the +-15 reference stride
+        line = (f"{name:40s} frames={n:3d} size={size[0]}x{size[1]} clipped={clipped_share(d['ldr']):.3f} "
+                f"clue_share={np.mean(cs) if cs else float('nan'):.3f} exposure={seq.exposure.min():.3g}..{seq.exposure.max():.3g}")
+        print(line, flush=True)
+        lines.append(line)
+    (args.out / "README.txt").write_text(
+        "vsvitm development test set (never train on it): synthesised from the 'test' split of the shared data.\n"
+        f"command: python scripts/make_devset.py --seed {args.seed}  (from the repository root; default seed {SEED})\n"
+        "camera curve gamma 2.2, noise on, no JPEG, exposure events <= 1 stop,\n"
+        "metering on the 90-98th percentile. Files: <source>.npz with ldr uint8 [T,H,W,3], hdr float16\n"
+        "[T,H,W,3] (exposure-relative linear, 1.0 = clip level), exposure [T], homography [T,3,3], src_index [T];\n"
+        "load with vsvitm.training.synth.load_npz_sequence.\n\n" + "\n".join(lines) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,593 @@
+"""Training-data synthesis: LDR/HDR video pairs from real HDR stills and HDR video (DESIGN.md §4).
+
+A :class:`CameraSequence` simulates a camera filming a linear HDR :class:`Source`:
+
+* a smooth random camera path, one homography per frame (pan, zoom, small rotation and perspective)
+  that always keeps the view inside the source; video sources also advance through their frames
+  (ping-pong looping);
+* auto-exposure: every view is metered on a 32x32 render and followed with a first-order lag
+  (time constant 5..40 frames), plus occasional exposure ramps and steps -- regions clipped in one
+  frame are well exposed some frames away ("temporal clues");
+* a camera curve (gamma 2.2 most of the time, else sRGB, gamma 1.8..2.6 or a filmic S-curve),
+  clipping at 1.0, shot + read noise in linear light, 8-bit quantisation, optional JPEG.
+
+Ground truth ``hdr`` is exposure-relative linear radiance ``radiance * T_t`` (1.0 = that frame's clip
+level, unclipped, noise-free). ``flow(t, r)`` is exact from the homographies for still sources; for
+video sources the camera flow initialises DIS optical flow on the noise-free HDR renders (log
+luminance), with a forward-backward consistency check in the mask.
+
+Everything is deterministic for a seed (``np.random.default_rng``; per-frame noise is seeded by
+``(seed, t)``, so a frame does not depend on which other frames are rendered with it).
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import cv2
+import numpy as np
+
+from ..curves import from_linear, to_linear
+from .exr import read_exr
+
+LUMA = np.array([0.2126, 0.7152, 0.0722], np.float32)
+METER = 32  # metering render size
+IMAGE_EXTS = (".exr", ".hdr")
+
+# --------------------------------------------------------------------------------------------
+# Sources
+
+
+@dataclass(eq=False)
+class Source:
+    """Linear HDR material: 1 frame for a still, many for a video (float32 HxWx3 each)."""
+    name: str
+    frames: list[np.ndarray]
+    paths: list[str] = field(default_factory=list, repr=False)
+    _pyr: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def is_video(self) -> bool:
+        return len(self.frames) > 1
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.frames[0].shape[:2]
+
+    def pyramid(self, i: int) -> list[np.ndarray]:
+        """Cached 2x INTER_AREA pyramid of frame i (level L pixel centres at base 2^L x + (2^L-1)/2)."""
+        p = self._pyr.get(i)
+        if p is None:
+            p = [np.ascontiguousarray(self.frames[i], dtype=np.float32)]
+            while min(p[-1].shape[:2]) >= 16:
+                a = p[-1]
+                h, w = a.shape[0] // 2 * 2, a.shape[1] // 2 * 2
+                p.append(cv2.resize(a[:h, :w], (w // 2, h // 2), interpolation=cv2.INTER_AREA))
+            self._pyr[i] = p
+        return p
+
+
+def luminance(rgb: np.ndarray) -> np.ndarray:
+    return rgb @ LUMA
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    path = str(path)
+    if path.lower().endswith(".exr"):
+        return read_exr(path)
+    img = cv2.imread(path, cv2.IMREAD_UNCHANGED | cv2.IMREAD_ANYDEPTH | cv2.IMREAD_COLOR)
+    if img is None:
+        raise ValueError(f"vsvitm: cannot read {path} (unsupported by this cv2 build?)")
+    img = img.astype(np.float32)
+    if img.ndim == 2:
+        img = np.repeat(img[..., None], 3, axis=2)
+    img = img[..., 2::-1]
+    return np.maximum(np.nan_to_num(img, nan=0.0, posinf=0.0, neginf=0.0), 0.0).astype(np.float32)
+
+
+def _limit(img: np.ndarray, max_side: int | None) -> np.ndarray:
+    if max_side and max(img.shape[:2]) > max_side:
+        f = max_side / max(img.shape[:2])
+        img = cv2.resize(img, (max(1, round(img.shape[1] * f)), max(1, round(img.shape[0] * f))),
+                         interpolation=cv2.INTER_AREA)
+    return np.ascontiguousarray(img, dtype=np.float32)
+
+
+def make_source(name: str, paths: Sequence[str | Path], max_side: int | None = 1024,
+                normalise: bool = True) -> Source:
+    frames = [_limit(read_image(p), max_side) for p in paths]
+    if normalise:
+        meds = []
+        for f in frames:
+            y = luminance(f[::4, ::4])
+            y = y[y > 0]
+            meds.append(float(np.median(y)) if y.size else 0.0)
+        med = float(np.median(meds))
+        if med > 0:
+            s = np.float32(0.18 / med)
+            frames = [f * s for f in frames]
+    return Source(name, frames, [str(p) for p in paths])
+
+
+TRAIN_SPEC = {
+    "stills": ["hdr-stills/openexr-images/**/*.exr", "hdr-stills/polyhaven/*.exr",
+               "hdr-stills/libavif/cosmos1650_linear709.exr"],
+    "videos": ["hdr-video/androidx/frames_exr/hdr10-av1", "hdr-video/tears-of-steel/frames_exr/ToS-s07"],
+}
+TEST_SPEC = {
+    "stills": ["hdr-stills/libavif/seine_hdr_srgb_linear709.exr",
+               "hdr-stills/ultrahdr/ultraHDR_hdr_linear_rel_sdrwhite.exr"],
+    "videos": ["hdr-video/androidx/frames_exr/hdr10-video-with-sdr-container",
+               "hdr-video/androidx/frames_exr/roadtrip-vp92-10bit", "hdr-video/tears-of-steel/frames_exr/ToS-s01"],
+}
+
+
+def _images_in(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTS)
+
+
+def is_shared_layout(root: Path) -> bool:
+    return (root / "hdr-stills").is_dir() and (root / "hdr-video").is_dir()
+
+
+def source_paths(data_root: str | Path, split: str = "train") -> list[tuple[str, list[Path]]]:
+    """(name, frame paths) per source, without reading any pixels."""
+    root = Path(data_root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"vsvitm: data folder {root} does not exist")
+    out: list[tuple[str, list[Path]]] = []
+    if is_shared_layout(root):
+        if split not in ("train", "test"):
+            raise ValueError(f"vsvitm: split must be 'train' or 'test', not {split!r}")
+        spec = TRAIN_SPEC if split == "train" else TEST_SPEC
+        for pat in spec["stills"]:
+            for p in sorted(root.glob(pat)):
+                out.append((p.relative_to(root).with_suffix("").as_posix(), [p]))
+        for d in spec["videos"]:
+            frames = _images_in(root / d) if (root / d).is_dir() else []
+            if frames:
+                out.append((Path(d).as_posix(), frames))
+        return out
+    # A user's own folder: loose images -> stills; any sub-folder with >= 2 images -> a video.
+    for dirpath, dirnames, _ in os.walk(root):
+        dirnames.sort()
+        d = Path(dirpath)
+        imgs = _images_in(d)
+        if d == root or len(imgs) < 2:
+            for p in imgs:
+                out.append((p.relative_to(root).with_suffix("").as_posix(), [p]))
+        else:
+            out.append((d.relative_to(root).as_posix(), imgs))
+    return out
+
+
+def load_sources(data_root: str | Path, split: str = "train", max_side: int | None = 1024) -> list[Source]:
+    """Load HDR sources. With the shared data layout, ``split`` picks the training or the (held-out)
+    development-test material; any other folder is read as loose stills plus frame folders (videos).
+    Each source is scaled so its median luminance is 0.18; images larger than ``max_side`` are
+    downscaled (INTER_AREA)."""
+    srcs = [make_source(name, paths, max_side) for name, paths in source_paths(data_root, split)]
+    if not srcs:
+        raise FileNotFoundError(f"vsvitm: no .exr/.hdr images found under {data_root}")
+    return srcs
+
+
+# --------------------------------------------------------------------------------------------
+# Camera curves
+
+
+def crf(name: str, e: np.ndarray) -> np.ndarray:
+    """Camera curve f: linear [0, 1] -> code value [0, 1]."""
+    e = np.clip(e, 0.0, 1.0).astype(np.float32, copy=False)
+    if name in ("gamma2.2", "srgb", "bt1886"):
+        return from_linear(e, name)
+    if name.startswith("gamma"):
+        return np.power(e, np.float32(1.0 / float(name[5:])))
+    if name.startswith("filmic"):
+        k = np.float32(name[6:])
+        x = np.power(e, np.float32(1 / 2.2))
+        return x * (1 + k) / (x + k)
+    raise ValueError(f"vsvitm: unknown camera curve {name!r}")
+
+
+def crf_inverse(name: str, v: np.ndarray) -> np.ndarray:
+    """f^-1: code value [0, 1] -> linear [0, 1]."""
+    v = np.clip(v, 0.0, 1.0).astype(np.float32, copy=False)
+    if name in ("gamma2.2", "srgb", "bt1886"):
+        return to_linear(v, name)
+    if name.startswith("gamma"):
+        return np.power(v, np.float32(float(name[5:])))
+    if name.startswith("filmic"):
+        k = np.float32(name[6:])
+        x = v * k / (1 + k - v)
+        return np.power(x, np.float32(2.2))
+    raise ValueError(f"vsvitm: unknown camera curve {name!r}")
+
+
+def random_transfer(rng: np.random.Generator) -> str:
+    u = rng.random()
+    if u < 0.7:
+        return "gamma2.2"
+    if u < 0.8:
+        return "srgb"
+    if u < 0.9:
+        return f"gamma{rng.uniform(1.8, 2.6):.2f}"
+    return f"filmic{rng.uniform(0.3, 1.5):.2f}"
+
+
+# --------------------------------------------------------------------------------------------
+# Geometry helpers
+
+
+def _smooth(rng: np.random.Generator, n: int, periods=(60.0, 800.0), k: int = 3) -> np.ndarray:
+    """Sum of k low-frequency sinusoids, in [-1, 1]."""
+    t = np.arange(n, dtype=np.float64)
+    a = rng.uniform(0.2, 1.0, k)
+    a /= a.sum()
+    per = np.exp(rng.uniform(math.log(periods[0]), math.log(periods[1]), k))
+    ph = rng.uniform(0, 2 * math.pi, k)
+    return (a[:, None] * np.sin(2 * math.pi * t[None] / per[:, None] + ph[:, None])).sum(0)
+
+
+def _translate(x: float, y: float) -> np.ndarray:
+    return np.array([[1, 0, x], [0, 1, y], [0, 0, 1]], np.float64)
+
+
+def _level_matrix(L: int) -> np.ndarray:
+    f = 2.0 ** L
+    o = (f - 1) / (2 * f)
+    return np.array([[1 / f, 0, -o], [0, 1 / f, -o], [0, 0, 1]], np.float64)
+
+
+def _local_scale(H: np.ndarray, h: int, w: int) -> float:
+    """Source pixels per output pixel at the output centre."""
+    cx, cy = (w - 1) / 2, (h - 1) / 2
+    p = H @ np.array([[cx, cx + 1, cx], [cy, cy, cy + 1], [1, 1, 1]], np.float64)
+    p = p[:2] / p[2]
+    a, b = p[:, 1] - p[:, 0], p[:, 2] - p[:, 0]
+    return math.sqrt(abs(a[0] * b[1] - a[1] * b[0]))
+
+
+def warp(pyr: list[np.ndarray], H: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Render output pixels (x, y) from source position H @ (x, y, 1), prefiltered via the pyramid."""
+    h, w = size
+    s = _local_scale(H, h, w)
+    L = int(min(max(math.floor(math.log2(max(s, 1e-6))), 0), len(pyr) - 1))
+    M = _level_matrix(L) @ H if L else H
+    return cv2.warpPerspective(pyr[L], M, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                               borderMode=cv2.BORDER_REPLICATE)
+
+
+def camera_flow(Ht: np.ndarray, Hr: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Flow of a static scene: output pixel p of frame t shows source point Ht p, seen at Hr^-1 Ht p in r."""
+    h, w = size
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
+    P = np.stack([xs.ravel(), ys.ravel(), np.ones(h * w)])
+    Q = np.linalg.inv(Hr) @ (Ht @ P)
+    z = Q[2]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        qx, qy = Q[0] / z, Q[1] / z
+    flow = np.stack([qx - P[0], qy - P[1]], -1).reshape(h, w, 2)
+    e = 1e-3  # round-off
+    valid = ((z > 0) & (qx >= -e) & (qx <= w - 1 + e) & (qy >= -e) & (qy <= h - 1 + e)).reshape(h, w)
+    flow = np.nan_to_num(flow, nan=0.0, posinf=0.0, neginf=0.0)
+    return flow.astype(np.float32), valid
+
+
+def _to8(y: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    return np.clip((np.log2(y + 1e-6) - lo) * (255.0 / max(hi - lo, 1e-3)), 0, 255).astype(np.uint8)
+
+
+_DIS = None
+
+
+def _dis():
+    global _DIS
+    if _DIS is None:
+        _DIS = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+    return _DIS
+
+
+def refined_flow(rad_t: np.ndarray, rad_r: np.ndarray, init_tr: np.ndarray, init_rt: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """DIS flow t->r on log luminance of noise-free radiance, initialised with the camera flow;
+    mask = lands inside frame r and forward-backward consistent."""
+    h, w = rad_t.shape[:2]
+    yt, yr = luminance(rad_t), luminance(rad_r)
+    both = np.concatenate([np.log2(yt[::4, ::4].ravel() + 1e-6), np.log2(yr[::4, ::4].ravel() + 1e-6)])
+    lo, hi = np.percentile(both, [0.5, 99.9])
+    a, b = _to8(yt, lo, hi), _to8(yr, lo, hi)
+    dis = _dis()
+    f_tr = dis.calc(a, b, init_tr.copy())
+    f_rt = dis.calc(b, a, init_rt.copy())
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    mx, my = xs + f_tr[..., 0], ys + f_tr[..., 1]
+    back = cv2.remap(f_rt, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    err = np.linalg.norm(f_tr + back, axis=-1)
+    mag = np.linalg.norm(f_tr, axis=-1)
+    valid = (mx >= 0) & (mx <= w - 1) & (my >= 0) & (my <= h - 1) & (err < 1.0 + 0.05 * mag)
+    return f_tr.astype(np.float32), valid
+
+
+# --------------------------------------------------------------------------------------------
+# Sequences
+
+
+class _SequenceBase:
+    n_frames: int
+    size: tuple[int, int]
+    exposure: np.ndarray
+    transfer: str
+    homographies: np.ndarray  # [n, 3, 3] output pixel -> source pixel
+    src_index: np.ndarray  # [n] source frame per output frame
+    is_video: bool
+
+    def _radiance(self, t: int) -> np.ndarray:
+        raise NotImplementedError
+
+    def flow(self, t: int, r: int) -> tuple[np.ndarray, np.ndarray]:
+        """GT flow float32 [H, W, 2] (dx, dy): pixel p of frame t is seen at p + flow in frame r;
+        bool [H, W] mask "lands inside frame r" (and, for video sources, flow is consistent)."""
+        Ht, Hr = self.homographies[t], self.homographies[r]
+        f_tr, valid = camera_flow(Ht, Hr, self.size)
+        if not self.is_video or self.src_index[t] == self.src_index[r] or t == r:
+            return f_tr, valid
+        f_rt, _ = camera_flow(Hr, Ht, self.size)
+        return refined_flow(self._radiance(t), self._radiance(r), f_tr, f_rt)
+
+
+class CameraSequence(_SequenceBase):
+    """A synthetic LDR/HDR video made from one Source; deterministic for its seed."""
+
+    def __init__(self, source: Source, n_frames: int, size: tuple[int, int], seed: int, *,
+                 transfer: str | None = None, jpeg: bool | int | None = None, noise: bool | tuple = True,
+                 zoom: tuple[float, float] = (0.35, 0.9), motion: float | None = None,
+                 max_rotation: float = 5.0, max_perspective: float = 0.08, static_prob: float = 0.1,
+                 clip_percentile: tuple[float, float] = (88.0, 99.0), mean_weight: tuple[float, float] = (0.0, 0.5),
+                 tau: tuple[float, float] = (5.0, 40.0), events_per_100: float = 1.5,
+                 event_stops: tuple[float, float] = (0.5, 1.5), max_bias_stops: float = 1.5,
+                 start_frame: int | None = None, exposure_scale: float = 1.0,
+                 min_exposure: float | None = None):
+        self.source, self.n_frames, self.size, self.seed = source, int(n_frames), (int(size[0]), int(size[1])), seed
+        self.name = source.name
+        self.is_video = source.is_video
+        rng = np.random.default_rng(seed)
+        n, (h, w) = self.n_frames, self.size
+        # --- degradations
+        self.transfer = transfer if transfer is not None else random_transfer(rng)
+        crf(self.transfer, np.zeros(1, np.float32))  # validate
+        jq = rng.integers(60, 96)
+        use_jpeg = rng.random() < 0.3
+        self.jpeg_quality = 0 if jpeg is False or (jpeg is None and not use_jpeg) else (
+            int(jq) if jpeg is None or jpeg is True else int(jpeg))
+        shot, read = 10 ** rng.uniform(-4.0, -2.5), 10 ** rng.uniform(-3.7, -2.5)
+        if noise is False:
+            shot = read = 0.0
+        elif isinstance(noise, tuple):
+            shot, read = noise
+        self.noise = (float(shot), float(read))
+        # --- source frame per output frame (ping-pong)
+        N = len(source.frames)
+        if N > 1:
+            per = 2 * N - 2
+            t0 = int(rng.integers(0, per)) if start_frame is None else int(start_frame)
+            k = (t0 + np.arange(n)) % per
+            self.src_index = np.where(k < N, k, per - k).astype(np.int64)
+        else:
+            self.src_index = np.zeros(n, np.int64)
+        # --- camera path
+        self.homographies = self._camera_path(rng, zoom, motion, max_rotation, max_perspective, static_prob)
+        # --- auto-exposure
+        self.exposure = self._auto_exposure(rng, clip_percentile, mean_weight, tau, events_per_100,
+                                            event_stops, max_bias_stops) * np.float32(exposure_scale)
+        if min_exposure is not None:
+            self.exposure = np.maximum(self.exposure, np.float32(min_exposure))
+
+    # -- camera path
+    def _camera_path(self, rng, zoom, motion, max_rot, max_persp, static_prob) -> np.ndarray:
+        n, (h, w) = self.n_frames, self.size
+        sh, sw = self.source.shape
+        s_full = min((sw - 1) / max(w - 1, 1), (sh - 1) / max(h - 1, 1))
+        static = rng.random() < static_prob
+        m = (0.0 if static else rng.uniform(0.2, 1.0)) if motion is None else float(motion)
+        zlo, zhi = zoom
+        z0 = rng.uniform(0, 1)
+        zu = np.clip(z0 + m * min(z0, 1 - z0) * _smooth(rng, n), 0, 1)
+        s = s_full * np.exp(math.log(zlo) + (math.log(zhi) - math.log(zlo)) * zu)
+        rot = np.deg2rad(rng.uniform(-1, 1) * max_rot * min(m * 2, 1)) * _smooth(rng, n) + \
+            np.deg2rad(rng.uniform(-0.3, 0.3) * max_rot)
+        px = rng.uniform(-1, 1) * max_persp * min(m * 2, 1) * _smooth(rng, n)
+        py = rng.uniform(-1, 1) * max_persp * min(m * 2, 1) * _smooth(rng, n)
+        c0x, c0y = rng.uniform(0.15, 0.85, 2)
+        ux = np.clip(c0x + m * min(c0x, 1 - c0x) * _smooth(rng, n), 0, 1)
+        uy = np.clip(c0y + m * min(c0y, 1 - c0y) * _smooth(rng, n), 0, 1)
+        corners = np.array([[0, w - 1, 0, w - 1], [0, 0, h - 1, h - 1], [1, 1, 1, 1]], np.float64)
+        centre = _translate(-(w - 1) / 2, -(h - 1) / 2)
+        Hs = np.empty((n, 3, 3), np.float64)
+        for t in range(n):
+            st = s[t]
+            for _ in range(40):
+                c, sn = math.cos(rot[t]), math.sin(rot[t])
+                P = np.array([[1, 0, 0], [0, 1, 0], [px[t] / max((w - 1) / 2, 1), py[t] / max((h - 1) / 2, 1), 1]])
+                M = np.array([[c * st, -sn * st, 0], [sn * st, c * st, 0], [0, 0, 1]]) @ P @ centre
+                q = M @ corners
+                q = q[:2] / q[2]
+                xlo, xhi = -q[0].min(), sw - 1 - q[0].max()
+                ylo, yhi = -q[1].min(), sh - 1 - q[1].max()
+                if xhi >= xlo - 1e-6 and yhi >= ylo - 1e-6:
+                    break
+                st *= 0.95
+            cx = xlo + ux[t] * max(xhi - xlo, 0.0)
+            cy = ylo + uy[t] * max(yhi - ylo, 0.0)
+            Hs[t] = _translate(cx, cy) @ M
+        return Hs
+
+    # -- exposure
+    def _meter(self, t: int) -> np.ndarray:
+        h, w = self.size
+        D = np.array([[w / METER, 0, (w / METER - 1) / 2], [0, h / METER, (h / METER - 1) / 2], [0, 0, 1]])
+        return warp(self.source.pyramid(int(self.src_index[t])), self.homographies[t] @ D, (METER, METER))
+
+    def _auto_exposure(self, rng, clip_pct, mean_w, tau, ev_rate, ev_stops, max_bias) -> np.ndarray:
+        n = self.n_frames
+        p = rng.uniform(*clip_pct)
+        wm = rng.uniform(*mean_w)
+        key = rng.uniform(0.1, 0.25)
+        y = np.stack([self._meter(t).reshape(-1, 3) for t in range(n)])  # [n, M*M, 3]
+        ly = luminance(y)  # black borders / deep shadows count as at most ~4 stops under the median
+        ly = np.maximum(ly, 0.05 * np.median(ly, axis=1, keepdims=True) + 1e-6)
+        geo = np.exp(np.mean(np.log(ly), axis=1))
+        pc = np.maximum(np.percentile(y.max(axis=-1), p, axis=1), 1e-6)  # metering on max channel
+        target = wm * np.log2(key / np.maximum(geo, 1e-6)) + (1 - wm) * np.log2(1.0 / pc)
+        # exposure events: ramps and steps of the bias, in stops
+        bias = np.zeros(n)
+        n_ev = rng.poisson(ev_rate * n / 100.0)
+        cur, last = 0.0, 0
+        for t0 in np.sort(rng.integers(0, max(n, 1), n_ev)):
+            if cur != 0.0 and rng.random() < 0.5:
+                mag = -cur  # back to the metered exposure
+            else:
+                mag = rng.uniform(*ev_stops) * rng.choice([-1, 1])
+                if abs(cur + mag) > max_bias:
+                    mag = -mag
+            dur = 1 if rng.random() < 0.3 else int(rng.integers(8, 61))
+            bias[last:t0] = cur
+            seg = np.arange(t0, min(t0 + dur, n))
+            bias[seg] = cur + mag * (seg - t0 + 1) / dur
+            cur += mag
+            last = min(t0 + dur, n)
+        bias[last:] = cur
+        goal = target + bias
+        a = 1.0 - math.exp(-1.0 / rng.uniform(*tau))
+        L = np.empty(n)
+        L[0] = goal[0] + rng.uniform(-1, 1)
+        for t in range(1, n):
+            L[t] = L[t - 1] + a * (goal[t] - L[t - 1])
+        return np.exp2(L).astype(np.float32)
+
+    # -- rendering
+    def _radiance(self, t: int) -> np.ndarray:
+        return warp(self.source.pyramid(int(self.src_index[t])), self.homographies[t], self.size)
+
+    def render(self, indices: Sequence[int]) -> dict:
+        """ldr uint8 [n, H, W, 3] camera output; hdr float32 [n, H, W, 3] = radiance * T_t (unclipped)."""
+        idx = [int(i) for i in indices]
+        h, w = self.size
+        ldr = np.empty((len(idx), h, w, 3), np.uint8)
+        hdr = np.empty((len(idx), h, w, 3), np.float32)
+        for j, t in enumerate(idx):
+            hdr[j] = self._radiance(t) * self.exposure[t]
+            ldr[j] = self._camera(hdr[j], t)
+        return {"ldr": ldr, "hdr": hdr}
+
+    def _camera(self, e: np.ndarray, t: int) -> np.ndarray:
+        shot, read = self.noise
+        if shot > 0 or read > 0:
+            rng = np.random.default_rng([int(self.seed) & 0xFFFFFFFFFFFF, t, 7])
+            ec = np.minimum(e, 1.5)
+            ec = ec + np.sqrt(shot * ec + read * read) * rng.standard_normal(ec.shape, np.float32)
+        else:
+            ec = e
+        q = np.rint(crf(self.transfer, ec) * 255.0).astype(np.uint8)
+        if self.jpeg_quality:
+            ok, buf = cv2.imencode(".jpg", q[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality])
+            q = cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1]
+        return q
+
+    def to_npz_dict(self, frames: Sequence[int] | None = None) -> dict:
+        idx = list(range(self.n_frames)) if frames is None else list(frames)
+        fr = self.render(idx)
+        return {"ldr": fr["ldr"], "hdr": fr["hdr"].astype(np.float16), "exposure": self.exposure[idx],
+                "homography": self.homographies[idx], "src_index": self.src_index[idx],
+                "is_video": np.bool_(self.is_video), "transfer": np.str_(self.transfer),
+                "source": np.str_(self.name), "seed": np.int64(self.seed), "jpeg_quality": np.int64(self.jpeg_quality),
+                "noise": np.array(self.noise, np.float64)}
+
+
+def synth_sequence(source: Source, n_frames: int, size: tuple[int, int], seed: int, **options) -> CameraSequence:
+    """A synthetic camera sequence over ``source``; options: see :class:`CameraSequence`."""
+    return CameraSequence(source, n_frames, size, seed, **options)
+
+
+def synth_from_ldr_video(frames_uint8: np.ndarray, seed: int, n_frames: int | None = None,
+                         size: tuple[int, int] | None = None, transfer: str = "gamma2.2", **options) -> CameraSequence:
+    """The paper's LDR-video route (eq. 14): O = f(clip(f^-1(L) * T)); ground truth f^-1(L) * T.
+
+    ``frames_uint8`` [N, H, W, 3]. By default no extra camera motion (the video's own motion), no noise,
+    no JPEG; the auto-exposure model picks T_t >= 1 (so that some pixels clip; T = 1 is the input frame)."""
+    frames_uint8 = np.asarray(frames_uint8)
+    lin = [crf_inverse(transfer, f.astype(np.float32) / 255.0) for f in frames_uint8]
+    src = Source("ldr-video", [np.ascontiguousarray(x, dtype=np.float32) for x in lin])
+    n = len(lin) if n_frames is None else n_frames
+    hw = lin[0].shape[:2] if size is None else size
+    opts = dict(transfer=transfer, jpeg=False, noise=False, zoom=(1.0, 1.0), motion=0.0, max_rotation=0.0,
+                max_perspective=0.0, start_frame=0, clip_percentile=(80.0, 97.0), mean_weight=(0.0, 0.0),
+                min_exposure=1.0)
+    opts.update(options)
+    return CameraSequence(src, n, hw, seed, **opts)
+
+
+# --------------------------------------------------------------------------------------------
+# Saved sequences
+
+
+class NpzSequence(_SequenceBase):
+    """A saved sequence (scripts/synthesize.py, scripts/make_devset.py) with the live render/flow API."""
+
+    def __init__(self, path: str | Path):
+        d = np.load(str(path), allow_pickle=False)
+        self.path = str(path)
+        self.ldr = d["ldr"]
+        self.hdr = d["hdr"]
+        self.exposure = d["exposure"].astype(np.float32)
+        self.homographies = d["homography"].astype(np.float64)
+        self.src_index = d["src_index"]
+        self.is_video = bool(d["is_video"])
+        self.transfer = str(d["transfer"])
+        self.name = str(d["source"])
+        self.n_frames = int(self.ldr.shape[0])
+        self.size = (int(self.ldr.shape[1]), int(self.ldr.shape[2]))
+
+    def _radiance(self, t: int) -> np.ndarray:
+        return self.hdr[t].astype(np.float32) / self.exposure[t]
+
+    def render(self, indices: Sequence[int]) -> dict:
+        idx = [int(i) for i in indices]
+        return {"ldr": self.ldr[idx], "hdr": self.hdr[idx].astype(np.float32)}
+
+
+def load_npz_sequence(path: str | Path) -> NpzSequence:
+    return NpzSequence(path)
+
+
+# --------------------------------------------------------------------------------------------
+# Diagnostics
+
+
+def clue_share(seq, t: int, radius: int = 90, stride: int = 15) -> float:
+    """Fraction of frame t's clipped pixels (max channel >= 250) that some frame t +- stride*i within
+    ``radius`` shows unclipped (max channel <= 240 at the GT-flow location, inside that frame).
+    NaN when frame t has no clipped pixels."""
+    refs = [t + s * stride * i for i in range(1, radius // stride + 1) for s in (-1, 1)]
+    refs = [r for r in refs if 0 <= r < seq.n_frames]
+    fr = seq.render([t] + refs)
+    mx = fr["ldr"].max(axis=-1)
+    clipped = mx[0] >= 250
+    if not clipped.any():
+        return float("nan")
+    h, w = clipped.shape
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    seen = np.zeros_like(clipped)
+    for j, r in enumerate(refs):
+        f, valid = seq.flow(t, r)
+        m = cv2.remap(mx[j + 1], xs + f[..., 0], ys + f[..., 1], cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT,
+                      borderValue=255)
+        seen |= valid & (m <= 240)
+    return float((seen & clipped).sum() / clipped.sum())
+
+
+def clipped_share(ldr: np.ndarray) -> float:
+    return float((np.asarray(ldr).max(axis=-1) >= 250).mean())
