@@ -1,0 +1,86 @@
+"""ONNX export: ORT output matches torch at several sizes; IR version loadable by ORT; shipped models run."""
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+ort = pytest.importorskip("onnxruntime")
+
+
+def _sess(p):
+    return ort.InferenceSession(str(p), providers=["CPUExecutionProvider"])
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    from vsvitm.training.export import export_fcpm, export_icam
+    from vsvitm.training.fcpm_net import FCPM
+    from vsvitm.training.icam_net import ICAM
+    torch.manual_seed(1)
+    d = tmp_path_factory.mktemp("exp")
+    icam, fcpm = ICAM().eval(), FCPM().eval()
+    export_icam(icam, d, fp16=False)
+    export_fcpm(fcpm, d, fp16=False)
+    return d, icam, fcpm
+
+
+@pytest.mark.parametrize("hw", [(64, 128), (192, 64)])
+def test_icam_ort_matches_torch(exported, hw):
+    d, icam, _ = exported
+    h, w = hw
+    g = torch.Generator().manual_seed(0)
+    key, ref = torch.rand(1, 4, h, w, generator=g), torch.rand(1, 4, h, w, generator=g) * 2
+    pf = torch.randn(1, 2, h, w, generator=g) * 3
+    with torch.no_grad():
+        y, _ = icam(key, [ref, ref], [pf, -pf])
+    fl, gg = _sess(d / "icam_init.onnx").run(None, {"key": key.numpy()})
+    s = _sess(d / "icam_ref.onnx")
+    for p in (pf, -pf):
+        fl, gg, _ = s.run(None, {"fl": fl, "g": gg, "ref": ref.numpy(), "preflow": p.numpy()})
+    yo = _sess(d / "icam_decode.onnx").run(None, {"key": key.numpy(), "fl": fl, "g": gg})[0]
+    assert np.abs(yo - y.numpy()).max() <= 1e-4 * max(1.0, float(y.abs().max()))
+
+
+def test_fcpm_ort_matches_torch(exported):
+    d, _, fcpm = exported
+    h, w = 48, 80
+    g = torch.Generator().manual_seed(0)
+    cur, keys = torch.rand(1, 4, h, w, generator=g), torch.rand(1, 20, h, w, generator=g)
+    ys, pf = torch.rand(1, 15, h, w, generator=g) * 4, torch.randn(1, 10, h, w, generator=g)
+    valid = torch.tensor([1, 1, 1, 0, 0.0]).view(1, 5, 1, 1)
+    with torch.no_grad():
+        x = fcpm.merge(cur, keys, ys, pf, valid)
+        hb = fcpm.back(x, cur, x, torch.zeros(1, 16, h, w), torch.zeros(1, 2, h, w))
+        y = fcpm.fuse(hb, hb, x, cur)
+    xo = _sess(d / "fcpm_merge.onnx").run(None, {"cur": cur.numpy(), "keys": keys.numpy(), "ys": ys.numpy(),
+                                                 "preflows": pf.numpy(), "valid": valid.numpy()})[0]
+    assert np.abs(xo - x.numpy()).max() < 1e-4
+    ho = _sess(d / "fcpm_back.onnx").run(None, {"x": xo, "cur": cur.numpy(), "xn": xo, "h": np.zeros((1, 16, h, w), np.float32),
+                                                "flow": np.zeros((1, 2, h, w), np.float32)})[0]
+    yo = _sess(d / "fcpm_fuse.onnx").run(None, {"hf": ho, "hb": ho, "x": xo, "cur": cur.numpy()})[0]
+    assert np.abs(yo - y.numpy()).max() <= 1e-4 * max(1.0, float(y.abs().max()))
+
+
+def test_ir_version_and_manifest(exported):
+    import onnx
+    d, _, _ = exported
+    for p in d.glob("*.onnx"):
+        assert onnx.load(str(p)).ir_version <= 10
+    meta = json.loads((d / "icam.json").read_text())
+    assert meta["format"] == 1 and meta["modulus"] == 64
+
+
+def test_shipped_models_recover_highlights():
+    from vsvitm.engine import MODEL_DIR
+    if not (MODEL_DIR / "icam.json").exists():
+        pytest.skip("no shipped models in this checkout")
+    import vsvitm
+    from vsvitm.vsnp import clip_from_array, clip_to_array
+    from conftest import moving_clip
+    frames = moving_clip(24, 64, 64)
+    mode = "full" if (MODEL_DIR / "fcpm.json").exists() else "icam"
+    out = clip_to_array(vsvitm.ITM(clip_from_array(frames), mode=mode), 0, 12)
+    assert np.isfinite(out).all() and out.min() >= 0
+    clipped = frames[:12].max(-1) >= 250
+    assert out[clipped].max() > 1.0           # something above SDR white was reconstructed
