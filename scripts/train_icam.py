@@ -42,6 +42,9 @@ def main(argv=None):
     ap.add_argument("--workers", type=int, default=1, help="data worker processes")
     ap.add_argument("--ckpt-every", type=int, default=100)
     ap.add_argument("--init", help="start from these weights (a checkpoint .pt), e.g. for short ablation runs")
+    ap.add_argument("--reset-head", action="store_true", help="zero the output conv (restart from Y = f^-1(L) + 1)")
+    ap.add_argument("--clipped-only", action="store_true",
+                    help="pixel loss only where the key is really clipped (code >= 0.99), not on all of alpha > 0")
     ap.add_argument("--no-flow-correction", action="store_true")
     ap.add_argument("--no-deformable", action="store_true")
     ap.add_argument("--no-global", action="store_true")
@@ -69,6 +72,9 @@ def main(argv=None):
         st = torch.load(a.init, map_location="cpu", weights_only=False)
         missing = model.load_state_dict(st["model"], strict=False)
         print(f"initialised from {a.init} ({missing})", flush=True)
+    if a.reset_head and step == 0:
+        torch.nn.init.zeros_(model.d0[-1].weight)
+        torch.nn.init.zeros_(model.d0[-1].bias)
     meta = {"config": cfg.to_dict(), "args": vars(a), "exposure_norm": not a.no_exposure_norm}
     (out / "config.json").write_text(json.dumps(meta, indent=1))
 
@@ -86,7 +92,10 @@ def main(argv=None):
         if step >= a.steps:
             break
         y, flows = model(batch["key"], batch["refs"], batch["flows"])
-        lpix = highlight_l1(y, batch["hdr"], batch["alpha"])
+        w = batch["alpha"]
+        if a.clipped_only:  # where the key holds no information, Y is all there is
+            w = w * (batch["key"][:, :3].amax(1, keepdim=True) >= 0.99).float()
+        lpix = highlight_l1(y, batch["hdr"], w)
         lflow = flow_l1(flows, batch["gt_flows"], batch["gt_valid"]) if cfg.flow_correction else torch.zeros(())
         loss = lpix + a.flow_weight * lflow
         opt.zero_grad(set_to_none=True)
