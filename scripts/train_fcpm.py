@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from vsvitm.training.fcpm_data import FCPMBatches, run_fcpm  # noqa: E402
 from vsvitm.training.fcpm_net import EPS, FCPM, FCPMConfig  # noqa: E402
 from vsvitm.training.icam_net import ICAM, ICAMConfig  # noqa: E402
-from vsvitm.training.losses import highlight_l1  # noqa: E402
+from vsvitm.training.losses import log_l1  # noqa: E402
 
 
 def default_data() -> str | None:
@@ -87,12 +87,11 @@ def main(argv=None):
     for b in dl:
         if step >= a.steps:
             break
-        y = run_fcpm(model, b)
+        logy = run_fcpm(model, b, log=True)
         lin = torch.pow(b["cur"][:, :, :3].clamp(0, 1), 2.2)
-        outp = (1 - b["alpha"]) * lin + b["alpha"] * y
-        lpix = highlight_l1(y, b["hdr"], b["alpha"])
+        outp = (1 - b["alpha"]) * lin + b["alpha"] * (torch.exp(logy) - EPS).clamp_min(0)
+        lpix = log_l1(logy, b["hdr"], b["alpha"])
         ltmp = temporal_l1(outp, b["hdr"], b["alpha"])
-        # reference: the merged-only result's pixel loss (how much the refinement adds)
         loss = lpix + a.temporal_weight * ltmp
         opt.zero_grad(set_to_none=True)
         loss.backward()

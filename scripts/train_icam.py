@@ -19,7 +19,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from vsvitm.training.icam_data import ICAMBatches  # noqa: E402
 from vsvitm.training.icam_net import ICAM, ICAMConfig  # noqa: E402
-from vsvitm.training.losses import flow_l1, highlight_l1  # noqa: E402
+from vsvitm.training.losses import flow_l1, log_l1  # noqa: E402
 
 
 def default_data() -> str | None:
@@ -42,7 +42,7 @@ def main(argv=None):
     ap.add_argument("--workers", type=int, default=1, help="data worker processes")
     ap.add_argument("--ckpt-every", type=int, default=100)
     ap.add_argument("--init", help="start from these weights (a checkpoint .pt), e.g. for short ablation runs")
-    ap.add_argument("--reset-head", action="store_true", help="zero the output conv (restart from Y = f^-1(L) + 1)")
+    ap.add_argument("--reset-head", action="store_true", help="zero the output conv of --init weights (restart from Y = f^-1(L))")
     ap.add_argument("--clipped-only", action="store_true",
                     help="pixel loss only where the key is really clipped (code >= 0.99), not on all of alpha > 0")
     ap.add_argument("--no-flow-correction", action="store_true")
@@ -72,7 +72,7 @@ def main(argv=None):
         st = torch.load(a.init, map_location="cpu", weights_only=False)
         missing = model.load_state_dict(st["model"], strict=False)
         print(f"initialised from {a.init} ({missing})", flush=True)
-    if a.reset_head and step == 0:
+    if step == 0 and (a.reset_head or not a.init):  # start from Y = f^-1(L): the residual head at zero
         torch.nn.init.zeros_(model.d0[-1].weight)
         torch.nn.init.zeros_(model.d0[-1].bias)
     meta = {"config": cfg.to_dict(), "args": vars(a), "exposure_norm": not a.no_exposure_norm}
@@ -91,11 +91,11 @@ def main(argv=None):
     for batch in dl:
         if step >= a.steps:
             break
-        y, flows = model(batch["key"], batch["refs"], batch["flows"])
+        logy, flows = model(batch["key"], batch["refs"], batch["flows"], log=True)
         w = batch["alpha"]
         if a.clipped_only:  # where the key holds no information, Y is all there is
             w = w * (batch["key"][:, :3].amax(1, keepdim=True) >= 0.99).float()
-        lpix = highlight_l1(y, batch["hdr"], w)
+        lpix = log_l1(logy, batch["hdr"], w)
         lflow = flow_l1(flows, batch["gt_flows"], batch["gt_valid"]) if cfg.flow_correction else torch.zeros(())
         loss = lpix + a.flow_weight * lflow
         opt.zero_grad(set_to_none=True)

@@ -82,10 +82,11 @@ class FCPMBatches(torch.utils.data.IterableDataset):
             step += nw
 
 
-def run_fcpm(model, b: dict) -> torch.Tensor:
+def run_fcpm(model, b: dict, log: bool = False) -> torch.Tensor:
     """The plugin's chunk procedure in torch: merge every frame, backward pass, forward pass, fuse.
 
-    b holds [T, B, C, H, W] tensors; returns Y [T, B, 3, H, W]."""
+    b holds [T, B, C, H, W] tensors; returns Y [T, B, 3, H, W] (log(Y + EPS) when log=True)."""
+    fuse = model.fuse_log if log else model.fuse
     T = b["cur"].shape[0]
     xs = [model.merge(b["cur"][t], b["keys"][t], b["ys"][t], b["preflows"][t], b["valid"][t]) for t in range(T)]
     hid = model.cfg.hidden
@@ -101,5 +102,5 @@ def run_fcpm(model, b: dict) -> torch.Tensor:
         first = t == 0
         hf = model.fwd(xs[t], b["cur"][t], xs[t] if first else xs[t - 1], z if first else hf,
                        zf if first else b["nflow_f"][t])
-        ys.append(model.fuse(hf, hb[t], xs[t], b["cur"][t]))
+        ys.append(fuse(hf, hb[t], xs[t], b["cur"][t]))
     return torch.stack(ys)

@@ -104,11 +104,15 @@ class FCPM(nn.Module):
     def fwd(self, x, cur, xn, h, flow):
         return self.prop_f(x, cur, xn, h, flow)
 
-    def fuse(self, hf, hb, x, cur):
+    def fuse_log(self, hf, hb, x, cur):
+        """log(Y + EPS): the merged frame plus the refinement residual (what training sees, unclamped,
+        so the gradient never vanishes where the result would fall below f^-1(L))."""
         if not self.cfg.forward:
             hf = torch.zeros_like(hf)
         if not self.cfg.backward:
             hb = torch.zeros_like(hb)
-        r = self.fuse_net(torch.cat([hf, hb, x, cur], 1))
+        return x + self.fuse_net(torch.cat([hf, hb, x, cur], 1))
+
+    def fuse(self, hf, hb, x, cur):
         lin = torch.pow(cur[:, :3].clamp(0, 1), 2.2)
-        return torch.maximum(torch.exp(x + r) - EPS, lin)
+        return torch.maximum(torch.exp(self.fuse_log(hf, hb, x, cur).clamp(-8.0, 8.3)) - EPS, lin)

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from .nets_common import DenseBlock, act, conv, downflow, warp
 
 MODULUS = 64  # 1/16 resolution, then 4x4-token attention windows
+EPS = 1e-3    # log-domain offset, the same as the losses'
 
 
 @dataclass
@@ -148,7 +149,12 @@ class ICAM(nn.Module):
             g = self.attn(g, rg)
         return fl, g, flow
 
-    def decode(self, key: torch.Tensor, fl: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    def decode_log(self, key: torch.Tensor, fl: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+        """log(Y + EPS), predicted as a residual over log(f^-1(L) + EPS).
+
+        Why this form: the first parameterisation, Y = f^-1(L) + exp(r), has d log Y / d r =
+        sigmoid(r - log f^-1(L)); once r drifted low the gradient vanished and training collapsed to
+        Y = f^-1(L). A residual in the log domain keeps a constant gradient everywhere."""
         s2, s3, s4 = self.enc.deep(fl)
         x = self.bottom(torch.cat([s4, g], 1))
         up = lambda t: F.interpolate(t, scale_factor=2.0, mode="bilinear", align_corners=False)  # noqa: E731
@@ -157,12 +163,19 @@ class ICAM(nn.Module):
         x = self.d1(torch.cat([up(x), fl], 1))
         r = self.d0(torch.cat([up(x), key], 1))
         lin = torch.pow(key[:, :3].clamp(0, 1), 2.2)
-        return lin + torch.exp(r.clamp(-12.0, 8.0))   # Y >= f^-1(L)
+        return torch.log(lin + EPS) + r
 
-    def forward(self, key: torch.Tensor, refs: list[torch.Tensor], flows: list[torch.Tensor]):
+    def decode(self, key: torch.Tensor, fl: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+        """Y (linear, 1.0 = the key's clip level), never below f^-1(L) and at most 2^12."""
+        lin = torch.pow(key[:, :3].clamp(0, 1), 2.2)
+        y = torch.exp(self.decode_log(key, fl, g).clamp(-8.0, 8.3)) - EPS
+        return torch.maximum(y, lin)
+
+    def forward(self, key: torch.Tensor, refs: list[torch.Tensor], flows: list[torch.Tensor], log: bool = False):
+        """Y (or log(Y + EPS) when log=True, what training uses) and the corrected flows."""
         fl, g = self.init(key)
         corrected = []
         for ref, pf in zip(refs, flows):
             fl, g, flow = self.ref_step(fl, g, ref, pf)
             corrected.append(flow)
-        return self.decode(key, fl, g), corrected
+        return (self.decode_log if log else self.decode)(key, fl, g), corrected

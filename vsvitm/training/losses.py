@@ -6,15 +6,10 @@ import torch
 EPS = 1e-3
 
 
-def blend(lin: torch.Tensor, alpha: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Paper eq. 1: (1 - alpha) f^-1(L) + alpha Y."""
-    return (1 - alpha) * lin + alpha * y
-
-
-def highlight_l1(y: torch.Tensor, hdr: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
-    """alpha-weighted L1 of log radiance: only where the output replaces f^-1(L) does Y matter."""
-    d = (torch.log(y + EPS) - torch.log(hdr.clamp_min(0) + EPS)).abs() * alpha
-    return d.sum() / (3 * alpha.sum()).clamp_min(1.0)
+def log_l1(logy: torch.Tensor, hdr: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """w-weighted L1 between a log-domain prediction log(Y + EPS) and log(H + EPS)."""
+    d = (logy - torch.log(hdr.clamp_min(0) + EPS)).abs() * w
+    return d.sum() / (3 * w.sum()).clamp_min(1.0)
 
 
 def flow_l1(flows: list[torch.Tensor], gts: list[torch.Tensor], valids: list[torch.Tensor]) -> torch.Tensor:
