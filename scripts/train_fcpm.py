@@ -44,7 +44,7 @@ def main(argv=None):
     ap.add_argument("--out", default="runs/fcpm")
     ap.add_argument("--steps", type=int, default=800)
     ap.add_argument("--batch", type=int, default=2)
-    ap.add_argument("--size", type=int, default=96)
+    ap.add_argument("--size", type=int, default=128, help="crop size, a multiple of 64 (ICAM's modulus)")
     ap.add_argument("--run", type=int, default=6, help="frames per training chunk")
     ap.add_argument("--lr", type=float, default=5e-4)
     ap.add_argument("--temporal-weight", type=float, default=0.5)
@@ -55,6 +55,8 @@ def main(argv=None):
     ap.add_argument("--no-forward", action="store_true")
     ap.add_argument("--no-backward", action="store_true")
     a = ap.parse_args(argv)
+    if a.size < 64 or a.size % 64:
+        ap.error(f"--size must be a positive multiple of 64 (ICAM works on 1/16 resolution in 4x4 windows), got {a.size}")
     if not a.data or not Path(a.data).exists():
         ap.error("no data folder: pass --data DIR")
     torch.manual_seed(a.seed)

@@ -33,7 +33,7 @@ def main(argv=None):
     ap.add_argument("--out", default="runs/icam")
     ap.add_argument("--steps", type=int, default=3000)
     ap.add_argument("--batch", type=int, default=4)
-    ap.add_argument("--size", type=int, default=128)
+    ap.add_argument("--size", type=int, default=128, help="crop size, a multiple of 64 (ICAM's modulus)")
     ap.add_argument("--max-refs", type=int, default=4)
     ap.add_argument("--lr", type=float, default=2e-4)
     ap.add_argument("--flow-weight", type=float, default=0.05)
@@ -50,6 +50,8 @@ def main(argv=None):
     ap.add_argument("--no-global", action="store_true")
     ap.add_argument("--no-exposure-norm", action="store_true")
     a = ap.parse_args(argv)
+    if a.size < 64 or a.size % 64:
+        ap.error(f"--size must be a positive multiple of 64 (ICAM works on 1/16 resolution in 4x4 windows), got {a.size}")
     if not a.data or not Path(a.data).exists():
         ap.error("no data folder: pass --data DIR (HDR stills/videos; see ../shared/data/README.md)")
     torch.manual_seed(a.seed)
