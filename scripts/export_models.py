@@ -20,7 +20,7 @@ from vsvitm.training.icam_net import ICAM, ICAMConfig  # noqa: E402
 
 def load(path, cls, cfg_cls):
     st = torch.load(path, map_location="cpu", weights_only=False)
-    m = cls(cfg_cls(**st["config"]))
+    m = cls(cfg_cls.from_dict(st["config"]) if hasattr(cfg_cls, "from_dict") else cfg_cls(**st["config"]))
     m.load_state_dict(st["model"])
     return m.eval(), st
 

@@ -52,6 +52,7 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--ckpt-every", type=int, default=50)
+    ap.add_argument("--init", help="start from these FCPM weights (a checkpoint .pt), e.g. for short ablation runs")
     ap.add_argument("--no-forward", action="store_true")
     ap.add_argument("--no-backward", action="store_true")
     a = ap.parse_args(argv)
@@ -64,7 +65,7 @@ def main(argv=None):
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     st = torch.load(a.icam, map_location="cpu", weights_only=False)
-    icam = ICAM(ICAMConfig(**st["config"]))
+    icam = ICAM(ICAMConfig.from_dict(st["config"]))
     icam.load_state_dict(st["model"])
     icam.eval()
     cfg = FCPMConfig(forward=not a.no_forward, backward=not a.no_backward)
@@ -78,6 +79,9 @@ def main(argv=None):
         model.load_state_dict(s["model"]); opt.load_state_dict(s["opt"]); sched.load_state_dict(s["sched"])
         step = s["step"]
         print(f"resumed from {ckpt} at step {step}", flush=True)
+    elif a.init:
+        model.load_state_dict(torch.load(a.init, map_location="cpu", weights_only=False)["model"])
+        print(f"initialised from {a.init}", flush=True)
     (out / "config.json").write_text(json.dumps({"config": cfg.to_dict(), "args": vars(a)}, indent=1))
     from vsvitm.training.synth import load_sources
     sources = load_sources(a.data, split="train")

@@ -18,7 +18,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from vsvitm.training.icam_data import ICAMBatches  # noqa: E402
-from vsvitm.training.icam_net import ICAM, ICAMConfig  # noqa: E402
+from vsvitm.training.icam_net import ICAM, ICAMConfig, load_compatible  # noqa: E402
 from vsvitm.training.losses import flow_l1, log_l1  # noqa: E402
 
 
@@ -49,6 +49,7 @@ def main(argv=None):
     ap.add_argument("--no-deformable", action="store_true")
     ap.add_argument("--no-global", action="store_true")
     ap.add_argument("--no-exposure-norm", action="store_true")
+    ap.add_argument("--no-clue", action="store_true", help="without the image-level clue accumulation (ours)")
     a = ap.parse_args(argv)
     if a.size < 64 or a.size % 64:
         ap.error(f"--size must be a positive multiple of 64 (ICAM works on 1/16 resolution in 4x4 windows), got {a.size}")
@@ -59,7 +60,7 @@ def main(argv=None):
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     cfg = ICAMConfig(flow_correction=not a.no_flow_correction, deformable=not a.no_deformable,
-                     global_attention=not a.no_global)
+                     global_attention=not a.no_global, clue=not a.no_clue)
     model = ICAM(cfg)
     opt = torch.optim.Adam(model.parameters(), lr=a.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, a.steps, eta_min=a.lr * 0.1)
@@ -72,8 +73,8 @@ def main(argv=None):
         print(f"resumed from {ckpt} at step {step}", flush=True)
     elif a.init:
         st = torch.load(a.init, map_location="cpu", weights_only=False)
-        missing = model.load_state_dict(st["model"], strict=False)
-        print(f"initialised from {a.init} ({missing})", flush=True)
+        fresh = load_compatible(model, st["model"])
+        print(f"initialised from {a.init} (step {st.get('step')}); new or extended: {fresh}", flush=True)
     if step == 0 and (a.reset_head or not a.init):  # start from Y = f^-1(L): the residual head at zero
         torch.nn.init.zeros_(model.d0[-1].weight)
         torch.nn.init.zeros_(model.d0[-1].bias)

@@ -22,6 +22,8 @@ from .nets_common import DenseBlock, act, conv, downflow, warp
 
 MODULUS = 64  # 1/16 resolution, then 4x4-token attention windows
 EPS = 1e-3    # log-domain offset, the same as the losses'
+CLUE_IN = 4      # decoder inputs from the clue: mean log gain (3) and confidence (1)
+CLUE_STATE = 16  # full-res (sum w*log v, sum w) = 4 channels, pixel_unshuffled by 2
 
 
 @dataclass
@@ -36,9 +38,15 @@ class ICAMConfig:
     flow_correction: bool = True   # ablation switches (paper Table 2)
     deformable: bool = True
     global_attention: bool = True
+    clue: bool = True              # image-level clue accumulation (ours; see ICAM.ref_step)
 
     def to_dict(self):
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ICAMConfig":
+        """From a checkpoint's config; checkpoints from before the clue path had none."""
+        return cls(**{"clue": False, **d})
 
 
 class Encoder(nn.Module):
@@ -120,7 +128,7 @@ class LocalAlignFuse(nn.Module):
         else:
             aligned = warp(rl, flow)
         m = torch.sigmoid(self.mask(torch.cat([fl, aligned], 1)))
-        return fl + self.fuse(torch.cat([fl, aligned * m], 1)), flow
+        return fl + self.fuse(torch.cat([fl, aligned * m], 1)), flow, aligned
 
 
 class ICAM(nn.Module):
@@ -134,20 +142,44 @@ class ICAM(nn.Module):
         self.d3 = nn.Sequential(conv(cfg.c4 + cfg.c3, cfg.c3), act(), conv(cfg.c3, cfg.c3), act())
         self.d2 = nn.Sequential(conv(cfg.c3 + cfg.c2, cfg.c2), act(), conv(cfg.c2, cfg.c2), act())
         self.d1 = nn.Sequential(conv(cfg.c2 + cfg.c1, cfg.c1), act(), conv(cfg.c1, cfg.c1), act())
-        self.d0 = nn.Sequential(conv(cfg.c1 + 4, 16), act(), conv(16, 3))
+        self.d0 = nn.Sequential(conv(cfg.c1 + 4 + (CLUE_IN if cfg.clue else 0), 16), act(), conv(16, 3))
+        if cfg.clue:  # how far to trust a reference's aligned pixels, from key and aligned features
+            self.clue_w = nn.Sequential(conv(2 * cfg.c1, 16), act(), conv(16, 1))
+
+    # The local state `fl` (1/2 res) carries the key's fused features (c1 channels) and, with
+    # cfg.clue, CLUE_STATE more: a full-resolution running sum of weighted reference evidence
+    # (sum w*log radiance, 3 ch, and sum w, 1 ch), folded into 1/2 res by pixel_unshuffle. The plugin
+    # treats the state as opaque, so this changes no graph interface.
 
     # --- the three exported graphs ---
     def init(self, key: torch.Tensor):
         fl = self.enc.e1(key)
-        return fl, self.enc.deep(fl)[2]
+        g = self.enc.deep(fl)[2]
+        if self.cfg.clue:
+            fl = torch.cat([fl, torch.zeros_like(fl[:, :1]).repeat(1, CLUE_STATE, 1, 1)], 1)
+        return fl, g
 
     def ref_step(self, fl: torch.Tensor, g: torch.Tensor, ref: torch.Tensor, preflow: torch.Tensor):
+        c1 = self.cfg.c1
+        feat = fl[:, :c1]
         rl = self.enc.e1(ref)
-        fl, flow = self.local(fl, rl, downflow(preflow, 2))
+        new, flow, aligned = self.local(feat, rl, downflow(preflow, 2))
         if self.attn is not None:
             rg = warp(self.enc.deep(rl)[2], downflow(flow, 8))
             g = self.attn(g, rg)
-        return fl, g, flow
+        if not self.cfg.clue:
+            return new, g, flow
+        # Image-level clue (ours): the paper fuses references only in feature space, where a short
+        # CPU training learns to copy radiance slowly (and at 1/2 res). Here the reference's own
+        # pixels, warped to the key at full res with the corrected flow, are accumulated with a
+        # learned trust weight, zero where the reference itself is clipped.
+        w = torch.sigmoid(self.clue_w(torch.cat([feat, aligned], 1)))
+        up = lambda t: F.interpolate(t, scale_factor=2.0, mode="bilinear", align_corners=False)  # noqa: E731
+        wr = warp(ref, 2 * up(flow))
+        lv = torch.log(torch.pow(wr[:, :3].clamp_min(0), 2.2) + EPS)
+        wf = up(w) * (1 - wr[:, 3:4].clamp(0, 1))
+        acc = F.pixel_shuffle(fl[:, c1:], 2) + torch.cat([wf * lv, wf], 1)
+        return torch.cat([new, F.pixel_unshuffle(acc, 2)], 1), g, flow
 
     def decode_log(self, key: torch.Tensor, fl: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
         """log(Y + EPS), predicted as a residual over log(f^-1(L) + EPS).
@@ -155,15 +187,23 @@ class ICAM(nn.Module):
         Why this form: the first parameterisation, Y = f^-1(L) + exp(r), has d log Y / d r =
         sigmoid(r - log f^-1(L)); once r drifted low the gradient vanished and training collapsed to
         Y = f^-1(L). A residual in the log domain keeps a constant gradient everywhere."""
+        lin = torch.pow(key[:, :3].clamp(0, 1), 2.2)
+        loglin = torch.log(lin + EPS)
+        extra = []
+        if self.cfg.clue:
+            acc = F.pixel_shuffle(fl[:, self.cfg.c1:], 2)
+            wsum = acc[:, 3:4]
+            # weighted mean of (reference log radiance - key log radiance), and how much evidence
+            extra = [(acc[:, :3] - wsum * loglin) / (wsum + 1e-3), wsum / (wsum + 0.5)]
+            fl = fl[:, : self.cfg.c1]
         s2, s3, s4 = self.enc.deep(fl)
         x = self.bottom(torch.cat([s4, g], 1))
         up = lambda t: F.interpolate(t, scale_factor=2.0, mode="bilinear", align_corners=False)  # noqa: E731
         x = self.d3(torch.cat([up(x), s3], 1))
         x = self.d2(torch.cat([up(x), s2], 1))
         x = self.d1(torch.cat([up(x), fl], 1))
-        r = self.d0(torch.cat([up(x), key], 1))
-        lin = torch.pow(key[:, :3].clamp(0, 1), 2.2)
-        return torch.log(lin + EPS) + r
+        r = self.d0(torch.cat([up(x), key, *extra], 1))
+        return loglin + r
 
     def decode(self, key: torch.Tensor, fl: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
         """Y (linear, 1.0 = the key's clip level), never below f^-1(L) and at most 2^12."""
@@ -179,3 +219,26 @@ class ICAM(nn.Module):
             fl, g, flow = self.ref_step(fl, g, ref, pf)
             corrected.append(flow)
         return (self.decode_log if log else self.decode)(key, fl, g), corrected
+
+
+def load_compatible(model: ICAM, state: dict) -> list[str]:
+    """Load weights from a checkpoint of another configuration: tensors of a different shape are
+    copied into their leading slice, the rest zero (a layer that gained inputs starts out ignoring
+    them), so a trained model keeps its function when a component is added. Returns what was new."""
+    own = model.state_dict()
+    fresh = []
+    for k, v in own.items():
+        src = state.get(k)
+        if src is None:
+            fresh.append(k)
+            continue
+        if src.shape == v.shape:
+            own[k] = src
+        elif src.dim() == v.dim():
+            t = torch.zeros_like(v)
+            t[tuple(slice(0, min(a, b)) for a, b in zip(src.shape, v.shape))] = \
+                src[tuple(slice(0, min(a, b)) for a, b in zip(src.shape, v.shape))]
+            own[k] = t
+            fresh.append(k + " (extended)")
+    model.load_state_dict(own)
+    return fresh
