@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from vsvitm.training import pick_device, to_device  # noqa: E402
 from vsvitm.training.fcpm_data import FCPMBatches, run_fcpm  # noqa: E402
 from vsvitm.training.fcpm_net import EPS, FCPM, FCPMConfig  # noqa: E402
 from vsvitm.training.icam_net import ICAM, ICAMConfig  # noqa: E402
@@ -49,6 +50,7 @@ def main(argv=None):
     ap.add_argument("--lr", type=float, default=5e-4)
     ap.add_argument("--temporal-weight", type=float, default=0.5)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--device", default="auto", help="auto (CUDA when torch sees a GPU, else CPU), cpu, cuda:N")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--ckpt-every", type=int, default=50)
@@ -62,6 +64,7 @@ def main(argv=None):
         ap.error("no data folder: pass --data DIR")
     torch.manual_seed(a.seed)
     torch.set_num_threads(a.threads)
+    dev = pick_device(a.device)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     st = torch.load(a.icam, map_location="cpu", weights_only=False)
@@ -69,7 +72,7 @@ def main(argv=None):
     icam.load_state_dict(st["model"])
     icam.eval()
     cfg = FCPMConfig(forward=not a.no_forward, backward=not a.no_backward)
-    model = FCPM(cfg)
+    model = FCPM(cfg).to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=a.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, a.steps, eta_min=a.lr * 0.1)
     step = 0
@@ -91,6 +94,7 @@ def main(argv=None):
     log = open(out / "log.txt", "a")
     t0, avg = time.time(), None
     for b in dl:
+        b = to_device(b, dev)
         if step >= a.steps:
             break
         logy = run_fcpm(model, b, log=True)

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from vsvitm.training import pick_device, to_device  # noqa: E402
 from vsvitm.training.icam_data import ICAMBatches  # noqa: E402
 from vsvitm.training.icam_net import ICAM, ICAMConfig, load_compatible  # noqa: E402
 from vsvitm.training.losses import flow_l1, log_l1  # noqa: E402
@@ -38,6 +39,7 @@ def main(argv=None):
     ap.add_argument("--lr", type=float, default=2e-4)
     ap.add_argument("--flow-weight", type=float, default=0.05)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--device", default="auto", help="auto (CUDA when torch sees a GPU, else CPU), cpu, cuda:N")
     ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     ap.add_argument("--workers", type=int, default=1, help="data worker processes")
     ap.add_argument("--ckpt-every", type=int, default=100)
@@ -57,11 +59,12 @@ def main(argv=None):
         ap.error("no data folder: pass --data DIR (HDR stills/videos; see ../shared/data/README.md)")
     torch.manual_seed(a.seed)
     torch.set_num_threads(a.threads)
+    dev = pick_device(a.device)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     cfg = ICAMConfig(flow_correction=not a.no_flow_correction, deformable=not a.no_deformable,
                      global_attention=not a.no_global, clue=not a.no_clue)
-    model = ICAM(cfg)
+    model = ICAM(cfg).to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=a.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, a.steps, eta_min=a.lr * 0.1)
     step = 0
@@ -92,6 +95,7 @@ def main(argv=None):
     t0, avg = time.time(), None
     model.train()
     for batch in dl:
+        batch = to_device(batch, dev)
         if step >= a.steps:
             break
         logy, flows = model(batch["key"], batch["refs"], batch["flows"], log=True)

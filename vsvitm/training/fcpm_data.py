@@ -90,8 +90,8 @@ def run_fcpm(model, b: dict, log: bool = False) -> torch.Tensor:
     T = b["cur"].shape[0]
     xs = [model.merge(b["cur"][t], b["keys"][t], b["ys"][t], b["preflows"][t], b["valid"][t]) for t in range(T)]
     hid = model.cfg.hidden
-    z = torch.zeros(xs[0].shape[0], hid, *xs[0].shape[2:])
-    zf = torch.zeros(xs[0].shape[0], 2, *xs[0].shape[2:])
+    z = xs[0].new_zeros(xs[0].shape[0], hid, *xs[0].shape[2:])
+    zf = xs[0].new_zeros(xs[0].shape[0], 2, *xs[0].shape[2:])
     hb = [None] * T
     for t in range(T - 1, -1, -1):
         last = t == T - 1
