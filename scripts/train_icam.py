@@ -47,6 +47,10 @@ def main(argv=None):
     ap.add_argument("--reset-head", action="store_true", help="zero the output conv of --init weights (restart from Y = f^-1(L))")
     ap.add_argument("--clipped-only", action="store_true",
                     help="pixel loss only where the key is really clipped (code >= 0.99), not on all of alpha > 0")
+    ap.add_argument("--bad-flow", type=float, default=0.0,
+                    help="probability that a reference's pre-flow is perturbed (teaches distrust of misalignment)")
+    ap.add_argument("--bad-ratio", type=float, default=0.0,
+                    help="probability that a reference's exposure ratio is off by up to +-0.5 stop")
     ap.add_argument("--no-flow-correction", action="store_true")
     ap.add_argument("--no-deformable", action="store_true")
     ap.add_argument("--no-global", action="store_true")
@@ -88,7 +92,7 @@ def main(argv=None):
     sources = load_sources(a.data, split="train")
     print(f"{len(sources)} training sources", flush=True)
     ds = ICAMBatches(sources, a.batch, a.size, a.max_refs, a.seed, exposure_norm=not a.no_exposure_norm,
-                     start_step=step)
+                     start_step=step, p_bad_flow=a.bad_flow, p_bad_ratio=a.bad_ratio)
     dl = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=a.workers,
                                      persistent_workers=a.workers > 0, prefetch_factor=4 if a.workers else None)
     log = open(out / "log.txt", "a")

@@ -1,6 +1,7 @@
 """ICAM training samples: a key frame, up to N references at +-15*i, pre-flows and ground truth."""
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import torch
 
@@ -17,7 +18,20 @@ def reference_offsets(num_refs: int, ref_stride: int = 15) -> list[int]:
     return out
 
 
-def make_sample(seq, key: int, refs: list[int], flow_fn: DISFlow, exposure_norm: bool = True) -> dict:
+def perturb_flow(flow: np.ndarray, rng: np.random.Generator, max_px: float = 12.0) -> np.ndarray:
+    """flow + a smooth random displacement field (up to max_px): what a pre-flow looks like where DIS
+    fails (parallax, large motion, occlusion). Taught with this, ICAM learns to correct small errors
+    and to distrust a reference it cannot align, instead of pasting wrong pixels into the key."""
+    h, w = flow.shape[:2]
+    coarse = rng.normal(size=(int(rng.integers(2, 6)), int(rng.integers(2, 6)), 2)).astype(np.float32)
+    field = cv2.resize(coarse, (w, h), interpolation=cv2.INTER_CUBIC)
+    return flow + field * np.float32(rng.uniform(1.0, max_px) / 2)
+
+
+def make_sample(seq, key: int, refs: list[int], flow_fn: DISFlow, exposure_norm: bool = True,
+                rng: np.random.Generator | None = None, p_bad_flow: float = 0.0, p_bad_ratio: float = 0.0) -> dict:
+    """One training sample. With rng, a reference's pre-flow is perturbed with probability p_bad_flow
+    and its exposure ratio mis-estimated by up to +-0.5 stop with probability p_bad_ratio."""
     frames = seq.render([key] + refs)
     ldr = frames["ldr"].astype(np.float32) / 255.0
     lin_k = to_linear(ldr[0])
@@ -25,6 +39,10 @@ def make_sample(seq, key: int, refs: list[int], flow_fn: DISFlow, exposure_norm:
            "alpha": overexposure_mask(ldr[0]).transpose(2, 0, 1), "refs": [], "flows": [], "gt_flows": [], "gt_valid": []}
     for j, r in enumerate(refs):
         flow, e = align_pair(lin_k, to_linear(ldr[j + 1]), flow_fn, exposure_norm)
+        if rng is not None and rng.random() < p_bad_flow:
+            flow = perturb_flow(flow, rng)
+        if rng is not None and rng.random() < p_bad_ratio:
+            e = np.float32(e * 2.0 ** rng.uniform(-0.5, 0.5))
         out["refs"].append(net_input(ldr[j + 1], ratio=e))
         out["flows"].append(flow.transpose(2, 0, 1))
         gt, valid = seq.flow(key, r)
@@ -37,10 +55,12 @@ class ICAMBatches(torch.utils.data.IterableDataset):
     """Endless batches; every batch shares one reference count. Deterministic for (seed, worker)."""
 
     def __init__(self, sources, batch: int, size: int, max_refs: int, seed: int, n_frames: int = 181,
-                 ref_stride: int = 15, exposure_norm: bool = True, start_step: int = 0):
+                 ref_stride: int = 15, exposure_norm: bool = True, start_step: int = 0,
+                 p_bad_flow: float = 0.0, p_bad_ratio: float = 0.0):
         self.sources, self.batch, self.size, self.max_refs = sources, batch, size, max_refs
         self.seed, self.n_frames, self.ref_stride = seed, n_frames, ref_stride
         self.exposure_norm, self.start_step = exposure_norm, start_step
+        self.p_bad_flow, self.p_bad_ratio = p_bad_flow, p_bad_ratio
 
     def batch_at(self, step: int) -> dict:
         from .synth import synth_sequence
@@ -57,7 +77,8 @@ class ICAMBatches(torch.utils.data.IterableDataset):
                 continue
             # Mostly the run-time order (nearest first); sometimes a random subset, for robustness.
             refs = cands[:n_refs] if rng.random() < 0.5 else sorted(rng.choice(cands, n_refs, replace=False).tolist(), key=lambda r: abs(r - key))
-            samples.append(make_sample(seq, key, refs, flow_fn, self.exposure_norm))
+            samples.append(make_sample(seq, key, refs, flow_fn, self.exposure_norm, rng, self.p_bad_flow,
+                                       self.p_bad_ratio))
         coll = {k: torch.from_numpy(np.stack([s[k] for s in samples])) for k in ("key", "hdr", "alpha")}
         for k in ("refs", "flows", "gt_flows", "gt_valid"):
             coll[k] = [torch.from_numpy(np.stack([s[k][j] for s in samples])) for j in range(n_refs)]
