@@ -8,8 +8,8 @@ The reference row gets the same number of extra steps with nothing switched
 off (the "(full)" rows), so all rows have seen the same training. Short runs: the table ranks components, it does not
 replace full training of each variant.
 
-    python scripts/ablations.py --stage icam --icam runs/icam/last.pt --steps 300 --frames 24
-    python scripts/ablations.py --stage fcpm --icam runs/icam/last.pt --fcpm runs/fcpm/last.pt --steps 60
+    python scripts/ablations.py --stage icam --icam runs/icam_robust/last.pt --steps 100 --frames 12
+    python scripts/ablations.py --stage fcpm --icam runs/icam_robust/last.pt --fcpm runs/fcpm/last.pt --steps 60
 
 Resumable: finished fine-tunes and exports are reused. Results: OUT/eval_<stage>/results.md.
 """
@@ -60,6 +60,9 @@ def main(argv=None):
     ap.add_argument("--data", default=None, help="training data (default: the train scripts' default)")
     ap.add_argument("--devset", default="data/devset")
     ap.add_argument("--frames", type=int, default=24, help="frames per development sequence")
+    ap.add_argument("--train-args", default="--max-refs 4 --lr 1e-4 --bad-flow 0.3 --bad-ratio 0.2",
+                    help="training flags shared by every ICAM variant (default: as the shipped model's last stage)")
+    ap.add_argument("--sequences", default=None, help="comma-separated development sequences (default: all)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--variants", default=None, help="comma-separated subset of variant names")
     a = ap.parse_args(argv)
@@ -77,7 +80,8 @@ def main(argv=None):
         if a.stage == "icam":
             # workers=0: the data comes from the training process itself (2 cores: no oversubscription)
             run([py, str(ROOT / "scripts/train_icam.py"), "--out", str(d), "--init", a.icam, "--steps", str(a.steps),
-                 "--threads", str(a.threads), "--workers", "0", "--ckpt-every", "50", *data, *flags])
+                 "--threads", str(a.threads), "--workers", "0", "--ckpt-every", "50", *a.train_args.split(), *data,
+                 *flags])
             if not (onnx_dir / "icam.json").exists():
                 run([py, str(ROOT / "scripts/export_models.py"), "--icam", str(d / "last.pt"), "--out", str(onnx_dir),
                      "--no-fp16"])
@@ -98,6 +102,8 @@ def main(argv=None):
         methods.append(("full without exposure norm at run time", {"mode": "icam", "exposure_norm": False}))
     cmd = [py, str(ROOT / "scripts/evaluate.py"), "--data", a.devset, "--frames", str(a.frames), "--no-cvvdp",
            "--out", str(out / f"eval_{a.stage}"), "--only", ",".join(n for n, _ in methods)]
+    if a.sequences:
+        cmd += ["--sequences", a.sequences]
     for n, kw in methods:
         cmd += ["--method", f"{n}:{json.dumps(kw)}"]
     run(cmd)
