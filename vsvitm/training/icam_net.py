@@ -239,6 +239,6 @@ def load_compatible(model: ICAM, state: dict) -> list[str]:
             t[tuple(slice(0, min(a, b)) for a, b in zip(src.shape, v.shape))] = \
                 src[tuple(slice(0, min(a, b)) for a, b in zip(src.shape, v.shape))]
             own[k] = t
-            fresh.append(k + " (extended)")
+            fresh.append(k + " (reshaped)")
     model.load_state_dict(own)
     return fresh
