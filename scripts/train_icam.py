@@ -81,7 +81,7 @@ def main(argv=None):
     elif a.init:
         st = torch.load(a.init, map_location="cpu", weights_only=False)
         fresh = load_compatible(model, st["model"])
-        print(f"initialised from {a.init} (step {st.get('step')}); new or extended: {fresh}", flush=True)
+        print(f"initialised from {a.init} (step {st.get('step')}); new or reshaped: {fresh}", flush=True)
     if step == 0 and (a.reset_head or not a.init):  # start from Y = f^-1(L): the residual head at zero
         torch.nn.init.zeros_(model.d0[-1].weight)
         torch.nn.init.zeros_(model.d0[-1].bias)

@@ -19,7 +19,7 @@ def reference_offsets(num_refs: int, ref_stride: int = 15) -> list[int]:
 
 
 def perturb_flow(flow: np.ndarray, rng: np.random.Generator, max_px: float = 12.0) -> np.ndarray:
-    """flow + a smooth random displacement field (up to max_px): what a pre-flow looks like where DIS
+    """flow + a smooth random displacement field (std. dev. up to max_px / 2): what a pre-flow looks like where DIS
     fails (parallax, large motion, occlusion). Taught with this, ICAM learns to correct small errors
     and to distrust a reference it cannot align, instead of pasting wrong pixels into the key."""
     h, w = flow.shape[:2]
