@@ -21,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from vsvitm.training import pick_device, to_device  # noqa: E402
 from vsvitm.training.fcpm_data import FCPMBatches, run_fcpm  # noqa: E402
 from vsvitm.training.fcpm_net import EPS, FCPM, FCPMConfig  # noqa: E402
+from vsvitm.training.nets_common import input_linear  # noqa: E402
 from vsvitm.training.icam_net import ICAM, ICAMConfig  # noqa: E402
 from vsvitm.training.losses import log_l1  # noqa: E402
 
@@ -98,7 +99,7 @@ def main(argv=None):
         if step >= a.steps:
             break
         logy = run_fcpm(model, b, log=True)
-        lin = torch.pow(b["cur"][:, :, :3].clamp(0, 1), 2.2)
+        lin = input_linear(b["cur"].flatten(0, 1)).view_as(b["hdr"])
         outp = (1 - b["alpha"]) * lin + b["alpha"] * (torch.exp(logy) - EPS).clamp_min(0)
         lpix = log_l1(logy, b["hdr"], b["alpha"])
         ltmp = temporal_l1(outp, b["hdr"], b["alpha"])

@@ -16,9 +16,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .nets_common import act, conv, downflow, warp
+from .nets_common import EPS, act, conv, downflow, from_log, input_linear, up2, warp
 
-EPS = 1e-3
 MODULUS = 8
 
 
@@ -87,7 +86,7 @@ class FCPM(nn.Module):
             if self.cfg.flow_correction:
                 f2 = downflow(flow, 2)
                 d = self.correct(torch.cat([cur2, warp(F.avg_pool2d(key_j, 2), f2)], 1))
-                flow = flow + 2 * F.interpolate(d, scale_factor=2.0, mode="bilinear", align_corners=False)
+                flow = flow + 2 * up2(d)
             wy = warp(enc(ys[:, 3 * j: 3 * j + 3]), flow)
             wk = warp(key_j, flow)
             warped.append(wy)
@@ -95,7 +94,7 @@ class FCPM(nn.Module):
             feats += [wy / 4, (wk[:, :3] - cur[:, :3]).abs().mean(1, keepdim=True)]
         # masks are predicted at 1/2 resolution (cost) and upsampled
         m = self.mask(F.avg_pool2d(torch.cat(feats, 1), 2), valid)
-        m = F.interpolate(m, scale_factor=2.0, mode="bilinear", align_corners=False)
+        m = up2(m)
         return sum(m[:, j: j + 1] * warped[j] for j in range(k))
 
     def back(self, x, cur, xn, h, flow):
@@ -114,5 +113,4 @@ class FCPM(nn.Module):
         return x + self.fuse_net(torch.cat([hf, hb, x, cur], 1))
 
     def fuse(self, hf, hb, x, cur):
-        lin = torch.pow(cur[:, :3].clamp(0, 1), 2.2)
-        return torch.maximum(torch.exp(self.fuse_log(hf, hb, x, cur).clamp(-8.0, 8.3)) - EPS, lin)
+        return from_log(self.fuse_log(hf, hb, x, cur), input_linear(cur))

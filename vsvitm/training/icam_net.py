@@ -18,10 +18,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .nets_common import DenseBlock, act, conv, downflow, warp
+from .nets_common import EPS, DenseBlock, act, conv, downflow, from_log, input_linear, up2, warp
 
 MODULUS = 64  # 1/16 resolution, then 4x4-token attention windows
-EPS = 1e-3    # log-domain offset, the same as the losses'
 CLUE_IN = 4      # decoder inputs from the clue: mean log gain (3) and confidence (1)
 CLUE_STATE = 16  # full-res (sum w*log v, sum w) = 4 channels, pixel_unshuffled by 2
 
@@ -174,21 +173,20 @@ class ICAM(nn.Module):
         # pixels, warped to the key at full res with the corrected flow, are accumulated with a
         # learned trust weight, zero where the reference itself is clipped.
         w = torch.sigmoid(self.clue_w(torch.cat([feat, aligned], 1)))
-        up = lambda t: F.interpolate(t, scale_factor=2.0, mode="bilinear", align_corners=False)  # noqa: E731
-        wr = warp(ref, 2 * up(flow))
+        wr = warp(ref, 2 * up2(flow))
         lv = torch.log(torch.pow(wr[:, :3].clamp_min(0), 2.2) + EPS)
-        wf = up(w) * (1 - wr[:, 3:4].clamp(0, 1))
+        wf = up2(w) * (1 - wr[:, 3:4].clamp(0, 1))
         acc = F.pixel_shuffle(fl[:, c1:], 2) + torch.cat([wf * lv, wf], 1)
         return torch.cat([new, F.pixel_unshuffle(acc, 2)], 1), g, flow
 
-    def decode_log(self, key: torch.Tensor, fl: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-        """log(Y + EPS), predicted as a residual over log(f^-1(L) + EPS).
+    def decode_log(self, key: torch.Tensor, fl: torch.Tensor, g: torch.Tensor,
+                   lin: torch.Tensor | None = None) -> torch.Tensor:
+        """log(Y + EPS), predicted as a residual over log(f^-1(L) + EPS) (lin: f^-1(L), if at hand).
 
         Why this form: the first parameterisation, Y = f^-1(L) + exp(r), has d log Y / d r =
         sigmoid(r - log f^-1(L)); once r drifted low the gradient vanished and training collapsed to
         Y = f^-1(L). A residual in the log domain keeps a constant gradient everywhere."""
-        lin = torch.pow(key[:, :3].clamp(0, 1), 2.2)
-        loglin = torch.log(lin + EPS)
+        loglin = torch.log((input_linear(key) if lin is None else lin) + EPS)
         extra = []
         if self.cfg.clue:
             acc = F.pixel_shuffle(fl[:, self.cfg.c1:], 2)
@@ -198,18 +196,16 @@ class ICAM(nn.Module):
             fl = fl[:, : self.cfg.c1]
         s2, s3, s4 = self.enc.deep(fl)
         x = self.bottom(torch.cat([s4, g], 1))
-        up = lambda t: F.interpolate(t, scale_factor=2.0, mode="bilinear", align_corners=False)  # noqa: E731
-        x = self.d3(torch.cat([up(x), s3], 1))
-        x = self.d2(torch.cat([up(x), s2], 1))
-        x = self.d1(torch.cat([up(x), fl], 1))
-        r = self.d0(torch.cat([up(x), key, *extra], 1))
+        x = self.d3(torch.cat([up2(x), s3], 1))
+        x = self.d2(torch.cat([up2(x), s2], 1))
+        x = self.d1(torch.cat([up2(x), fl], 1))
+        r = self.d0(torch.cat([up2(x), key, *extra], 1))
         return loglin + r
 
     def decode(self, key: torch.Tensor, fl: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
         """Y (linear, 1.0 = the key's clip level), never below f^-1(L) and at most 2^12."""
-        lin = torch.pow(key[:, :3].clamp(0, 1), 2.2)
-        y = torch.exp(self.decode_log(key, fl, g).clamp(-8.0, 8.3)) - EPS
-        return torch.maximum(y, lin)
+        lin = input_linear(key)
+        return from_log(self.decode_log(key, fl, g, lin), lin)
 
     def forward(self, key: torch.Tensor, refs: list[torch.Tensor], flows: list[torch.Tensor], log: bool = False):
         """Y (or log(Y + EPS) when log=True, what training uses) and the corrected flows."""
@@ -235,9 +231,9 @@ def load_compatible(model: ICAM, state: dict) -> list[str]:
         if src.shape == v.shape:
             own[k] = src
         elif src.dim() == v.dim():
+            common = tuple(slice(0, min(a, b)) for a, b in zip(src.shape, v.shape))
             t = torch.zeros_like(v)
-            t[tuple(slice(0, min(a, b)) for a, b in zip(src.shape, v.shape))] = \
-                src[tuple(slice(0, min(a, b)) for a, b in zip(src.shape, v.shape))]
+            t[common] = src[common]
             own[k] = t
             fresh.append(k + " (reshaped)")
     model.load_state_dict(own)

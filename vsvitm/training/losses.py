@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-EPS = 1e-3
+from .nets_common import EPS
 
 
 def log_l1(logy: torch.Tensor, hdr: torch.Tensor, w: torch.Tensor) -> torch.Tensor:

@@ -6,6 +6,25 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 
+EPS = 1e-3           # log-domain offset: networks and losses work on log(Y + EPS)
+LOG_RANGE = (-8.0, 8.3)  # exported outputs: Y at most ~2^12
+
+
+def input_linear(x: torch.Tensor) -> torch.Tensor:
+    """f^-1(L) from a network input's first 3 channels (gamma-encoded code values, prep.py)."""
+    return torch.pow(x[:, :3].clamp(0, 1), 2.2)
+
+
+def from_log(logy: torch.Tensor, lin: torch.Tensor) -> torch.Tensor:
+    """Exported output: Y = exp(log(Y + EPS)) - EPS, bounded, never below f^-1(L)."""
+    return torch.maximum(torch.exp(logy.clamp(*LOG_RANGE)) - EPS, lin)
+
+
+def up2(x: torch.Tensor) -> torch.Tensor:
+    """2x bilinear upsampling (pixel centres aligned)."""
+    return F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
+
+
 def act() -> nn.Module:
     return nn.LeakyReLU(0.1, inplace=True)
 
