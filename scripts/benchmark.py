@@ -313,7 +313,8 @@ def child(cfg: dict) -> dict:
         else:
             backend = Backend.ORT_CUDA(fp16=cfg["backend"] == "cuda-fp16")
     t0 = time.perf_counter()
-    out = vsvitm.ITM(src, mode=cfg["mode"], backend=backend, models=cfg["models"], cache_mb=cfg["cache_mb"])
+    extra = cfg.get("itm") or {}
+    out = vsvitm.ITM(src, mode=cfg["mode"], backend=backend, models=cfg["models"], cache_mb=cfg["cache_mb"], **extra)
     t_init = time.perf_counter() - t0
     w, n = cfg["warmup"], cfg["frames"]
     a = cfg["start"] - w
@@ -440,6 +441,8 @@ def main(argv=None):
                     help="ONNX Runtime intra-op threads per session on the CPU (default 0: the plugin's choice)")
     ap.add_argument("--prefetch", type=int, default=0, help="frames in flight while timing (default: core.num_threads)")
     ap.add_argument("--cache-mb", type=int, default=1024, help="ITM(cache_mb=...) (default 1024)")
+    ap.add_argument("--itm", type=json.loads, default={}, metavar="JSON",
+                    help="more ITM keyword arguments, e.g. '{\"chunk\": 24, \"margin\": 4}'")
     ap.add_argument("--vs-cache-mb", type=int, default=0, help="core.max_cache_size in MiB (default: VapourSynth's)")
     ap.add_argument("--timeout", type=float, default=3600, help="seconds per configuration (default 3600)")
     ap.add_argument("--append", metavar="FILE", help="append the Markdown report to FILE (e.g. BENCHMARKS.md)")
@@ -489,7 +492,7 @@ def main(argv=None):
                                     "start": a.start, "warmup": a.warmup, "models": str(models) if models else None,
                                     "src": str(a.src), "synthetic": a.synthetic, "threads": a.threads,
                                     "ort_threads": a.ort_threads, "prefetch": a.prefetch, "cache_mb": a.cache_mb,
-                                    "vs_cache_mb": a.vs_cache_mb})
+                                    "vs_cache_mb": a.vs_cache_mb, "itm": a.itm})
         header = ["", f"## vsvitm benchmark, {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}", ""]
         header += machine_lines()
         header += [f"- command: `{shlex.join([Path(sys.executable).name, *sys.argv])}`",
@@ -513,7 +516,8 @@ def main(argv=None):
         r0 = next((r for r in results if "error" not in r), None)
         if r0:
             header.insert(-2, f"- VapourSynth threads {r0['vs_threads']}, prefetch {r0['prefetch']}, "
-                              f"ORT CPU intra-op threads {a.ort_threads or 'plugin default'}, ITM cache_mb {a.cache_mb}")
+                              f"ORT CPU intra-op threads {a.ort_threads or 'plugin default'}, ITM cache_mb {a.cache_mb}"
+                              + (f", ITM kwargs {json.dumps(a.itm)}" if a.itm else ""))
         report = header + table(results) + [""]
         extra = calls_table(results)
         if extra:

@@ -58,6 +58,10 @@ def main(argv=None):
     ap.add_argument("--init", help="start from these FCPM weights (a checkpoint .pt), e.g. for short ablation runs")
     ap.add_argument("--no-forward", action="store_true")
     ap.add_argument("--no-backward", action="store_true")
+    ap.add_argument("--video-weight", type=float, default=None,
+                    help="probability of drawing a video source (default: uniform over all sources)")
+    ap.add_argument("--knee", type=float, default=0.0,
+                    help="probability of rolling off a source's highlights like a graded master (synth.highlight_knee)")
     a = ap.parse_args(argv)
     if a.size < 64 or a.size % 64:
         ap.error(f"--size must be a positive multiple of 64 (ICAM works on 1/16 resolution in 4x4 windows), got {a.size}")
@@ -89,7 +93,8 @@ def main(argv=None):
     (out / "config.json").write_text(json.dumps({"config": cfg.to_dict(), "args": vars(a)}, indent=1))
     from vsvitm.training.synth import load_sources
     sources = load_sources(a.data, split="train")
-    ds = FCPMBatches(sources, icam, a.batch, a.size, a.run, a.seed, start_step=step)
+    ds = FCPMBatches(sources, icam, a.batch, a.size, a.run, a.seed, start_step=step,
+                     video_weight=a.video_weight, knee=a.knee)
     dl = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=a.workers,
                                      persistent_workers=a.workers > 0, prefetch_factor=4 if a.workers else None)
     log = open(out / "log.txt", "a")

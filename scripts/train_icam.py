@@ -56,6 +56,10 @@ def main(argv=None):
     ap.add_argument("--no-global", action="store_true")
     ap.add_argument("--no-exposure-norm", action="store_true")
     ap.add_argument("--no-clue", action="store_true", help="without the image-level clue accumulation (ours)")
+    ap.add_argument("--video-weight", type=float, default=None,
+                    help="probability of drawing a video source (default: uniform over all sources)")
+    ap.add_argument("--knee", type=float, default=0.0,
+                    help="probability of rolling off a source's highlights like a graded master (synth.highlight_knee)")
     a = ap.parse_args(argv)
     if a.size < 64 or a.size % 64:
         ap.error(f"--size must be a positive multiple of 64 (ICAM works on 1/16 resolution in 4x4 windows), got {a.size}")
@@ -92,7 +96,8 @@ def main(argv=None):
     sources = load_sources(a.data, split="train")
     print(f"{len(sources)} training sources", flush=True)
     ds = ICAMBatches(sources, a.batch, a.size, a.max_refs, a.seed, exposure_norm=not a.no_exposure_norm,
-                     start_step=step, p_bad_flow=a.bad_flow, p_bad_ratio=a.bad_ratio)
+                     start_step=step, p_bad_flow=a.bad_flow, p_bad_ratio=a.bad_ratio,
+                     video_weight=a.video_weight, knee=a.knee)
     dl = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=a.workers,
                                      persistent_workers=a.workers > 0, prefetch_factor=4 if a.workers else None)
     log = open(out / "log.txt", "a")

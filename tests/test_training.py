@@ -74,3 +74,23 @@ def test_log_head_learns_highlights_and_uses_the_reference():
     top = alpha[:, :, :32] > 0.99
     assert float(y[:, :, :32][top.expand(-1, 3, -1, -1)].mean()) > 1.5   # recovered above SDR white
     assert np.isfinite(y.numpy()).all()
+
+
+def test_highlight_knee_bounds_the_peak_and_keeps_the_rest():
+    from vsvitm.training.synth import Source, highlight_knee, pick_source
+    rng = np.random.default_rng(0)
+    img = np.exp(rng.normal(0, 2.0, (64, 64, 3))).astype(np.float32)
+    src = Source("still", [img])
+    out = highlight_knee(src, np.random.default_rng(1), stops=(1.0, 1.0), percentile=(90.0, 90.0))
+    c = float(np.percentile(img[::4, ::4].max(axis=-1), 90.0))
+    m, m2 = img.max(-1), out.frames[0].max(-1)
+    low = m <= c
+    assert np.allclose(out.frames[0][low], img[low])          # below the knee: untouched
+    assert m2.max() < 2.0 * c and m2.max() > c                 # above: rolls off towards c * 2^1
+    order = np.argsort(m.ravel())                              # monotonic: brighter stays brighter
+    assert np.all(np.diff(m2.ravel()[order]) >= -1e-6)
+    ratio = out.frames[0][~low] / img[~low]                    # hue kept: one gain per pixel
+    assert np.allclose(ratio, ratio[:, :1], rtol=1e-5)
+    vid = Source("video", [img, img * 0.5])
+    picks = [pick_source([src, vid], np.random.default_rng(i), video_weight=0.9).name for i in range(200)]
+    assert 0.8 < picks.count("video") / 200 < 0.97

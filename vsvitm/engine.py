@@ -7,6 +7,7 @@ are cached (bounded in bytes) and shared between VapourSynth's threads.
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -155,17 +156,35 @@ class Engine:
             flow, _ = self.preflow(frames[i][0], frames[i][1], frames[j][0], frames[j][1])
             return self._run(graph, {"x": xs[i], "cur": cur[i], "xn": xs[j], "h": h, "flow": self._pad_flow(flow)})[0]
 
-        hb = [None] * n
-        for i in range(n - 1, -1, -1):
-            hb[i] = step("fcpm_back", i, i + 1 if i + 1 < n else None, hb[i + 1] if i + 1 < n else None)
-        out, hf = {}, None
-        for i in range(n):
-            hf = step("fcpm_fwd", i, i - 1 if i > 0 else None, hf)
+        def backward() -> dict[int, np.ndarray]:
+            kept, h = {}, None
+            for i in range(n - 1, -1, -1):
+                h = step("fcpm_back", i, i + 1 if i + 1 < n else None, h)
+                if frames[i][0] in core:  # only the core's states are kept, as half floats: bounded memory
+                    kept[i] = h.astype(np.float16)
+            return kept
+
+        def forward() -> dict[int, np.ndarray]:
+            kept, h = {}, None
+            for i in range(n):
+                h = step("fcpm_fwd", i, i - 1 if i > 0 else None, h)
+                if frames[i][0] in core:
+                    kept[i] = h.astype(np.float16)
+            return kept
+
+        # The two directions are independent until the fuse (eq. 12): run them side by side, so a
+        # chunk's recurrence uses two cores while other VapourSynth threads wait for it.
+        with ThreadPoolExecutor(1) as pool:
+            fut = pool.submit(backward)
+            hf = forward()
+            hb = fut.result()
+        out = {}
+        for i in sorted(hf):
             t, code_t, _ = frames[i]
-            if t in core:
-                y = self._run("fcpm_fuse", {"hf": hf, "hb": hb[i], "x": xs[i], "cur": cur[i]})[0]
-                h, w = code_t.shape[:2]
-                out[t] = self.finite(y[0, :, :h, :w].transpose(1, 2, 0))
+            y = self._run("fcpm_fuse", {"hf": hf[i].astype(np.float32), "hb": hb[i].astype(np.float32),
+                                         "x": xs[i], "cur": cur[i]})[0]
+            h, w = code_t.shape[:2]
+            out[t] = self.finite(y[0, :, :h, :w].transpose(1, 2, 0))
         return out
 
     # --- output ---

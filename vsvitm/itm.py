@@ -205,14 +205,19 @@ def ITM(clip: vs.VideoNode, *, key_stride: int = 6, ref_stride: int = 15, num_re
     def merge_node(n: int, f: vs.VideoFrame) -> vs.VideoNode:
         t = n
         keys = sched.nearest_keys(t, cuts_of(f))
+        # Neighbouring chunks overlap by their margins: keep X^_t so the second chunk does not merge again.
+        hit = eng.results.get(("merge", t, tuple(keys)))
+        if hit is not None:
+            return from_array(xclip, hit, {PROP_KEYS: keys})
 
         def compute(n, f):
             frames = f
             code_t = frame_to_array(frames[1])
             ks = [(k, frame_to_array(frames[2 + 2 * j]), frame_to_array(frames[3 + 2 * j])) for j, k in enumerate(keys)]
-            x = eng.merge(t, code_t, ks)
+            x = np.ascontiguousarray(eng.merge(t, code_t, ks)[0].transpose(1, 2, 0))
+            eng.results.put(("merge", t, tuple(keys)), x)
             out = frames[0].copy()
-            array_to_frame(x[0].transpose(1, 2, 0), out)
+            array_to_frame(x, out)
             out.props[PROP_KEYS] = keys
             return out
         clips = [xclip, rgb]

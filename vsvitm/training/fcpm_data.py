@@ -16,13 +16,18 @@ from ..schedule import Schedule
 
 class FCPMBatches(torch.utils.data.IterableDataset):
     def __init__(self, sources, icam, batch: int, size: int, run: int, seed: int, n_frames: int = 121,
-                 max_refs: int = 2, keys: int = 5, start_step: int = 0):
+                 max_refs: int = 2, keys: int = 5, start_step: int = 0, video_weight: float | None = None,
+                 knee: float = 0.0):
+        self.video_weight, self.knee = video_weight, knee
         self.sources, self.icam, self.batch, self.size, self.run = sources, icam, batch, size, run
         self.seed, self.n_frames, self.max_refs, self.keys, self.start_step = seed, n_frames, max_refs, keys, start_step
 
     def sample(self, rng) -> dict:
-        from .synth import synth_sequence
-        src = self.sources[int(rng.integers(len(self.sources)))]
+        from .synth import pick_source, synth_sequence
+        if self.video_weight is None and not self.knee:  # the original draw (earlier runs repeat)
+            src = self.sources[int(rng.integers(len(self.sources)))]
+        else:
+            src = pick_source(self.sources, rng, self.video_weight, self.knee)
         n = self.n_frames
         seq = synth_sequence(src, n, (self.size, self.size), seed=int(rng.integers(2**31)))
         sched = Schedule(n, num_refs=self.max_refs, fcpm_keys=self.keys)

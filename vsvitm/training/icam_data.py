@@ -56,20 +56,25 @@ class ICAMBatches(torch.utils.data.IterableDataset):
 
     def __init__(self, sources, batch: int, size: int, max_refs: int, seed: int, n_frames: int = 181,
                  ref_stride: int = 15, exposure_norm: bool = True, start_step: int = 0,
-                 p_bad_flow: float = 0.0, p_bad_ratio: float = 0.0):
+                 p_bad_flow: float = 0.0, p_bad_ratio: float = 0.0, video_weight: float | None = None,
+                 knee: float = 0.0):
+        self.video_weight, self.knee = video_weight, knee
         self.sources, self.batch, self.size, self.max_refs = sources, batch, size, max_refs
         self.seed, self.n_frames, self.ref_stride = seed, n_frames, ref_stride
         self.exposure_norm, self.start_step = exposure_norm, start_step
         self.p_bad_flow, self.p_bad_ratio = p_bad_flow, p_bad_ratio
 
     def batch_at(self, step: int) -> dict:
-        from .synth import synth_sequence
+        from .synth import pick_source, synth_sequence
         rng = np.random.default_rng([self.seed, step])
         n_refs = int(rng.integers(0, self.max_refs + 1))
         flow_fn = DISFlow()
         samples = []
         while len(samples) < self.batch:
-            src = self.sources[int(rng.integers(len(self.sources)))]
+            if self.video_weight is None and not self.knee:  # the original draw (earlier runs repeat)
+                src = self.sources[int(rng.integers(len(self.sources)))]
+            else:
+                src = pick_source(self.sources, rng, self.video_weight, self.knee)
             seq = synth_sequence(src, self.n_frames, (self.size, self.size), seed=int(rng.integers(2**31)))
             key = int(rng.integers(0, self.n_frames))
             cands = [key + o for o in reference_offsets(6, self.ref_stride) if 0 <= key + o < self.n_frames]

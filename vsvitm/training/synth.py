@@ -164,6 +164,42 @@ def source_paths(data_root: str | Path, split: str = "train") -> list[tuple[str,
     return out
 
 
+def highlight_knee(src: Source, rng: np.random.Generator, stops: tuple[float, float] = (0.3, 2.0),
+                   percentile: tuple[float, float] = (90.0, 99.0)) -> Source:
+    """A copy of ``src`` whose highlights roll off like a graded master: above the knee c (a high
+    percentile of the max channel) values approach c * 2^h, h drawn from ``stops``. HDR stills of
+    sun, sky and lamps keep many stops above the clip level; mastered HDR video rarely does. Training
+    on both teaches the network that a clipped region may hold little more than the clip level."""
+    c = float(np.percentile(src.frames[len(src.frames) // 2][::4, ::4].max(axis=-1), rng.uniform(*percentile)))
+    if c <= 0:
+        return src
+    top = np.float32(c * (2.0 ** rng.uniform(*stops) - 1.0))
+    out = []
+    for f in src.frames:
+        m = f.max(axis=-1, keepdims=True)
+        over = np.maximum(m - c, 0)
+        m2 = np.minimum(m, c) + over / (1 + over / top)
+        out.append(np.ascontiguousarray(f * (m2 / np.maximum(m, 1e-9)), dtype=np.float32))
+    return Source(src.name + "+knee", out, src.paths)
+
+
+def pick_source(sources: Sequence[Source], rng: np.random.Generator, video_weight: float | None = None,
+                knee: float = 0.0) -> Source:
+    """A training source: uniform over ``sources`` or, with ``video_weight``, a video with that
+    probability (real motion and grading; the shared data holds 2 videos and 28 stills); with
+    probability ``knee`` its highlights are rolled off (:func:`highlight_knee`)."""
+    vids = [s for s in sources if s.is_video]
+    stills = [s for s in sources if not s.is_video]
+    if video_weight is not None and vids and stills:
+        pool = vids if rng.random() < video_weight else stills
+    else:
+        pool = list(sources)
+    src = pool[int(rng.integers(len(pool)))]
+    if knee > 0 and rng.random() < knee:
+        src = highlight_knee(src, rng)
+    return src
+
+
 def load_sources(data_root: str | Path, split: str = "train", max_side: int | None = 1024) -> list[Source]:
     """Load HDR sources. With the shared data layout, ``split`` picks the training or the (held-out)
     development-test material; any other folder is read as loose stills plus frame folders (videos).
