@@ -144,17 +144,19 @@ class Engine:
         frames: (t, code_t, xhat_t) for every frame of the chunk's run, in order.
         """
         n = len(frames)
-        cur = [self.input(c) for _, c, _ in frames]
         xs = [x for _, _, x in frames]
+
+        def cur(i: int) -> np.ndarray:  # made when needed, not kept: 4 x Hp x Wp floats per frame of the run
+            return self.input(frames[i][1])
         hp, wp = xs[0].shape[-2:]
         zero_h = np.zeros((1, self.hidden, hp, wp), np.float32)
         zero_f = np.zeros((1, 2, hp, wp), np.float32)
 
         def step(graph: str, i: int, j: int | None, h):
             if j is None:
-                return self._run(graph, {"x": xs[i], "cur": cur[i], "xn": xs[i], "h": zero_h, "flow": zero_f})[0]
+                return self._run(graph, {"x": xs[i], "cur": cur(i), "xn": xs[i], "h": zero_h, "flow": zero_f})[0]
             flow, _ = self.preflow(frames[i][0], frames[i][1], frames[j][0], frames[j][1])
-            return self._run(graph, {"x": xs[i], "cur": cur[i], "xn": xs[j], "h": h, "flow": self._pad_flow(flow)})[0]
+            return self._run(graph, {"x": xs[i], "cur": cur(i), "xn": xs[j], "h": h, "flow": self._pad_flow(flow)})[0]
 
         def backward() -> dict[int, np.ndarray]:
             kept, h = {}, None
@@ -182,7 +184,7 @@ class Engine:
         for i in sorted(hf):
             t, code_t, _ = frames[i]
             y = self._run("fcpm_fuse", {"hf": hf[i].astype(np.float32), "hb": hb[i].astype(np.float32),
-                                         "x": xs[i], "cur": cur[i]})[0]
+                                         "x": xs[i], "cur": cur(i)})[0]
             h, w = code_t.shape[:2]
             out[t] = self.finite(y[0, :, :h, :w].transpose(1, 2, 0))
         return out
