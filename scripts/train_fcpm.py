@@ -62,6 +62,8 @@ def main(argv=None):
                     help="probability of drawing a video source (default: uniform over all sources)")
     ap.add_argument("--knee", type=float, default=0.0,
                     help="probability of rolling off a source's highlights like a graded master (synth.highlight_knee)")
+    ap.add_argument("--overshoot", type=float, default=1.0,
+                    help="weight of log errors above the truth relative to those below (losses.log_l1; 1 = plain L1)")
     a = ap.parse_args(argv)
     if a.size < 64 or a.size % 64:
         ap.error(f"--size must be a positive multiple of 64 (ICAM works on 1/16 resolution in 4x4 windows), got {a.size}")
@@ -106,7 +108,7 @@ def main(argv=None):
         logy = run_fcpm(model, b, log=True)
         lin = input_linear(b["cur"].flatten(0, 1)).view_as(b["hdr"])
         outp = (1 - b["alpha"]) * lin + b["alpha"] * (torch.exp(logy) - EPS).clamp_min(0)
-        lpix = log_l1(logy, b["hdr"], b["alpha"])
+        lpix = log_l1(logy, b["hdr"], b["alpha"], a.overshoot)
         ltmp = temporal_l1(outp, b["hdr"], b["alpha"])
         loss = lpix + a.temporal_weight * ltmp
         opt.zero_grad(set_to_none=True)

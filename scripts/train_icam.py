@@ -60,6 +60,8 @@ def main(argv=None):
                     help="probability of drawing a video source (default: uniform over all sources)")
     ap.add_argument("--knee", type=float, default=0.0,
                     help="probability of rolling off a source's highlights like a graded master (synth.highlight_knee)")
+    ap.add_argument("--overshoot", type=float, default=1.0,
+                    help="weight of log errors above the truth relative to those below (losses.log_l1; 1 = plain L1)")
     a = ap.parse_args(argv)
     if a.size < 64 or a.size % 64:
         ap.error(f"--size must be a positive multiple of 64 (ICAM works on 1/16 resolution in 4x4 windows), got {a.size}")
@@ -111,7 +113,7 @@ def main(argv=None):
         w = batch["alpha"]
         if a.clipped_only:  # where the key holds no information, Y is all there is
             w = w * (batch["key"][:, :3].amax(1, keepdim=True) >= 0.99).float()
-        lpix = log_l1(logy, batch["hdr"], w)
+        lpix = log_l1(logy, batch["hdr"], w, a.overshoot)
         lflow = flow_l1(flows, batch["gt_flows"], batch["gt_valid"]) if cfg.flow_correction else torch.zeros(())
         loss = lpix + a.flow_weight * lflow
         opt.zero_grad(set_to_none=True)

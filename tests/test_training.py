@@ -94,3 +94,21 @@ def test_highlight_knee_bounds_the_peak_and_keeps_the_rest():
     vid = Source("video", [img, img * 0.5])
     picks = [pick_source([src, vid], np.random.default_rng(i), video_weight=0.9).name for i in range(200)]
     assert 0.8 < picks.count("video") / 200 < 0.97
+
+
+def test_overshoot_weighted_log_loss_is_a_quantile_loss():
+    h = torch.full((1, 3, 2, 2), 1.0)
+    w = torch.ones(1, 1, 2, 2)
+    base = torch.log(h + EPS)
+    assert torch.isclose(log_l1(base + 0.5, h, w, overshoot=2.0), torch.tensor(1.0))   # above: x2
+    assert torch.isclose(log_l1(base - 0.5, h, w, overshoot=2.0), torch.tensor(0.5))   # below: x1
+    assert torch.isclose(log_l1(base + 0.5, h, w), log_l1(base - 0.5, h, w))           # default: plain L1
+    # the best constant for 1..9 under overshoot 2 is the 1/3 quantile, not the median
+    vals = torch.arange(1.0, 10.0).view(1, 1, 3, 3).expand(1, 3, 3, 3)
+    c = torch.zeros((), requires_grad=True)
+    opt = torch.optim.SGD([c], lr=0.05)
+    for _ in range(600):
+        opt.zero_grad()
+        log_l1(c.expand(1, 3, 3, 3), torch.exp(vals) - EPS, torch.ones(1, 1, 3, 3), overshoot=2.0).backward()
+        opt.step()
+    assert 3.0 <= float(c) <= 4.0

@@ -6,9 +6,19 @@ import torch
 from .nets_common import EPS
 
 
-def log_l1(logy: torch.Tensor, hdr: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """w-weighted L1 between a log-domain prediction log(Y + EPS) and log(H + EPS)."""
-    d = (logy - torch.log(hdr.clamp_min(0) + EPS)).abs() * w
+def log_l1(logy: torch.Tensor, hdr: torch.Tensor, w: torch.Tensor, overshoot: float = 1.0) -> torch.Tensor:
+    """w-weighted L1 between a log-domain prediction log(Y + EPS) and log(H + EPS).
+
+    ``overshoot`` > 1 weighs predictions above the truth that much more than those below (a quantile
+    loss: the optimum is the 1/(1+overshoot) quantile of what the input allows). Where references
+    pin the value down every quantile is the truth; where nothing does, the guess stays low instead
+    of painting a bright highlight that was never there."""
+    d = logy - torch.log(hdr.clamp_min(0) + EPS)
+    if overshoot != 1.0:
+        d = torch.where(d > 0, d * overshoot, -d)
+    else:
+        d = d.abs()
+    d = d * w
     return d.sum() / (3 * w.sum()).clamp_min(1.0)
 
 
