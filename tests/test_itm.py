@@ -146,6 +146,10 @@ def test_errors_are_clear(src, tiny_models, tmp_path):
         vsvitm.ITM(src, models=bad)
     with pytest.raises(ValueError, match="backend"):
         vsvitm.ITM(src, backend="cuda", models=tiny_models)
+    for k in (0, 6, 2.5):
+        with pytest.raises(ValueError, match="fcpm_keys"):
+            vsvitm.ITM(src, fcpm_keys=k, models=tiny_models)
+    assert vsvitm.ITM(src, fcpm_keys=2, models=tiny_models).num_frames == src.num_frames
 
 
 def test_exception_in_callback_surfaces_as_frame_error(src, tiny_models, monkeypatch):

@@ -96,12 +96,15 @@ def _scene_cuts(core, rgb: vs.VideoNode, threshold: float) -> vs.VideoNode:
 def ITM(clip: vs.VideoNode, *, key_stride: int = 6, ref_stride: int = 15, num_refs: int = 6,
         transfer: str = "gamma2.2", threshold: float = 0.95, mode: str = "full", exposure_norm: bool = True,
         fp16_output: bool = False, backend=None, models=None, cache_mb: int = 1024,
-        scene_threshold: float = 0.2, chunk: int = 12, margin: int = 6) -> vs.VideoNode:
+        scene_threshold: float = 0.2, chunk: int = 12, margin: int = 6,
+        fcpm_keys: int | None = None) -> vs.VideoNode:
     """Inverse tone mapping LDR -> HDR with temporal clues.
 
     Returns RGBS (RGBH with fp16_output=True), linear light, BT.709 primaries, 1.0 = the input's white.
     mode: "full" (ICAM on key frames + FCPM on every frame), "icam" (ICAM on every frame, no FCPM:
     the paper's ablation), "linear" (f^-1(L) only, nothing recovered). num_refs=0: single-frame.
+    fcpm_keys: how many of the nearest key-frame results FCPM merges into a frame (default: the
+    model's, 5 = the paper's); fewer reach less far in time.
     """
     validate_clip(clip, "ITM")
     if mode not in MODES:
@@ -133,7 +136,10 @@ def ITM(clip: vs.VideoNode, *, key_stride: int = 6, ref_stride: int = 15, num_re
     eng = Engine(models, backend, need_fcpm=(mode == "full"), transfer=transfer, threshold=threshold,
                  exposure_norm=exposure_norm, cache_bytes=cache_mb << 20)
     if mode == "full":
-        sched = Schedule(clip.num_frames, key_stride, ref_stride, num_refs, fcpm_keys=eng.fcpm_keys,
+        if fcpm_keys is not None and not (isinstance(fcpm_keys, int) and 1 <= fcpm_keys <= eng.fcpm_keys):
+            raise ValueError(f"vsvitm.ITM: fcpm_keys must be an integer from 1 to {eng.fcpm_keys} (the model's), "
+                             f"got {fcpm_keys!r}")
+        sched = Schedule(clip.num_frames, key_stride, ref_stride, num_refs, fcpm_keys=fcpm_keys or eng.fcpm_keys,
                          chunk=chunk, margin=margin)
     reach = sched.reach
     n_frames = clip.num_frames
