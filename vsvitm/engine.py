@@ -57,6 +57,23 @@ def _manifest(folder: Path, name: str, graphs: tuple[str, ...], fp16: bool) -> t
     return meta, paths
 
 
+def _trim_heap() -> None:
+    """Give freed heap memory back to the OS (glibc). With ORT's arena off, activations are malloc'ed
+    per call from several threads' malloc arenas; without this RSS crept up in scripts/soak.py."""
+    global _malloc_trim
+    if _malloc_trim is None:
+        try:
+            import ctypes
+            _malloc_trim = ctypes.CDLL("libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            _malloc_trim = False
+    if _malloc_trim:
+        _malloc_trim(0)
+
+
+_malloc_trim = None
+
+
 class Engine:
     def __init__(self, models: str | Path | None, backend, *, need_fcpm: bool, transfer: str, threshold: float,
                  exposure_norm: bool, cache_bytes: int):
@@ -180,6 +197,7 @@ class Engine:
             fut = pool.submit(backward)
             hf = forward()
             hb = fut.result()
+        _trim_heap()
         out = {}
         for i in sorted(hf):
             t, code_t, _ = frames[i]

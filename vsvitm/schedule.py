@@ -43,7 +43,8 @@ class Schedule:
     @property
     def reach(self) -> int:
         """How far (in frames) from n any part of n's plan looks: the cut window every stage needs."""
-        key_reach = (self.fcpm_keys // 2 + 2) * self.key_stride
+        # nearest_keys searches (fcpm_keys + 1) strides each way: at a shot start all keys lie on one side
+        key_reach = (self.fcpm_keys + 1) * self.key_stride
         return max(self.num_refs * self.ref_stride, key_reach + self.chunk + self.margin) + 1
 
     # --- key frames (global sampling) ---
