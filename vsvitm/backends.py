@@ -24,7 +24,7 @@ class Backend:
         num_threads: int = 0          # intra-op threads per session; 0: cores / VapourSynth threads, at least 1
         fp16: bool = False            # fp16 graphs are slower than fp32 on most CPUs; offered for parity
         # ORT's CPU arena keeps each session's largest activations for good: with 7 graphs that is the
-        # sum of their peaks. Off, with the FCPM state changes: peak RSS 3660 -> 2548 MiB for the full
+        # sum of their peaks. Off, with the FCPM state changes: peak RSS 3660 -> 2337 MiB for the full
         # pipeline at 512x512 (scripts/benchmark.py, BENCHMARKS.md).
         mem_arena: bool = False
 
