@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from vsvitm.training import pick_device, to_device  # noqa: E402
+from vsvitm.training import add_source_and_loss_args, pick_device, to_device  # noqa: E402
 from vsvitm.training.fcpm_data import FCPMBatches, run_fcpm  # noqa: E402
 from vsvitm.training.fcpm_net import EPS, FCPM, FCPMConfig  # noqa: E402
 from vsvitm.training.nets_common import input_linear  # noqa: E402
@@ -58,12 +58,7 @@ def main(argv=None):
     ap.add_argument("--init", help="start from these FCPM weights (a checkpoint .pt), e.g. for short ablation runs")
     ap.add_argument("--no-forward", action="store_true")
     ap.add_argument("--no-backward", action="store_true")
-    ap.add_argument("--video-weight", type=float, default=None,
-                    help="probability of drawing a video source (default: uniform over all sources)")
-    ap.add_argument("--knee", type=float, default=0.0,
-                    help="probability of rolling off a source's highlights like a graded master (synth.highlight_knee)")
-    ap.add_argument("--overshoot", type=float, default=1.0,
-                    help="weight of log errors above the truth relative to those below (losses.log_l1; 1 = plain L1)")
+    add_source_and_loss_args(ap)
     a = ap.parse_args(argv)
     if a.size < 64 or a.size % 64:
         ap.error(f"--size must be a positive multiple of 64 (ICAM works on 1/16 resolution in 4x4 windows), got {a.size}")

@@ -175,27 +175,19 @@ class Engine:
             flow, _ = self.preflow(frames[i][0], frames[i][1], frames[j][0], frames[j][1])
             return self._run(graph, {"x": xs[i], "cur": cur(i), "xn": xs[j], "h": h, "flow": self._pad_flow(flow)})[0]
 
-        def backward() -> dict[int, np.ndarray]:
+        def recurrence(graph: str, order: range, prev: int) -> dict[int, np.ndarray]:
             kept, h = {}, None
-            for i in range(n - 1, -1, -1):
-                h = step("fcpm_back", i, i + 1 if i + 1 < n else None, h)
+            for i in order:
+                h = step(graph, i, i + prev if 0 <= i + prev < n else None, h)
                 if frames[i][0] in core:  # only the core's states are kept, as half floats: bounded memory
-                    kept[i] = h.astype(np.float16)
-            return kept
-
-        def forward() -> dict[int, np.ndarray]:
-            kept, h = {}, None
-            for i in range(n):
-                h = step("fcpm_fwd", i, i - 1 if i > 0 else None, h)
-                if frames[i][0] in core:
                     kept[i] = h.astype(np.float16)
             return kept
 
         # The two directions are independent until the fuse (eq. 12): run them side by side, so a
         # chunk's recurrence uses two cores while other VapourSynth threads wait for it.
         with ThreadPoolExecutor(1) as pool:
-            fut = pool.submit(backward)
-            hf = forward()
+            fut = pool.submit(recurrence, "fcpm_back", range(n - 1, -1, -1), +1)
+            hf = recurrence("fcpm_fwd", range(n), -1)
             hb = fut.result()
         _trim_heap()
         out = {}

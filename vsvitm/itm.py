@@ -212,7 +212,8 @@ def ITM(clip: vs.VideoNode, *, key_stride: int = 6, ref_stride: int = 15, num_re
         t = n
         keys = sched.nearest_keys(t, cuts_of(f))
         # Neighbouring chunks overlap by their margins: keep X^_t so the second chunk does not merge again.
-        hit = eng.results.get(("merge", t, tuple(keys)))
+        mkey = ("merge", t, tuple(keys))
+        hit = eng.results.get(mkey)
         if hit is not None:
             return from_array(xclip, hit, {PROP_KEYS: keys})
 
@@ -221,7 +222,7 @@ def ITM(clip: vs.VideoNode, *, key_stride: int = 6, ref_stride: int = 15, num_re
             code_t = frame_to_array(frames[1])
             ks = [(k, frame_to_array(frames[2 + 2 * j]), frame_to_array(frames[3 + 2 * j])) for j, k in enumerate(keys)]
             x = np.ascontiguousarray(eng.merge(t, code_t, ks)[0].transpose(1, 2, 0))
-            eng.results.put(("merge", t, tuple(keys)), x)
+            eng.results.put(mkey, x)
             out = frames[0].copy()
             array_to_frame(x, out)
             out.props[PROP_KEYS] = keys

@@ -24,10 +24,7 @@ class FCPMBatches(torch.utils.data.IterableDataset):
 
     def sample(self, rng) -> dict:
         from .synth import pick_source, synth_sequence
-        if self.video_weight is None and not self.knee:  # the original draw (earlier runs repeat)
-            src = self.sources[int(rng.integers(len(self.sources)))]
-        else:
-            src = pick_source(self.sources, rng, self.video_weight, self.knee)
+        src = pick_source(self.sources, rng, self.video_weight, self.knee)
         n = self.n_frames
         seq = synth_sequence(src, n, (self.size, self.size), seed=int(rng.integers(2**31)))
         sched = Schedule(n, num_refs=self.max_refs, fcpm_keys=self.keys)

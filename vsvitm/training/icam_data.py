@@ -71,10 +71,7 @@ class ICAMBatches(torch.utils.data.IterableDataset):
         flow_fn = DISFlow()
         samples = []
         while len(samples) < self.batch:
-            if self.video_weight is None and not self.knee:  # the original draw (earlier runs repeat)
-                src = self.sources[int(rng.integers(len(self.sources)))]
-            else:
-                src = pick_source(self.sources, rng, self.video_weight, self.knee)
+            src = pick_source(self.sources, rng, self.video_weight, self.knee)
             seq = synth_sequence(src, self.n_frames, (self.size, self.size), seed=int(rng.integers(2**31)))
             key = int(rng.integers(0, self.n_frames))
             cands = [key + o for o in reference_offsets(6, self.ref_stride) if 0 <= key + o < self.n_frames]

@@ -14,11 +14,7 @@ def log_l1(logy: torch.Tensor, hdr: torch.Tensor, w: torch.Tensor, overshoot: fl
     pin the value down every quantile is the truth; where nothing does, the guess stays low instead
     of painting a bright highlight that was never there."""
     d = logy - torch.log(hdr.clamp_min(0) + EPS)
-    if overshoot != 1.0:
-        d = torch.where(d > 0, d * overshoot, -d)
-    else:
-        d = d.abs()
-    d = d * w
+    d = torch.where(d > 0, d * overshoot, -d) * w
     return d.sum() / (3 * w.sum()).clamp_min(1.0)
 
 

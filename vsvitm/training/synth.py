@@ -187,7 +187,9 @@ def pick_source(sources: Sequence[Source], rng: np.random.Generator, video_weigh
                 knee: float = 0.0) -> Source:
     """A training source: uniform over ``sources`` or, with ``video_weight``, a video with that
     probability (real motion and grading; the shared data holds 2 videos and 28 stills); with
-    probability ``knee`` its highlights are rolled off (:func:`highlight_knee`)."""
+    probability ``knee`` its highlights are rolled off (:func:`highlight_knee`). With the defaults it
+    draws exactly as the training sets did before these options (one ``rng.integers``), so earlier
+    runs repeat."""
     vids = [s for s in sources if s.is_video]
     stills = [s for s in sources if not s.is_video]
     if video_weight is not None and vids and stills:
