@@ -7,6 +7,7 @@ are cached (bounded in bytes) and shared between VapourSynth's threads.
 from __future__ import annotations
 
 import json
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -110,11 +111,14 @@ class Engine:
     def input(self, code: np.ndarray, ratio: float = 1.0) -> np.ndarray:
         return self._pad(net_input(code, self.transfer, ratio, self.threshold))[None]
 
-    def preflow(self, a: int, code_a: np.ndarray, b: int, code_b: np.ndarray) -> tuple[np.ndarray, np.float32]:
-        """Cached (flow a->b, exposure ratio b->a) between frames a and b (frame numbers are the key)."""
+    def preflow(self, a: int, code_a, b: int, code_b) -> tuple[np.ndarray, np.float32]:
+        """Cached (flow a->b, exposure ratio b->a) between frames a and b (frame numbers are the key).
+
+        code_a/code_b: HxWx3 code values, or functions giving them (only called on a cache miss)."""
         key = (a, b, self.exposure_norm)
         hit = self.flows.get(key)
         if hit is None:
+            code_a, code_b = (c() if callable(c) else c for c in (code_a, code_b))
             hit = align_pair(to_linear(code_a, self.transfer), to_linear(code_b, self.transfer), self.flow_fn,
                              self.exposure_norm)
             self.flows.put(key, hit)
@@ -125,10 +129,13 @@ class Engine:
 
     # --- stage 1: ICAM ---
     def icam(self, k: int, code_k: np.ndarray, refs: list[tuple[int, np.ndarray]]) -> np.ndarray:
-        """Y for key frame k (HxWx3 linear, >= f^-1(L)), references added one by one, nearest first."""
+        """Y for key frame k (HxWx3 linear, >= f^-1(L)), references added one by one, nearest first.
+
+        refs: (frame number, HxWx3 code values or a function giving them)."""
         key = self.input(code_k)
         fl, g = self._run("icam_init", {"key": key})
         for r, code_r in refs:
+            code_r = code_r() if callable(code_r) else code_r  # one reference's array at a time
             flow, e = self.preflow(k, code_k, r, code_r)
             fl, g, _ = self._run("icam_ref", {"fl": fl, "g": g, "ref": self.input(code_r, e),
                                               "preflow": self._pad_flow(flow)})
@@ -155,49 +162,67 @@ class Engine:
                                         "ys": np.concatenate(ys, 1), "preflows": np.concatenate(flows, 1),
                                         "valid": valid})[0]
 
-    def propagate(self, frames: list[tuple[int, np.ndarray, np.ndarray]], core: range) -> dict[int, np.ndarray]:
+    def propagate(self, ts: list[int], code, xhat, core: range) -> dict[int, np.ndarray]:
         """Bidirectional recurrent refinement (eq. 10-12) over a chunk; returns Y (HxWx3) for core frames.
 
-        frames: (t, code_t, xhat_t) for every frame of the chunk's run, in order.
+        ts: the frame numbers of the chunk's run, in order; code(i) gives frame ts[i] as HxWx3 code
+        values and xhat(i) its merged X^ (1x3xHpxWp, log domain). Both are called when needed and
+        not kept: at 1920x1080 a 24-frame run held as arrays is 1.2 GB.
         """
-        n = len(frames)
-        xs = [x for _, _, x in frames]
-
-        def cur(i: int) -> np.ndarray:  # made when needed, not kept: 4 x Hp x Wp floats per frame of the run
-            return self.input(frames[i][1])
-        hp, wp = xs[0].shape[-2:]
+        n = len(ts)
+        x0 = xhat(0)
+        hp, wp = x0.shape[-2:]
+        del x0
         zero_h = np.zeros((1, self.hidden, hp, wp), np.float32)
         zero_f = np.zeros((1, 2, hp, wp), np.float32)
 
+        def cur(i: int) -> np.ndarray:
+            return self.input(code(i))
+
         def step(graph: str, i: int, j: int | None, h):
             if j is None:
-                return self._run(graph, {"x": xs[i], "cur": cur(i), "xn": xs[i], "h": zero_h, "flow": zero_f})[0]
-            flow, _ = self.preflow(frames[i][0], frames[i][1], frames[j][0], frames[j][1])
-            return self._run(graph, {"x": xs[i], "cur": cur(i), "xn": xs[j], "h": h, "flow": self._pad_flow(flow)})[0]
+                x = xhat(i)
+                return self._run(graph, {"x": x, "cur": cur(i), "xn": x, "h": zero_h, "flow": zero_f})[0]
+            flow, _ = self.preflow(ts[i], lambda: code(i), ts[j], lambda: code(j))
+            return self._run(graph, {"x": xhat(i), "cur": cur(i), "xn": xhat(j), "h": h,
+                                     "flow": self._pad_flow(flow)})[0]
 
-        def recurrence(graph: str, order: range, prev: int) -> dict[int, np.ndarray]:
-            kept, h = {}, None
+        # A core frame is fused (eq. 12) by whichever direction reaches it second; the first leaves
+        # its state there. The two passes meet in the middle, so about one state per core frame is
+        # held at a time, not two. States are rounded to half floats either way, so the result does
+        # not depend on which thread came first.
+        waiting: dict[int, np.ndarray] = {}
+        lock = threading.Lock()
+        out: dict[int, np.ndarray] = {}
+
+        def arrive(i: int, forward: bool, h: np.ndarray) -> None:
+            h16 = h.astype(np.float16)
+            with lock:
+                other = waiting.pop(i, None)
+                if other is None:
+                    waiting[i] = h16
+                    return
+            hf, hb = (h16, other) if forward else (other, h16)
+            y = self._run("fcpm_fuse", {"hf": hf.astype(np.float32), "hb": hb.astype(np.float32),
+                                        "x": xhat(i), "cur": cur(i)})[0]
+            c = code(i)
+            out[ts[i]] = self.finite(y[0, :, :c.shape[0], :c.shape[1]].transpose(1, 2, 0))
+
+        def recurrence(graph: str, order: range, prev: int) -> None:
+            h = None
             for i in order:
                 h = step(graph, i, i + prev if 0 <= i + prev < n else None, h)
-                if frames[i][0] in core:  # only the core's states are kept, as half floats: bounded memory
-                    kept[i] = h.astype(np.float16)
-            return kept
+                if ts[i] in core:
+                    arrive(i, prev < 0, h)
 
-        # The two directions are independent until the fuse (eq. 12): run them side by side, so a
-        # chunk's recurrence uses two cores while other VapourSynth threads wait for it.
+        # The two directions are independent until the fuse: run them side by side, so a chunk's
+        # recurrence uses two cores while other VapourSynth threads wait for it.
         with ThreadPoolExecutor(1) as pool:
             fut = pool.submit(recurrence, "fcpm_back", range(n - 1, -1, -1), +1)
-            hf = recurrence("fcpm_fwd", range(n), -1)
-            hb = fut.result()
+            recurrence("fcpm_fwd", range(n), -1)
+            fut.result()
         _trim_heap()
-        out = {}
-        for i in sorted(hf):
-            t, code_t, _ = frames[i]
-            y = self._run("fcpm_fuse", {"hf": hf[i].astype(np.float32), "hb": hb[i].astype(np.float32),
-                                         "x": xs[i], "cur": cur(i)})[0]
-            h, w = code_t.shape[:2]
-            out[t] = self.finite(y[0, :, :h, :w].transpose(1, 2, 0))
-        return out
+        return dict(sorted(out.items()))
 
     # --- output ---
     @staticmethod

@@ -21,7 +21,7 @@ from .colour import set_linear_props, to_display_rgb, validate_clip
 from .curves import check_transfer
 from .engine import Engine
 from .schedule import Schedule
-from .vsnp import array_to_frame, frame_to_array
+from .vsnp import array_to_frame, frame_to_array, frame_to_planes
 
 MODES = ("full", "icam", "linear")
 PROP_KEY = "VSVITM_KeyFrame"
@@ -181,8 +181,8 @@ def ITM(clip: vs.VideoNode, *, key_stride: int = 6, ref_stride: int = 15, num_re
 
         def compute(n, f):
             frames = f
-            code = [frame_to_array(fr) for fr in frames[1:]]
-            y = eng.icam(n, code[0], list(zip(refs, code[1:])))
+            y = eng.icam(n, frame_to_array(frames[1]),
+                         [(r, lambda fr=fr: frame_to_array(fr)) for r, fr in zip(refs, frames[2:])])
             eng.results.put(("key", n), y)
             out = frames[0].copy()
             array_to_frame(y, out)
@@ -266,17 +266,16 @@ def ITM(clip: vs.VideoNode, *, key_stride: int = 6, ref_stride: int = 15, num_re
 
         def compute(n, f):
             frames = f
-            codes = [frame_to_array(fr) for fr in frames[: len(run)]]
-            items = [(tt, codes[i], np.ascontiguousarray(frame_to_array(frames[len(run) + i]).transpose(2, 0, 1)[None]))
-                     for i, tt in enumerate(run)]
             ckey = ("chunk", core_s, core_e, run_s, run_e)
             with chunk_lock(ckey):  # neighbours requested together share one computation
                 ys = eng.results.get(ckey)
                 if ys is None:
-                    ys = eng.propagate(items, range(core_s, core_e))
+                    # frames become arrays when the engine needs them, not all at once (memory at 1080p)
+                    ys = eng.propagate(run, lambda i: frame_to_array(frames[i]),
+                                       lambda i: frame_to_planes(frames[len(run) + i])[None], range(core_s, core_e))
                     eng.results.put(ckey, ys)
             out = frames[run.index(t)].copy()
-            array_to_frame(eng.blend(codes[run.index(t)], ys[t]), out)
+            array_to_frame(eng.blend(frame_to_array(frames[run.index(t)]), ys[t]), out)
             out.props.update(props)
             return out
         clips = [rgb_at(tt - t) for tt in run] + [merged_at(tt - t) for tt in run]

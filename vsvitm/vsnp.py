@@ -10,6 +10,11 @@ def frame_to_array(frame: vs.VideoFrame) -> np.ndarray:
     return np.stack([np.asarray(frame[p]) for p in range(frame.format.num_planes)], axis=-1)
 
 
+def frame_to_planes(frame: vs.VideoFrame) -> np.ndarray:
+    """Planar frame -> CxHxW array (a copy): the networks' layout, without a transposed copy."""
+    return np.stack([np.asarray(frame[p]) for p in range(frame.format.num_planes)], axis=0)
+
+
 def array_to_frame(arr: np.ndarray, frame: vs.VideoFrame) -> None:
     """Write an HxWxC array into a writable frame of matching size and plane count."""
     for p in range(frame.format.num_planes):
