@@ -144,23 +144,31 @@ class Engine:
         return self.finite(y[0, :, :h, :w].transpose(1, 2, 0))
 
     # --- stage 2: FCPM ---
-    def merge(self, t: int, code_t: np.ndarray, keys: list[tuple[int, np.ndarray, np.ndarray]]) -> np.ndarray:
-        """X^_t (log domain, 3xHpxWp padded) from the nearest key frames' results (eq. 9)."""
+    def merge(self, t: int, code_t: np.ndarray, keys: list) -> np.ndarray:
+        """X^_t (log domain, 3xHpxWp padded) from the nearest key frames' results (eq. 9).
+
+        keys: (k, code_k, y_k) with HxWx3 arrays, or functions giving them; each key's arrays exist only
+        while its slice of the network input is filled (the input alone is 49 channels: 400 MB at 1080p)."""
         kn = self.fcpm_keys
-        ins, ys, flows, valid = [], [], [], np.zeros((1, kn, 1, 1), np.float32)
+        cur = self.input(code_t)
+        hp, wp = cur.shape[-2:]
+        ins = np.empty((1, 4 * kn, hp, wp), np.float32)
+        ys = np.empty((1, 3 * kn, hp, wp), np.float32)
+        flows = np.empty((1, 2 * kn, hp, wp), np.float32)
+        valid = np.zeros((1, kn, 1, 1), np.float32)
         for j in range(kn):
             k, code_k, y_k = keys[min(j, len(keys) - 1)]
+            code_k, y_k = (a() if callable(a) else a for a in (code_k, y_k))
             valid[0, j] = 1.0 if j < len(keys) else 0.0
             if k == t:
                 flow, e = np.zeros(code_t.shape[:2] + (2,), np.float32), np.float32(1.0)
             else:
                 flow, e = self.preflow(t, code_t, k, code_k)
-            ins.append(self.input(code_k, e))
-            ys.append(self._pad((np.minimum(y_k * e, Y_MAX)).transpose(2, 0, 1))[None])
-            flows.append(self._pad_flow(flow))
-        return self._run("fcpm_merge", {"cur": self.input(code_t), "keys": np.concatenate(ins, 1),
-                                        "ys": np.concatenate(ys, 1), "preflows": np.concatenate(flows, 1),
-                                        "valid": valid})[0]
+            ins[:, 4 * j: 4 * j + 4] = self.input(code_k, e)
+            ys[:, 3 * j: 3 * j + 3] = self._pad((np.minimum(y_k * e, Y_MAX)).transpose(2, 0, 1))[None]
+            flows[:, 2 * j: 2 * j + 2] = self._pad_flow(flow)
+            del code_k, y_k
+        return self._run("fcpm_merge", {"cur": cur, "keys": ins, "ys": ys, "preflows": flows, "valid": valid})[0]
 
     def propagate(self, ts: list[int], code, xhat, core: range) -> dict[int, np.ndarray]:
         """Bidirectional recurrent refinement (eq. 10-12) over a chunk; returns Y (HxWx3) for core frames.

@@ -220,7 +220,8 @@ def ITM(clip: vs.VideoNode, *, key_stride: int = 6, ref_stride: int = 15, num_re
         def compute(n, f):
             frames = f
             code_t = frame_to_array(frames[1])
-            ks = [(k, frame_to_array(frames[2 + 2 * j]), frame_to_array(frames[3 + 2 * j])) for j, k in enumerate(keys)]
+            ks = [(k, lambda j=j: frame_to_array(frames[2 + 2 * j]), lambda j=j: frame_to_array(frames[3 + 2 * j]))
+                  for j, k in enumerate(keys)]
             x = np.ascontiguousarray(eng.merge(t, code_t, ks)[0].transpose(1, 2, 0))
             eng.results.put(mkey, x)
             out = frames[0].copy()

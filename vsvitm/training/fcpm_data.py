@@ -12,13 +12,14 @@ from ..curves import overexposure_mask, to_linear
 from ..flow import DISFlow, align_pair
 from ..prep import net_input
 from ..schedule import Schedule
+from .icam_data import perturb_flow
 
 
 class FCPMBatches(torch.utils.data.IterableDataset):
     def __init__(self, sources, icam, batch: int, size: int, run: int, seed: int, n_frames: int = 121,
                  max_refs: int = 2, keys: int = 5, start_step: int = 0, video_weight: float | None = None,
-                 knee: float = 0.0):
-        self.video_weight, self.knee = video_weight, knee
+                 knee: float = 0.0, p_bad_flow: float = 0.0):
+        self.video_weight, self.knee, self.p_bad_flow = video_weight, knee, p_bad_flow
         self.sources, self.icam, self.batch, self.size, self.run = sources, icam, batch, size, run
         self.seed, self.n_frames, self.max_refs, self.keys, self.start_step = seed, n_frames, max_refs, keys, start_step
 
@@ -56,6 +57,10 @@ class FCPMBatches(torch.utils.data.IterableDataset):
             for j in range(self.keys):
                 k = ks[min(j, len(ks) - 1)]
                 f, e = (np.zeros(code[t].shape[:2] + (2,), np.float32), 1.0) if k == t else align_pair(lin[t], lin[k], flow_fn)
+                # a pre-flow that misses (what DIS gives under parallax): the merge must learn to
+                # distrust that key (no rng call at p = 0, so earlier runs repeat)
+                if k != t and self.p_bad_flow > 0 and rng.random() < self.p_bad_flow:
+                    f = perturb_flow(f, rng)
                 ins.append(net_input(code[k], ratio=e))
                 yk.append(ys[k] * np.float32(e))
                 pf.append(f.transpose(2, 0, 1))

@@ -29,9 +29,18 @@ class FCPMConfig:
     flow_correction: bool = True
     forward: bool = True      # ablations (paper Table 3): propagation directions
     backward: bool = True
+    # ours: f^-1(L) of frame t is one more candidate in the merge softmax, so where no key result
+    # can be aligned (parallax, occlusion) the merge falls back to the frame itself instead of
+    # pasting misplaced highlights
+    fallback: bool = True
 
     def to_dict(self):
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "FCPMConfig":
+        """From a checkpoint's config; checkpoints from before the fallback candidate had none."""
+        return cls(**{"fallback": False, **d})
 
 
 def enc(y: torch.Tensor) -> torch.Tensor:
@@ -71,7 +80,7 @@ class FCPM(nn.Module):
         super().__init__()
         self.cfg = cfg = cfg or FCPMConfig()
         self.correct = nn.Sequential(conv(8, 16), act(), conv(16, 16), act(), conv(16, 2))
-        self.mask = CombineMask(4 + cfg.keys * 4, cfg.keys, cfg.mask_ch)
+        self.mask = CombineMask(4 + cfg.keys * 4, cfg.keys + cfg.fallback, cfg.mask_ch)
         self.prop_b = Propagate(cfg.hidden)
         self.prop_f = Propagate(cfg.hidden)
         self.fuse_net = nn.Sequential(conv(2 * cfg.hidden + 3 + 4, cfg.hidden), act(), conv(cfg.hidden, 3))
@@ -92,10 +101,25 @@ class FCPM(nn.Module):
             warped.append(wy)
             # what the mask net sees: the warped result and how well the warped key frame matches frame t
             feats += [wy / 4, (wk[:, :3] - cur[:, :3]).abs().mean(1, keepdim=True)]
+        if self.cfg.fallback:
+            warped.append(enc(input_linear(cur)))
+            valid = torch.cat([valid, torch.ones_like(valid[:, :1])], 1)
         # masks are predicted at 1/2 resolution (cost) and upsampled
         m = self.mask(F.avg_pool2d(torch.cat(feats, 1), 2), valid)
         m = up2(m)
-        return sum(m[:, j: j + 1] * warped[j] for j in range(k))
+        return sum(m[:, j: j + 1] * w for j, w in enumerate(warped))
+
+    def load_compatible(self, state: dict, fallback_bias: float = -2.0) -> None:
+        """Load weights of a model without the fallback candidate into one with it: the mask head
+        gets one more output, starting with zero weights and a low bias (rarely chosen at first)."""
+        w = "mask.out.weight"
+        if self.cfg.fallback and state[w].shape[0] == self.cfg.keys:
+            state = dict(state)
+            new_w, new_b = self.mask.out.weight.detach().clone(), self.mask.out.bias.detach().clone()
+            new_w[: self.cfg.keys], new_b[: self.cfg.keys] = state[w], state["mask.out.bias"]
+            new_w[self.cfg.keys:], new_b[self.cfg.keys:] = 0.0, fallback_bias
+            state[w], state["mask.out.bias"] = new_w, new_b
+        self.load_state_dict(state)
 
     def back(self, x, cur, xn, h, flow):
         return self.prop_b(x, cur, xn, h, flow)
