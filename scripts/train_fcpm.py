@@ -58,6 +58,10 @@ def main(argv=None):
     ap.add_argument("--init", help="start from these FCPM weights (a checkpoint .pt), e.g. for short ablation runs")
     ap.add_argument("--no-forward", action="store_true")
     ap.add_argument("--no-backward", action="store_true")
+    ap.add_argument("--no-fallback", action="store_true",
+                    help="merge only key results (the paper), without f^-1(L) of the frame as a candidate")
+    ap.add_argument("--bad-flow", type=float, default=0.0,
+                    help="probability of perturbing a key's pre-flow (teaches the merge to reject misaligned keys)")
     add_source_and_loss_args(ap)
     a = ap.parse_args(argv)
     if a.size < 64 or a.size % 64:
@@ -73,7 +77,7 @@ def main(argv=None):
     icam = ICAM(ICAMConfig.from_dict(st["config"]))
     icam.load_state_dict(st["model"])
     icam.eval()
-    cfg = FCPMConfig(forward=not a.no_forward, backward=not a.no_backward)
+    cfg = FCPMConfig(forward=not a.no_forward, backward=not a.no_backward, fallback=not a.no_fallback)
     model = FCPM(cfg).to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=a.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, a.steps, eta_min=a.lr * 0.1)
@@ -85,13 +89,13 @@ def main(argv=None):
         step = s["step"]
         print(f"resumed from {ckpt} at step {step}", flush=True)
     elif a.init:
-        model.load_state_dict(torch.load(a.init, map_location="cpu", weights_only=False)["model"])
+        model.load_compatible(torch.load(a.init, map_location="cpu", weights_only=False)["model"])
         print(f"initialised from {a.init}", flush=True)
     (out / "config.json").write_text(json.dumps({"config": cfg.to_dict(), "args": vars(a)}, indent=1))
     from vsvitm.training.synth import load_sources
     sources = load_sources(a.data, split="train")
     ds = FCPMBatches(sources, icam, a.batch, a.size, a.run, a.seed, start_step=step,
-                     video_weight=a.video_weight, knee=a.knee)
+                     video_weight=a.video_weight, knee=a.knee, p_bad_flow=a.bad_flow)
     dl = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=a.workers,
                                      persistent_workers=a.workers > 0, prefetch_factor=4 if a.workers else None)
     log = open(out / "log.txt", "a")

@@ -112,3 +112,48 @@ def test_overshoot_weighted_log_loss_is_a_quantile_loss():
         log_l1(c.expand(1, 3, 3, 3), torch.exp(vals) - EPS, torch.ones(1, 1, 3, 3), overshoot=2.0).backward()
         opt.step()
     assert 3.0 <= float(c) <= 4.0
+
+
+def _fcpm_inputs(seed=0, size=32, keys=5):
+    g = torch.Generator().manual_seed(seed)
+    cur = torch.rand(1, 4, size, size, generator=g)
+    ks = torch.rand(1, 4 * keys, size, size, generator=g)
+    ys = torch.rand(1, 3 * keys, size, size, generator=g) * 4
+    flows = torch.randn(1, 2 * keys, size, size, generator=g)
+    valid = torch.ones(1, keys, 1, 1)
+    return cur, ks, ys, flows, valid
+
+
+def test_fcpm_fallback_upgrade_keeps_the_old_merge():
+    from vsvitm.training.fcpm_net import FCPM, FCPMConfig
+    assert FCPMConfig.from_dict({"keys": 5}).fallback is False          # old checkpoints load as they were
+    torch.manual_seed(0)
+    old = FCPM(FCPMConfig(hidden=8, mask_ch=8, fallback=False)).eval()
+    new = FCPM(FCPMConfig(hidden=8, mask_ch=8)).eval()
+    new.load_compatible(old.state_dict(), fallback_bias=-1e4)          # fallback never chosen
+    x = _fcpm_inputs()
+    with torch.no_grad():
+        assert torch.allclose(old.merge(*x), new.merge(*x), atol=1e-5)
+        new.mask.out.bias[-1] = 1e4                                    # fallback always chosen
+        cur = x[0]
+        assert torch.allclose(new.merge(*x), torch.log(cur[:, :3].clamp(0, 1) ** 2.2 + EPS), atol=1e-5)
+
+
+def test_fcpm_bad_flow_perturbs_only_other_keys_preflows():
+    """--bad-flow: the key results and frames stay the same, only pre-flows to other frames move."""
+    from vsvitm.training.fcpm_data import FCPMBatches
+    from vsvitm.training.synth import Source
+    icam = ICAM(ICAMConfig(c1=8, c2=8, c3=8, c4=16, offsets=2)).eval()
+    yy, xx = np.mgrid[0:160, 0:200].astype(np.float32)
+    img = 0.2 + 0.1 * np.sin(xx / 7)[..., None] * np.cos(yy / 5)[..., None] + np.zeros((1, 1, 3), np.float32)
+    img[40:90, 80:150] *= 20.0                          # a bright region the LDR frames clip
+    src = [Source("test-still", [img.astype(np.float32)])]
+    make = lambda p: FCPMBatches(src, icam, batch=1, size=64, run=3, seed=0, n_frames=40, max_refs=1,
+                                 p_bad_flow=p).sample(np.random.default_rng(3))
+    a, b = make(0.0), make(1.0)
+    for k in ("cur", "ys", "hdr", "alpha", "nflow_b", "nflow_f"):
+        np.testing.assert_array_equal(a[k], b[k])
+    pf_a, pf_b = a["preflows"].reshape(3, 5, 2, 64, 64), b["preflows"].reshape(3, 5, 2, 64, 64)
+    same = np.all(pf_a == pf_b, axis=(2, 3, 4))
+    self_key = np.all(pf_a == 0, axis=(2, 3, 4))      # frame t is its own key: zero flow, never perturbed
+    assert np.array_equal(same, self_key) and not same.all()
