@@ -1,0 +1,92 @@
+#!/usr/bin/env python3
+"""Where the memory goes: RSS of one ITM render sampled every 0.1 s, with the engine stages running
+(Engine.icam / merge / propagate) when it peaked.
+
+    python scripts/memory_trace.py --size 1920x1080 [--frames 3] [--num-refs 6] [--vs-cache-mb 0]
+                                   [--cache-mb 1024] [--src samples/london_pan_320x240.mp4]
+
+Renders frames 0.. of the sample clip resized to --size through vsvitm.ITM (shipped models, CPU),
+prefetch 2, and prints RSS after the first and the last frame and the peak with the active stages.
+scripts/benchmark.py gives the peak of a steady-state window; this says which stage makes it.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def rss_mib() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS"):
+                return int(line.split()[1]) // 1024
+    return 0
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--size", default="1920x1080")
+    ap.add_argument("--frames", type=int, default=3)
+    ap.add_argument("--num-refs", type=int, default=6)
+    ap.add_argument("--vs-cache-mb", type=int, default=0, help="core.max_cache_size (default: VapourSynth's)")
+    ap.add_argument("--cache-mb", type=int, default=1024, help="ITM(cache_mb=...)")
+    ap.add_argument("--src", default=str(ROOT / "samples" / "london_pan_320x240.mp4"))
+    a = ap.parse_args(argv)
+    w, h = (int(v) for v in a.size.lower().split("x"))
+    import vapoursynth as vs
+    import vsvitm
+    from vsvitm import engine
+    core = vs.core
+    if a.vs_cache_mb:
+        core.max_cache_size = a.vs_cache_mb
+    src = core.resize.Bicubic(core.bs.VideoSource(a.src), w, h)
+    active: dict[str, int] = {}
+    lock = threading.Lock()
+
+    def wrap(name: str):
+        fn = getattr(engine.Engine, name)
+
+        def counted(*args, **kw):
+            with lock:
+                active[name] = active.get(name, 0) + 1
+            try:
+                return fn(*args, **kw)
+            finally:
+                with lock:
+                    active[name] -= 1
+        setattr(engine.Engine, name, counted)
+    for name in ("icam", "merge", "propagate"):
+        wrap(name)
+    peak: list = [0, {}]
+    done = threading.Event()
+
+    def monitor():
+        while not done.is_set():
+            r = rss_mib()
+            if r > peak[0]:
+                with lock:
+                    peak[:] = [r, {k: v for k, v in active.items() if v}]
+            time.sleep(0.1)
+    threading.Thread(target=monitor, daemon=True).start()
+    out = vsvitm.ITM(src, num_refs=a.num_refs, cache_mb=a.cache_mb)
+    t0 = time.time()
+    for i, _ in enumerate(out.frames(prefetch=2)):
+        if i == 0 or i + 1 == a.frames:
+            print(f"frame {i}: {time.time() - t0:.0f} s, RSS {rss_mib()} MiB, peak so far {peak[0]} MiB "
+                  f"(running then: {peak[1] or 'nothing'})", flush=True)
+        if i + 1 >= a.frames:
+            break
+    done.set()
+    print(f"{a.size} num_refs={a.num_refs} vs_cache_mb={a.vs_cache_mb or core.max_cache_size} cache_mb={a.cache_mb}: "
+          f"peak RSS {peak[0]} MiB while {peak[1] or 'nothing'} ran")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
