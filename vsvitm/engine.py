@@ -75,6 +75,12 @@ def _trim_heap() -> None:
 _malloc_trim = None
 
 
+def _given(x):
+    """An array, or a function giving it: the engine's callers pass frames lazily so that large
+    frames exist as arrays only while a graph needs them."""
+    return x() if callable(x) else x
+
+
 class Engine:
     def __init__(self, models: str | Path | None, backend, *, need_fcpm: bool, transfer: str, threshold: float,
                  exposure_norm: bool, cache_bytes: int):
@@ -118,7 +124,7 @@ class Engine:
         key = (a, b, self.exposure_norm)
         hit = self.flows.get(key)
         if hit is None:
-            code_a, code_b = (c() if callable(c) else c for c in (code_a, code_b))
+            code_a, code_b = _given(code_a), _given(code_b)
             hit = align_pair(to_linear(code_a, self.transfer), to_linear(code_b, self.transfer), self.flow_fn,
                              self.exposure_norm)
             self.flows.put(key, hit)
@@ -135,7 +141,7 @@ class Engine:
         key = self.input(code_k)
         fl, g = self._run("icam_init", {"key": key})
         for r, code_r in refs:
-            code_r = code_r() if callable(code_r) else code_r  # one reference's array at a time
+            code_r = _given(code_r)  # one reference's array at a time
             flow, e = self.preflow(k, code_k, r, code_r)
             fl, g, _ = self._run("icam_ref", {"fl": fl, "g": g, "ref": self.input(code_r, e),
                                               "preflow": self._pad_flow(flow)})
@@ -158,7 +164,7 @@ class Engine:
         valid = np.zeros((1, kn, 1, 1), np.float32)
         for j in range(kn):
             k, code_k, y_k = keys[min(j, len(keys) - 1)]
-            code_k, y_k = (a() if callable(a) else a for a in (code_k, y_k))
+            code_k, y_k = _given(code_k), _given(y_k)
             valid[0, j] = 1.0 if j < len(keys) else 0.0
             if k == t:
                 flow, e = np.zeros(code_t.shape[:2] + (2,), np.float32), np.float32(1.0)
@@ -178,21 +184,16 @@ class Engine:
         not kept: at 1920x1080 a 24-frame run held as arrays is 1.2 GB.
         """
         n = len(ts)
-        x0 = xhat(0)
-        hp, wp = x0.shape[-2:]
-        del x0
-        zero_h = np.zeros((1, self.hidden, hp, wp), np.float32)
-        zero_f = np.zeros((1, 2, hp, wp), np.float32)
-
-        def cur(i: int) -> np.ndarray:
-            return self.input(code(i))
 
         def step(graph: str, i: int, j: int | None, h):
-            if j is None:
-                x = xhat(i)
-                return self._run(graph, {"x": x, "cur": cur(i), "xn": x, "h": zero_h, "flow": zero_f})[0]
-            flow, _ = self.preflow(ts[i], lambda: code(i), ts[j], lambda: code(j))
-            return self._run(graph, {"x": xhat(i), "cur": cur(i), "xn": xhat(j), "h": h,
+            x, c = xhat(i), code(i)
+            if j is None:  # the run's end: no neighbour, zero state (made here, not held for the whole run)
+                hp, wp = x.shape[-2:]
+                return self._run(graph, {"x": x, "cur": self.input(c), "xn": x,
+                                         "h": np.zeros((1, self.hidden, hp, wp), np.float32),
+                                         "flow": np.zeros((1, 2, hp, wp), np.float32)})[0]
+            flow, _ = self.preflow(ts[i], c, ts[j], lambda: code(j))
+            return self._run(graph, {"x": x, "cur": self.input(c), "xn": xhat(j), "h": h,
                                      "flow": self._pad_flow(flow)})[0]
 
         # A core frame is fused (eq. 12) by whichever direction reaches it second; the first leaves
@@ -211,9 +212,9 @@ class Engine:
                     waiting[i] = h16
                     return
             hf, hb = (h16, other) if forward else (other, h16)
-            y = self._run("fcpm_fuse", {"hf": hf.astype(np.float32), "hb": hb.astype(np.float32),
-                                        "x": xhat(i), "cur": cur(i)})[0]
             c = code(i)
+            y = self._run("fcpm_fuse", {"hf": hf.astype(np.float32), "hb": hb.astype(np.float32),
+                                        "x": xhat(i), "cur": self.input(c)})[0]
             out[ts[i]] = self.finite(y[0, :, :c.shape[0], :c.shape[1]].transpose(1, 2, 0))
 
         def recurrence(graph: str, order: range, prev: int) -> None:
