@@ -84,3 +84,39 @@ def test_shipped_models_recover_highlights():
     assert np.isfinite(out).all() and out.min() >= 0
     clipped = frames[:12].max(-1) >= 250
     assert out[clipped].max() > 1.0           # something above SDR white was reconstructed
+
+
+def test_state_dict_recovered_from_onnx(tmp_path):
+    """Every parameter comes back from the fp32 graphs, bit for bit (Linear weights included, which
+    the exporter stores transposed under anonymous names)."""
+    from vsvitm.training.export import checkpoint_from_models, export_fcpm, export_icam
+    from vsvitm.training.fcpm_net import FCPM
+    from vsvitm.training.icam_net import ICAM
+    torch.manual_seed(2)
+    icam, fcpm = ICAM().eval(), FCPM().eval()
+    with torch.no_grad():  # trained weights: no two parameters equal (the exporter merges equal ones)
+        for p in [*icam.parameters(), *fcpm.parameters()]:
+            p.add_(torch.randn_like(p) * 0.01)
+    d = tmp_path
+    export_icam(icam, d, fp16=False)
+    export_fcpm(fcpm, d, fp16=False)
+    for which, model in (("icam", icam), ("fcpm", fcpm)):
+        st = checkpoint_from_models(d, which)
+        own = model.state_dict()
+        assert st["model"].keys() == own.keys()
+        for k, v in own.items():
+            assert torch.equal(st["model"][k], v), k
+
+
+def test_shipped_models_recoverable(tmp_path):
+    from vsvitm.engine import MODEL_DIR
+    if not (MODEL_DIR / "icam.json").exists():
+        pytest.skip("no shipped models in this checkout")
+    import subprocess
+    import sys
+    from conftest import ROOT
+    r = subprocess.run([sys.executable, str(ROOT / "scripts" / "checkpoint_from_onnx.py"), "--out", str(tmp_path)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    st = torch.load(tmp_path / "icam.pt", weights_only=False)
+    assert st["step"] > 0 and st["config"]["c1"] > 0

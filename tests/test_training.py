@@ -128,8 +128,8 @@ def test_fcpm_fallback_upgrade_keeps_the_old_merge():
     from vsvitm.training.fcpm_net import FCPM, FCPMConfig
     assert FCPMConfig.from_dict({"keys": 5}).fallback is False          # old checkpoints load as they were
     torch.manual_seed(0)
-    old = FCPM(FCPMConfig(hidden=8, mask_ch=8, fallback=False)).eval()
-    new = FCPM(FCPMConfig(hidden=8, mask_ch=8)).eval()
+    old = FCPM(FCPMConfig(hidden=8, mask_ch=8, fallback=False, flow_cue=False)).eval()
+    new = FCPM(FCPMConfig(hidden=8, mask_ch=8, flow_cue=False)).eval()
     new.load_compatible(old.state_dict(), fallback_bias=-1e4)          # fallback never chosen
     x = _fcpm_inputs()
     with torch.no_grad():
@@ -137,6 +137,31 @@ def test_fcpm_fallback_upgrade_keeps_the_old_merge():
         new.mask.out.bias[-1] = 1e4                                    # fallback always chosen
         cur = x[0]
         assert torch.allclose(new.merge(*x), torch.log(cur[:, :3].clamp(0, 1) ** 2.2 + EPS), atol=1e-5)
+
+
+def test_fcpm_flow_cue_upgrade_keeps_the_old_merge():
+    """A model without the flow cue loads into one with it and merges exactly as before (the cue's
+    input channels start at zero weight); once weighted, the cue changes the masks."""
+    from vsvitm.training.fcpm_net import FCPM, FCPMConfig
+    assert FCPMConfig.from_dict({"keys": 5, "fallback": True}).flow_cue is False
+    torch.manual_seed(0)
+    old = FCPM(FCPMConfig(hidden=8, mask_ch=8, flow_cue=False)).eval()
+    new = FCPM(FCPMConfig(hidden=8, mask_ch=8)).eval()
+    new.load_compatible(old.state_dict())
+    x = _fcpm_inputs()
+    with torch.no_grad():
+        assert torch.allclose(old.merge(*x), new.merge(*x), atol=1e-6)
+        new.mask.local[0].weight[:, -5:] = 1.0
+        assert not torch.allclose(old.merge(*x), new.merge(*x), atol=1e-3)
+        # the cue is exactly zero for a key that is frame t itself (zero pre-flow)
+        cur, ks, ys, flows, valid = x
+        flows = flows.clone()
+        flows[:, :2] = 0
+        new.mask.local[0].weight[:, -5:] = 0.0
+        new.mask.local[0].weight[:, -5] = 100.0        # only key 0's cue: no effect when its flow is zero
+        a = new.merge(cur, ks, ys, flows, valid)
+        new.mask.local[0].weight[:, -5] = 0.0
+        assert torch.allclose(a, new.merge(cur, ks, ys, flows, valid), atol=1e-5)
 
 
 def test_fcpm_bad_flow_perturbs_only_other_keys_preflows():

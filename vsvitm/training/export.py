@@ -107,3 +107,58 @@ def export_fcpm(model, out_dir: Path, size: tuple[int, int] = (64, 96), fp16: bo
     write_manifest(out_dir, "fcpm", {"format": 1, "modulus": MODULUS, "keys": k, "hidden": hid,
                                      "config": model.cfg.to_dict(), **(meta or {})})
     return paths
+
+
+def state_dict_from_onnx(paths: list[Path], prefix: str = "net.") -> dict:
+    """The torch state dict behind exported fp32 graphs (the inverse of export_graph).
+
+    The legacy exporter keeps parameter names ("net.enc.e1.0.weight"), except for nn.Linear weights
+    feeding a MatMul: those become anonymous, transposed constants ("onnx::MatMul_1348"). They are
+    named back through the Add that applies the Linear's bias. Why at all: the shipped ONNX files are
+    the only copy of a trained model a fresh clone has, and fine-tuning needs torch weights."""
+    import onnx
+    from onnx import numpy_helper
+    state: dict = {}
+    for p in paths:
+        g = onnx.load(str(p)).graph
+        inits = {i.name: numpy_helper.to_array(i) for i in g.initializer}
+        consumers: dict[str, list] = {}
+        for node in g.node:
+            for i in node.input:
+                consumers.setdefault(i, []).append(node)
+        for name, arr in inits.items():
+            if name.startswith(prefix):
+                state[name[len(prefix):]] = torch.from_numpy(arr.copy())
+                continue
+            mm = [n for n in consumers.get(name, []) if n.op_type == "MatMul"]
+            if len(mm) != 1 or arr.ndim != 2:
+                continue  # a folded constant, not a parameter
+            adds = [n for n in consumers.get(mm[0].output[0], []) if n.op_type == "Add"]
+            bias = [i for n in adds for i in n.input if i.startswith(prefix) and i.endswith(".bias")]
+            if len(bias) != 1:
+                raise ValueError(f"{p.name}: cannot name the Linear weight {name} (no unique bias Add)")
+            state[bias[0][len(prefix):-len(".bias")] + ".weight"] = torch.from_numpy(arr.T.copy())
+    return state
+
+
+def checkpoint_from_models(models_dir: Path, which: str) -> dict:
+    """A training checkpoint ({"model", "config", "step"}) rebuilt from a models folder's fp32 graphs
+    and manifest; `which` is "icam" or "fcpm"."""
+    models_dir = Path(models_dir)
+    meta = json.loads((models_dir / f"{which}.json").read_text())
+    graphs = {"icam": ["icam_init", "icam_ref", "icam_decode"],
+              "fcpm": ["fcpm_merge", "fcpm_back", "fcpm_fwd", "fcpm_fuse"]}[which]
+    state = state_dict_from_onnx([models_dir / f"{g}.onnx" for g in graphs])
+    if which == "icam":
+        from .icam_net import ICAM, ICAMConfig
+        model = ICAM(ICAMConfig.from_dict(meta["config"]))
+    else:
+        from .fcpm_net import FCPM, FCPMConfig
+        model = FCPM(FCPMConfig.from_dict(meta["config"]))
+    missing = sorted(set(model.state_dict()) - set(state))
+    if missing:  # the exporter merges initializers of equal value (e.g. untrained LayerNorms)
+        raise ValueError(f"{models_dir}: parameters not recoverable from the graphs: {', '.join(missing)} "
+                         "(their values equal another parameter's and were merged at export)")
+    model.load_state_dict(state, strict=True)  # nothing left over either
+    return {"model": model.state_dict(), "config": model.cfg.to_dict(), "step": meta.get("trained_steps", 0),
+            "exposure_norm": meta.get("exposure_norm", True), "from_onnx": str(models_dir)}

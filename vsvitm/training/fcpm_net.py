@@ -33,6 +33,11 @@ class FCPMConfig:
     # can be aligned (parallax, occlusion) the merge falls back to the frame itself instead of
     # pasting misplaced highlights
     fallback: bool = True
+    # ours: the mask net also sees each key's pre-flow magnitude, log(1 + |flow| px). Inside a large
+    # clipped region every warped key matches frame t (all read 1.0), so the match feature cannot
+    # tell a key that is frame t itself (zero flow, exact) from one carried over a long, uncertain
+    # motion; without this cue the merge learned to fall back to f^-1(L) there even on key frames
+    flow_cue: bool = True
 
     def to_dict(self):
         return asdict(self)
@@ -40,7 +45,7 @@ class FCPMConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "FCPMConfig":
         """From a checkpoint's config; checkpoints from before the fallback candidate had none."""
-        return cls(**{"fallback": False, **d})
+        return cls(**{"fallback": False, "flow_cue": False, **d})
 
 
 def enc(y: torch.Tensor) -> torch.Tensor:
@@ -80,7 +85,7 @@ class FCPM(nn.Module):
         super().__init__()
         self.cfg = cfg = cfg or FCPMConfig()
         self.correct = nn.Sequential(conv(8, 16), act(), conv(16, 16), act(), conv(16, 2))
-        self.mask = CombineMask(4 + cfg.keys * 4, cfg.keys + cfg.fallback, cfg.mask_ch)
+        self.mask = CombineMask(4 + cfg.keys * (4 + cfg.flow_cue), cfg.keys + cfg.fallback, cfg.mask_ch)
         self.prop_b = Propagate(cfg.hidden)
         self.prop_f = Propagate(cfg.hidden)
         self.fuse_net = nn.Sequential(conv(2 * cfg.hidden + 3 + 4, cfg.hidden), act(), conv(cfg.hidden, 3))
@@ -88,10 +93,15 @@ class FCPM(nn.Module):
     def merge(self, cur, keys, ys, preflows, valid):
         k = self.cfg.keys
         cur2 = F.avg_pool2d(cur, 2)
-        warped, feats = [], [cur]
+        # the mask net's features are pooled to 1/2 res one by one as they are made (pooling is per
+        # channel, so this equals pooling their concatenation): at 1080p the full-res feature stack
+        # and its pieces were ~190 of the graph's ~470 bytes per pixel
+        warped, feats, mags = [], [cur2], []
         for j in range(k):
             key_j = keys[:, 4 * j: 4 * j + 4]
             flow = preflows[:, 2 * j: 2 * j + 2]
+            if self.cfg.flow_cue:
+                mags.append(F.avg_pool2d(torch.log1p(torch.sqrt((flow * flow).sum(1, keepdim=True) + 1e-6) - 1e-3), 2))
             if self.cfg.flow_correction:
                 f2 = downflow(flow, 2)
                 d = self.correct(torch.cat([cur2, warp(F.avg_pool2d(key_j, 2), f2)], 1))
@@ -100,21 +110,29 @@ class FCPM(nn.Module):
             wk = warp(key_j, flow)
             warped.append(wy)
             # what the mask net sees: the warped result and how well the warped key frame matches frame t
-            feats += [wy / 4, (wk[:, :3] - cur[:, :3]).abs().mean(1, keepdim=True)]
+            feats += [F.avg_pool2d(wy / 4, 2), F.avg_pool2d((wk[:, :3] - cur[:, :3]).abs().mean(1, keepdim=True), 2)]
         if self.cfg.fallback:
             warped.append(enc(input_linear(cur)))
             valid = torch.cat([valid, torch.ones_like(valid[:, :1])], 1)
-        # masks are predicted at 1/2 resolution (cost) and upsampled
-        m = self.mask(F.avg_pool2d(torch.cat(feats, 1), 2), valid)
+        # masks are predicted at 1/2 resolution (cost) and upsampled; the flow cue channels come
+        # last so that a model trained without them loads as a leading slice (load_compatible)
+        m = self.mask(torch.cat(feats + mags, 1), valid)
         m = up2(m)
         return sum(m[:, j: j + 1] * w for j, w in enumerate(warped))
 
     def load_compatible(self, state: dict, fallback_bias: float = -2.0) -> None:
         """Load weights of a model without the fallback candidate into one with it: the mask head
-        gets one more output, starting with zero weights and a low bias (rarely chosen at first)."""
+        gets one more output, starting with zero weights and a low bias (rarely chosen at first).
+        Likewise without the flow cue: its input channels start with zero weights (ignored)."""
+        state = dict(state)
+        for name in ("mask.local.0.weight", "mask.dilated.0.weight", "mask.glob.0.weight"):
+            own = getattr(self.mask, name.split(".")[1])[0].weight
+            if state[name].shape[1] < own.shape[1]:
+                t = torch.zeros_like(own.detach())
+                t[:, : state[name].shape[1]] = state[name]
+                state[name] = t
         w = "mask.out.weight"
         if self.cfg.fallback and state[w].shape[0] == self.cfg.keys:
-            state = dict(state)
             new_w, new_b = self.mask.out.weight.detach().clone(), self.mask.out.bias.detach().clone()
             new_w[: self.cfg.keys], new_b[: self.cfg.keys] = state[w], state["mask.out.bias"]
             new_w[self.cfg.keys:], new_b[self.cfg.keys:] = 0.0, fallback_bias

@@ -1,0 +1,91 @@
+#!/usr/bin/env python3
+"""Peak memory of each ONNX graph run once at a frame size, each in its own process (ORT CPU).
+
+    python scripts/graph_memory.py --size 1920x1080 [--models vsvitm/models] [--graphs fcpm_merge,fcpm_back]
+
+Prints, per graph: the process RSS with inputs allocated, the peak during the run, and the run's
+own share in bytes per (padded) pixel. This is what one call adds on top of the plugin's frames
+and caches; scripts/memory_trace.py measures a whole render.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+GRAPHS = ["icam_init", "icam_ref", "icam_decode", "fcpm_merge", "fcpm_back", "fcpm_fwd", "fcpm_fuse"]
+
+
+def feeds_for(sess, h: int, w: int, meta: dict):
+    import numpy as np
+    rng = np.random.default_rng(0)
+    c1 = meta.get("icam_state", 40)
+    k, hid = meta.get("keys", 5), meta.get("hidden", 16)
+    chans = {"cur": 4, "keys": 4 * k, "ys": 3 * k, "preflows": 2 * k, "x": 3, "xn": 3, "h": hid, "flow": 2,
+             "hf": hid, "hb": hid, "key": 4, "ref": 4, "preflow": 2}
+    out = {}
+    for i in sess.get_inputs():
+        if i.name == "valid":
+            out[i.name] = np.ones((1, k, 1, 1), np.float32)
+        elif i.name == "fl":
+            out[i.name] = rng.random((1, c1, h // 2, w // 2), np.float32)
+        elif i.name == "g":
+            out[i.name] = rng.random((1, meta.get("c4", 64), h // 16, w // 16), np.float32)
+        else:
+            out[i.name] = rng.random((1, chans[i.name], h, w), np.float32)
+    return out
+
+
+def one(graph: str, models: Path, h: int, w: int) -> dict:
+    import onnxruntime as ort
+    so = ort.SessionOptions()  # as the plugin's CPU backend: full optimisation, arena off, one thread
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.intra_op_num_threads = 1
+    so.enable_cpu_mem_arena = False
+    sess = ort.InferenceSession(str(models / f"{graph}.onnx"), so, providers=["CPUExecutionProvider"])
+    icam = json.loads((models / "icam.json").read_text())["config"]
+    fcpm = json.loads((models / "fcpm.json").read_text())
+    meta = {"icam_state": icam["c1"] + (16 if icam.get("clue") else 0), "c4": icam["c4"],
+            "keys": fcpm.get("keys", 5), "hidden": fcpm.get("hidden", 16)}
+    feeds = feeds_for(sess, h, w, meta)
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    t0 = time.perf_counter()
+    sess.run(None, feeds)
+    dt = time.perf_counter() - t0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"graph": graph, "base_mib": base, "peak_mib": peak, "run_mib": peak - base,
+            "bytes_per_px": (peak - base) * 2**20 / (h * w), "seconds": dt}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--size", default="1920x1080", help="WxH; padded up to a multiple of 64 like the plugin")
+    ap.add_argument("--models", type=Path, default=ROOT / "vsvitm" / "models")
+    ap.add_argument("--graphs", default=",".join(GRAPHS))
+    ap.add_argument("--one", help=argparse.SUPPRESS)
+    a = ap.parse_args(argv)
+    w, h = (int(v) for v in a.size.lower().split("x"))
+    hp, wp = -(-h // 64) * 64, -(-w // 64) * 64
+    if a.one:
+        print(json.dumps(one(a.one, a.models, hp, wp)))
+        return 0
+    print(f"| graph | RSS with inputs (MiB) | peak (MiB) | the run adds (MiB) | bytes/px | s |\n|---|---:|---:|---:|---:|---:|")
+    for g in a.graphs.split(","):
+        r = subprocess.run([sys.executable, __file__, "--size", a.size, "--models", str(a.models), "--one", g],
+                           capture_output=True, text=True)
+        if r.returncode:
+            print(f"| {g} | failed: {r.stderr.strip().splitlines()[-1] if r.stderr.strip() else r.returncode} |||||")
+            continue
+        d = json.loads(r.stdout)
+        print(f"| {g} ({wp}×{hp}) | {d['base_mib']:.0f} | {d['peak_mib']:.0f} | {d['run_mib']:.0f} | "
+              f"{d['bytes_per_px']:.0f} | {d['seconds']:.1f} |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
