@@ -120,3 +120,59 @@ def test_shipped_models_recoverable(tmp_path):
     assert r.returncode == 0, r.stderr
     st = torch.load(tmp_path / "icam.pt", weights_only=False)
     assert st["step"] > 0 and st["config"]["c1"] > 0
+
+
+def _feeds(sess, h, w, seed=0):
+    rng = np.random.default_rng(seed)
+    out = {}
+    for i in sess.get_inputs():
+        c = i.shape[1]
+        if i.name == "valid":
+            out[i.name] = np.ones((1, c, 1, 1), np.float32)
+        elif i.name == "fl":
+            out[i.name] = rng.random((1, c, h // 2, w // 2), np.float32)
+        elif i.name == "g":
+            out[i.name] = rng.random((1, c, h // 16, w // 16), np.float32)
+        elif i.name in ("preflows", "flow", "preflow"):
+            out[i.name] = (rng.standard_normal((1, c, h, w)) * 3).astype(np.float32)
+        else:
+            out[i.name] = rng.random((1, c, h, w), np.float32)
+    return out
+
+
+def _check_fp16_pairs(folder):
+    """Every *_fp16.onnx loads in ONNX Runtime, keeps fp32 inputs/outputs and agrees with its fp32 graph
+    (ICAM Y compared in the log domain, where the networks work). Width 1152 > 1024: a sampling
+    coordinate computed in fp16 would snap to whole pixels there."""
+    from vsvitm.engine import FCPM_GRAPHS, ICAM_GRAPHS
+    h, w = 64, 1152
+    for g in ICAM_GRAPHS + FCPM_GRAPHS:
+        if not (folder / f"{g}.onnx").exists():
+            continue
+        s32, s16 = _sess(folder / f"{g}.onnx"), _sess(folder / f"{g}_fp16.onnx")
+        assert [o.type for o in s16.get_outputs()] == ["tensor(float)"] * len(s16.get_outputs()), g
+        feeds = _feeds(s32, h, w)
+        for name, a, b in zip([o.name for o in s32.get_outputs()], s32.run(None, feeds), s16.run(None, feeds)):
+            if g == "icam_decode":
+                a, b = np.log(a + 1e-3), np.log(b + 1e-3)
+            tol = 0.1 if g == "icam_ref" and name == "fl_out" else 0.05
+            assert np.abs(a - b).max() <= tol * max(1.0, float(np.abs(a).max())), (g, name, float(np.abs(a - b).max()))
+
+
+def test_fp16_graphs_load_and_match_fp32(tmp_path):
+    """Regression: the fp16 files of stop 11 did not load at all (icam_ref, fcpm_merge, fcpm_back/fwd:
+    'Type (tensor(float16)) ... does not match expected type (tensor(float))')."""
+    from vsvitm.training.export import export_fcpm, export_icam
+    from vsvitm.training.fcpm_net import FCPM
+    from vsvitm.training.icam_net import ICAM
+    torch.manual_seed(3)
+    export_icam(ICAM().eval(), tmp_path, fp16=True)
+    export_fcpm(FCPM().eval(), tmp_path, fp16=True)
+    _check_fp16_pairs(tmp_path)
+
+
+def test_shipped_fp16_graphs_load_and_match_fp32():
+    from vsvitm.engine import MODEL_DIR
+    if not (MODEL_DIR / "icam.json").exists():
+        pytest.skip("no shipped models in this checkout")
+    _check_fp16_pairs(MODEL_DIR)

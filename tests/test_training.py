@@ -146,7 +146,7 @@ def test_fcpm_flow_cue_upgrade_keeps_the_old_merge():
     assert FCPMConfig.from_dict({"keys": 5, "fallback": True}).flow_cue is False
     torch.manual_seed(0)
     old = FCPM(FCPMConfig(hidden=8, mask_ch=8, flow_cue=False)).eval()
-    new = FCPM(FCPMConfig(hidden=8, mask_ch=8)).eval()
+    new = FCPM(FCPMConfig(hidden=8, mask_ch=8, flow_cue=True)).eval()
     new.load_compatible(old.state_dict())
     x = _fcpm_inputs()
     with torch.no_grad():

@@ -40,15 +40,71 @@ def export_graph(net: torch.nn.Module, method: str, args: tuple, names_in: list[
     return path
 
 
+# Ops whose outputs are learned features; the walk that keeps sampling coordinates in fp32 stops there.
+_FEATURE_OPS = {"Conv", "ConvTranspose", "MatMul", "Gemm"}
+
+
+def coordinate_nodes(graph) -> list[str]:
+    """Names of the nodes that compute GridSample's sampling grid from a flow: pixel coordinates,
+    their normalisation by the frame size, the flow added to them (stopping at the learned layers).
+    In fp16 a coordinate above 1024 has a step of 1 px (2 px above 2048), so warps would snap to
+    whole pixels at HD sizes; these cheap elementwise nodes stay fp32."""
+    producer = {o: n for n in graph.node for o in n.output}
+    keep, todo = set(), [n.input[1] for n in graph.node if n.op_type == "GridSample"]
+    while todo:
+        node = producer.get(todo.pop())
+        if node is None or node.name in keep or node.op_type in _FEATURE_OPS:
+            continue
+        keep.add(node.name)
+        todo.extend(node.input)
+    return sorted(keep)
+
+
 def to_fp16(src: Path, dst: Path) -> Path:
-    """fp16 weights/activations, fp32 inputs and outputs; GridSample/Resize stay fp32 (sampling precision)."""
+    """fp16 weights/activations, fp32 inputs and outputs; GridSample/Resize and the sampling-grid
+    arithmetic stay fp32 (sampling precision). Checked by loading the result in ONNX Runtime: the
+    converter once wrote Casts whose target type disagreed with its own type annotations, and
+    ORT refused those files (tests/test_export.py)."""
     import onnx
     from onnxconverter_common import float16
-    m16 = float16.convert_float_to_float16(onnx.load(str(src)), keep_io_types=True,
-                                           op_block_list=["GridSample", "Resize"])
+    m = onnx.load(str(src))
+    _detach_outputs(m)
+    m16 = float16.convert_float_to_float16(m, keep_io_types=True, op_block_list=["GridSample", "Resize"],
+                                           node_block_list=coordinate_nodes(m.graph))
+    _fix_casts(m16)
     m16.ir_version = IR_VERSION
     onnx.save(m16, str(dst))
     return dst
+
+
+def _detach_outputs(model) -> None:
+    """A graph output that other nodes also read (ICAM's corrected flow) gets its own Identity: the
+    converter otherwise turned that output into float16 despite keep_io_types, and left the internal
+    readers with mismatched types."""
+    from onnx import helper
+    g = model.graph
+    outs = {o.name for o in g.output}
+    read = {i for n in g.node for i in n.input}
+    for name in sorted(outs & read):
+        inner = name + "_inner"
+        for n in g.node:
+            n.output[:] = [inner if o == name else o for o in n.output]
+            n.input[:] = [inner if i == name else i for i in n.input]
+        g.node.append(helper.make_node("Identity", [inner], [name], name=name + "_detached"))
+
+
+def _fix_casts(model) -> None:
+    """A Cast to float whose output the converter annotated as float16 (it converts annotations
+    but not Cast targets) is made a Cast to float16, so the file agrees with itself."""
+    from onnx import TensorProto
+    g = model.graph
+    vi = {v.name: v.type.tensor_type.elem_type for v in list(g.value_info) + list(g.output)}
+    for node in g.node:
+        if node.op_type != "Cast":
+            continue
+        for a in node.attribute:
+            if a.name == "to" and a.i == TensorProto.FLOAT and vi.get(node.output[0]) == TensorProto.FLOAT16:
+                a.i = TensorProto.FLOAT16
 
 
 def write_manifest(out_dir: Path, name: str, meta: dict):

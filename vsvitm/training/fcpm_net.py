@@ -36,8 +36,9 @@ class FCPMConfig:
     # ours: the mask net also sees each key's pre-flow magnitude, log(1 + |flow| px). Inside a large
     # clipped region every warped key matches frame t (all read 1.0), so the match feature cannot
     # tell a key that is frame t itself (zero flow, exact) from one carried over a long, uncertain
-    # motion; without this cue the merge learned to fall back to f^-1(L) there even on key frames
-    flow_cue: bool = True
+    # motion; the fallback model falls back to f^-1(L) there even on key frames. Off by default: a
+    # 600-step fine-tune with it did not stop that (BENCHMARKS.md, "Tried and not kept")
+    flow_cue: bool = False
 
     def to_dict(self):
         return asdict(self)
