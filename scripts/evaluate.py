@@ -206,6 +206,20 @@ def evaluate_sequence(seq: dict, methods: list[tuple[str, dict]], threshold: flo
     return rows, preds
 
 
+def per_frame_oe(seq: dict, preds: dict, threshold: float = 0.95, scale: float = 100.0) -> list[list]:
+    """[sequence, frame, OE PU21-PSNR of each method] per frame (empty where a frame has no
+    over-exposed pixel or a method failed): shows, e.g., whether a loss is on key frames or between them."""
+    mask = M.overexposed_mask(seq["ldr"], threshold)
+    out = []
+    for i in range(seq["ldr"].shape[0]):
+        vals = []
+        for p in preds.values():
+            v = None if p is None or not mask[i].any() else M.pu21_psnr(p[i:i + 1], seq["hdr"][i:i + 1], mask=mask[i:i + 1], scale=scale)
+            vals.append("" if v is None else f"{v:.3f}")
+        out.append([seq["name"], i, *vals])
+    return out
+
+
 def _finite_mean(vals):
     vals = [v for v in vals if v is not None and not (isinstance(v, float) and math.isnan(v))]
     return float(np.mean(vals)) if vals else None
@@ -375,7 +389,7 @@ def evaluate_devset(args, methods) -> list[dict]:
         raise SystemExit(f"no .npz sequences in {data}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    rows = []
+    rows, per_frame = [], []
     for f in files:
         seq = load_sequence(f, args.frames)
         print(f"{seq['name']}: {seq['ldr'].shape[0]} frames {seq['ldr'].shape[2]}x{seq['ldr'].shape[1]}",
@@ -383,6 +397,7 @@ def evaluate_devset(args, methods) -> list[dict]:
         r, preds = evaluate_sequence(seq, methods, args.threshold, args.scale, not args.no_cvvdp,
                                      log=lambda s: print(s, file=sys.stderr))
         rows += r
+        per_frame += per_frame_oe(seq, preds, args.threshold, args.scale)
         k = args.sheet_frame if args.sheet_frame is not None else pick_frame(seq["ldr"], args.threshold)
         k = int(np.clip(k, 0, seq["ldr"].shape[0] - 1))
         write_sheets(out, seq["name"], seq["ldr"][k], {n: (p[k] if p is not None else None) for n, p in preds.items()},
@@ -391,6 +406,10 @@ def evaluate_devset(args, methods) -> list[dict]:
     table = markdown_table(all_rows)
     print(table)
     write_csv(all_rows, out / "results.csv")
+    with open(out / "per_frame_oe.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["sequence", "frame", *[m[0] for m in methods]])
+        w.writerows(per_frame)
     (out / "results.md").write_text(
         f"# vsvitm evaluation\n\ndata: `{data}`, frames: {args.frames or 'all'}, PU21 scale: 1.0 = "
         f"{args.scale:g} cd/m², over-exposed: max LDR channel ≥ {args.threshold}\n\n"
