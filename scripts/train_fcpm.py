@@ -62,6 +62,8 @@ def main(argv=None):
                     help="merge only key results (the paper), without f^-1(L) of the frame as a candidate")
     ap.add_argument("--flow-cue", action="store_true",
                     help="the mask net also sees each key's pre-flow magnitude (tried, not shipped: BENCHMARKS.md)")
+    ap.add_argument("--agree-cue", action="store_true",
+                    help="the mask net also sees how far each warped key result is from the keys' mean")
     ap.add_argument("--bad-flow", type=float, default=0.0,
                     help="probability of perturbing a key's pre-flow (teaches the merge to reject misaligned keys)")
     add_source_and_loss_args(ap)
@@ -80,7 +82,7 @@ def main(argv=None):
     icam.load_state_dict(st["model"])
     icam.eval()
     cfg = FCPMConfig(forward=not a.no_forward, backward=not a.no_backward, fallback=not a.no_fallback,
-                     flow_cue=a.flow_cue)
+                     flow_cue=a.flow_cue, agree_cue=a.agree_cue)
     model = FCPM(cfg).to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=a.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, a.steps, eta_min=a.lr * 0.1)

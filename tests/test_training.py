@@ -164,6 +164,26 @@ def test_fcpm_flow_cue_upgrade_keeps_the_old_merge():
         assert torch.allclose(a, new.merge(cur, ks, ys, flows, valid), atol=1e-5)
 
 
+def test_fcpm_agreement_cue():
+    """The agreement cue loads as a no-op into an older model, and it is zero where all valid keys
+    carry the same result to the same place (so weighting it changes nothing there)."""
+    from vsvitm.training.fcpm_net import FCPM, FCPMConfig
+    torch.manual_seed(0)
+    old = FCPM(FCPMConfig(hidden=8, mask_ch=8)).eval()
+    new = FCPM(FCPMConfig(hidden=8, mask_ch=8, flow_cue=True, agree_cue=True)).eval()
+    new.load_compatible(old.state_dict())
+    cur, ks, ys, flows, valid = _fcpm_inputs()
+    with torch.no_grad():
+        assert torch.allclose(old.merge(cur, ks, ys, flows, valid), new.merge(cur, ks, ys, flows, valid), atol=1e-6)
+        # five copies of one key (same frame, same result, same flow): every flow correction and warp is the same
+        same_ks, same_ys, zero = ks[:, :4].repeat(1, 5, 1, 1), ys[:, :3].repeat(1, 5, 1, 1), torch.zeros_like(flows)
+        valid3 = torch.tensor([1, 1, 1, 0, 0.0]).view(1, 5, 1, 1)
+        a = new.merge(cur, same_ks, same_ys, zero, valid3)
+        new.mask.local[0].weight[:, -5:] = 50.0         # the agreement channels (last 5)
+        assert torch.allclose(a, new.merge(cur, same_ks, same_ys, zero, valid3), atol=1e-5)
+        assert not torch.allclose(new.merge(cur, ks, ys, zero, valid3), old.merge(cur, ks, ys, zero, valid3), atol=1e-3)
+
+
 def test_fcpm_bad_flow_perturbs_only_other_keys_preflows():
     """--bad-flow: the key results and frames stay the same, only pre-flows to other frames move."""
     from vsvitm.training.fcpm_data import FCPMBatches

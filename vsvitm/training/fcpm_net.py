@@ -39,6 +39,10 @@ class FCPMConfig:
     # motion; the fallback model falls back to f^-1(L) there even on key frames. Off by default: a
     # 600-step fine-tune with it did not stop that (BENCHMARKS.md, "Tried and not kept")
     flow_cue: bool = False
+    # ours: ... and how far each warped key result is from the others' mean (valid keys, log
+    # domain, 1/2 res). Keys aligned to the right pixels agree even where frame t is clipped; a key
+    # moved by a wrong flow (parallax, occlusion) lands other content and disagrees
+    agree_cue: bool = False
 
     def to_dict(self):
         return asdict(self)
@@ -46,7 +50,7 @@ class FCPMConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "FCPMConfig":
         """From a checkpoint's config; checkpoints from before the fallback candidate had none."""
-        return cls(**{"fallback": False, "flow_cue": False, **d})
+        return cls(**{"fallback": False, "flow_cue": False, "agree_cue": False, **d})
 
 
 def enc(y: torch.Tensor) -> torch.Tensor:
@@ -86,7 +90,7 @@ class FCPM(nn.Module):
         super().__init__()
         self.cfg = cfg = cfg or FCPMConfig()
         self.correct = nn.Sequential(conv(8, 16), act(), conv(16, 16), act(), conv(16, 2))
-        self.mask = CombineMask(4 + cfg.keys * (4 + cfg.flow_cue), cfg.keys + cfg.fallback, cfg.mask_ch)
+        self.mask = CombineMask(4 + cfg.keys * (4 + cfg.flow_cue + cfg.agree_cue), cfg.keys + cfg.fallback, cfg.mask_ch)
         self.prop_b = Propagate(cfg.hidden)
         self.prop_f = Propagate(cfg.hidden)
         self.fuse_net = nn.Sequential(conv(2 * cfg.hidden + 3 + 4, cfg.hidden), act(), conv(cfg.hidden, 3))
@@ -97,7 +101,7 @@ class FCPM(nn.Module):
         # the mask net's features are pooled to 1/2 res one by one as they are made (pooling is per
         # channel, so this equals pooling their concatenation): at 1080p the full-res feature stack
         # and its pieces were ~190 of the graph's ~470 bytes per pixel
-        warped, feats, mags = [], [cur2], []
+        warped, feats, mags, pooled = [], [cur2], [], []
         for j in range(k):
             key_j = keys[:, 4 * j: 4 * j + 4]
             flow = preflows[:, 2 * j: 2 * j + 2]
@@ -111,11 +115,15 @@ class FCPM(nn.Module):
             wk = warp(key_j, flow)
             warped.append(wy)
             # what the mask net sees: the warped result and how well the warped key frame matches frame t
-            feats += [F.avg_pool2d(wy / 4, 2), F.avg_pool2d((wk[:, :3] - cur[:, :3]).abs().mean(1, keepdim=True), 2)]
+            pooled.append(F.avg_pool2d(wy, 2))
+            feats += [pooled[-1] / 4, F.avg_pool2d((wk[:, :3] - cur[:, :3]).abs().mean(1, keepdim=True), 2)]
+        if self.cfg.agree_cue:
+            mean = sum(valid[:, j: j + 1] * p for j, p in enumerate(pooled)) / valid.sum(1, keepdim=True).clamp_min(1.0)
+            mags += [(p - mean).abs().mean(1, keepdim=True) for p in pooled]
         if self.cfg.fallback:
             warped.append(enc(input_linear(cur)))
             valid = torch.cat([valid, torch.ones_like(valid[:, :1])], 1)
-        # masks are predicted at 1/2 resolution (cost) and upsampled; the flow cue channels come
+        # masks are predicted at 1/2 resolution (cost) and upsampled; the cue channels come
         # last so that a model trained without them loads as a leading slice (load_compatible)
         m = self.mask(torch.cat(feats + mags, 1), valid)
         m = up2(m)
