@@ -101,12 +101,12 @@ class FCPM(nn.Module):
         # the mask net's features are pooled to 1/2 res one by one as they are made (pooling is per
         # channel, so this equals pooling their concatenation): at 1080p the full-res feature stack
         # and its pieces were ~190 of the graph's ~470 bytes per pixel
-        warped, feats, mags, pooled = [], [cur2], [], []
+        warped, feats, cues, pooled = [], [cur2], [], []
         for j in range(k):
             key_j = keys[:, 4 * j: 4 * j + 4]
             flow = preflows[:, 2 * j: 2 * j + 2]
             if self.cfg.flow_cue:
-                mags.append(F.avg_pool2d(torch.log1p(torch.sqrt((flow * flow).sum(1, keepdim=True) + 1e-6) - 1e-3), 2))
+                cues.append(F.avg_pool2d(torch.log1p(torch.sqrt((flow * flow).sum(1, keepdim=True) + 1e-6) - 1e-3), 2))
             if self.cfg.flow_correction:
                 f2 = downflow(flow, 2)
                 d = self.correct(torch.cat([cur2, warp(F.avg_pool2d(key_j, 2), f2)], 1))
@@ -119,20 +119,20 @@ class FCPM(nn.Module):
             feats += [pooled[-1] / 4, F.avg_pool2d((wk[:, :3] - cur[:, :3]).abs().mean(1, keepdim=True), 2)]
         if self.cfg.agree_cue:
             mean = sum(valid[:, j: j + 1] * p for j, p in enumerate(pooled)) / valid.sum(1, keepdim=True).clamp_min(1.0)
-            mags += [(p - mean).abs().mean(1, keepdim=True) for p in pooled]
+            cues += [(p - mean).abs().mean(1, keepdim=True) for p in pooled]
         if self.cfg.fallback:
             warped.append(enc(input_linear(cur)))
             valid = torch.cat([valid, torch.ones_like(valid[:, :1])], 1)
         # masks are predicted at 1/2 resolution (cost) and upsampled; the cue channels come
         # last so that a model trained without them loads as a leading slice (load_compatible)
-        m = self.mask(torch.cat(feats + mags, 1), valid)
+        m = self.mask(torch.cat(feats + cues, 1), valid)
         m = up2(m)
         return sum(m[:, j: j + 1] * w for j, w in enumerate(warped))
 
     def load_compatible(self, state: dict, fallback_bias: float = -2.0) -> None:
         """Load weights of a model without the fallback candidate into one with it: the mask head
         gets one more output, starting with zero weights and a low bias (rarely chosen at first).
-        Likewise without the flow cue: its input channels start with zero weights (ignored)."""
+        Likewise without the flow/agreement cues: their input channels start with zero weights (ignored)."""
         state = dict(state)
         for name in ("mask.local.0.weight", "mask.dilated.0.weight", "mask.glob.0.weight"):
             own = getattr(self.mask, name.split(".")[1])[0].weight
