@@ -95,7 +95,22 @@ def make_method_clip(ldr: np.ndarray, kwargs: dict, fps: tuple[int, int] = (24, 
     from vsvitm.vsnp import clip_from_array
 
     clip = clip_from_array(ldr, fps=fps)
-    return vsvitm.ITM(clip, **kwargs)
+    return vsvitm.ITM(clip, **with_backend(kwargs))
+
+
+BACKENDS = {"cpu": lambda v: v.Backend.ORT_CPU(), "cpu-fp16": lambda v: v.Backend.ORT_CPU(fp16=True),
+            "cuda": lambda v: v.Backend.ORT_CUDA(), "cuda-fp16": lambda v: v.Backend.ORT_CUDA(fp16=True)}
+
+
+def with_backend(kwargs: dict) -> dict:
+    """Method kwargs are JSON: a backend is named ("cpu", "cpu-fp16", "cuda", "cuda-fp16")."""
+    import vsvitm
+    b = kwargs.get("backend")
+    if b is None or not isinstance(b, str):
+        return kwargs
+    if b not in BACKENDS:
+        raise ValueError(f"unknown backend {b!r}; use one of {', '.join(BACKENDS)}")
+    return {**kwargs, "backend": BACKENDS[b](vsvitm)}
 
 
 def run_method(ldr: np.ndarray, kwargs: dict, fps: tuple[int, int] = (24, 1),
@@ -462,7 +477,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--sequences", default=None, help="comma-separated sequence (file stem) names")
     ap.add_argument("--method", action="append", default=[], metavar="NAME:KWARGS_JSON",
                     help="extra row: vsvitm.ITM(clip, **KWARGS_JSON), e.g. "
-                         "'no-expnorm:{\"exposure_norm\": false}'; repeatable; reusing a default name replaces it")
+                         "'no-expnorm:{\"exposure_norm\": false}'; repeatable; reusing a default name replaces it; "
+                         "a backend by name: {\"backend\": \"cpu-fp16\"} (cpu, cpu-fp16, cuda, cuda-fp16)")
     ap.add_argument("--only", default=None, help="comma-separated method names to run (default: all)")
     ap.add_argument("--ldr-videos", default=None, metavar="DIR",
                     help="review mode: run on real LDR videos (dir or file), write picture sheets only")

@@ -93,10 +93,9 @@ def _tiny_model() -> bytes:
 def resolve(backend) -> "Backend.ORT_CPU | Backend.ORT_CUDA":
     """A private copy of the user's backend (never mutated), or the default: CUDA if usable, else CPU."""
     if backend is None:
+        default = Backend.ORT_CUDA() if _cuda_usable() else Backend.ORT_CPU()  # probes once, outside the lock
         with _lock:
-            if "default" not in _sessions:
-                _sessions["default"] = Backend.ORT_CUDA() if cuda_available() else Backend.ORT_CPU()
-            chosen = _sessions["default"]
+            chosen = _sessions.setdefault("default", default)
         _announce(f"vsvitm: using {'CUDA (GPU ' + str(chosen.device_id) + ')' if chosen.name == 'cuda' else 'the CPU'}"
                   f"{'' if chosen.name == 'cuda' else ' (no usable CUDA provider found)'}")
         return copy.deepcopy(chosen)
@@ -130,10 +129,15 @@ def session(path: Path, backend) -> "onnxruntime.InferenceSession":  # noqa: F82
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     so.log_severity_level = 3
-    if backend.name == "cpu":
-        so.intra_op_num_threads = backend.num_threads or default_cpu_threads()
+    on_cpu = backend.name == "cpu"
+    if not on_cpu and not _cuda_usable():
+        # decided before ORT tries: a session asked for CUDA without it logs a burst of red errors
+        _cuda_missing(backend)
+        on_cpu = True
+    if on_cpu:
+        so.intra_op_num_threads = getattr(backend, "num_threads", 0) or default_cpu_threads()
         so.inter_op_num_threads = 1
-        so.enable_cpu_mem_arena = bool(backend.mem_arena)
+        so.enable_cpu_mem_arena = bool(getattr(backend, "mem_arena", False))
         providers = ["CPUExecutionProvider"]
     else:
         opts = {"device_id": backend.device_id,
@@ -149,15 +153,34 @@ def session(path: Path, backend) -> "onnxruntime.InferenceSession":  # noqa: F82
         s = ort.InferenceSession(str(path), so, providers=providers)
     except Exception as e:
         raise RuntimeError(f"vsvitm: ONNX Runtime could not load {path}: {e}") from e
-    if backend.name == "cuda" and s.get_providers()[0] != "CUDAExecutionProvider":
-        if not backend.fallback_cpu:
-            raise RuntimeError("vsvitm: Backend.ORT_CUDA was requested but ONNX Runtime's CUDA provider did not load "
-                               "(CUDA 12/13 + cuDNN 9 libraries missing? try pip install 'onnxruntime-gpu[cuda,cudnn]'). "
-                               "Use Backend.ORT_CPU(), or Backend.ORT_CUDA(fallback_cpu=True) to fall back.")
-        _announce("vsvitm: CUDA provider did not load; falling back to the CPU as allowed by fallback_cpu=True")
+    if not on_cpu and s.get_providers()[0] != "CUDAExecutionProvider":
+        _cuda_missing(backend)
     with _lock:
         s = _sessions.setdefault(key, s)
     return s
+
+
+_cuda_ok: bool | None = None
+
+
+def _cuda_usable() -> bool:
+    """cuda_available(), probed once per process."""
+    global _cuda_ok
+    with _lock:
+        known = _cuda_ok
+    if known is None:
+        known = cuda_available()
+        with _lock:
+            _cuda_ok = known
+    return known
+
+
+def _cuda_missing(backend) -> None:
+    if not backend.fallback_cpu:
+        raise RuntimeError("vsvitm: Backend.ORT_CUDA was requested but ONNX Runtime's CUDA provider did not load "
+                           "(CUDA 12/13 + cuDNN 9 libraries missing? try pip install 'onnxruntime-gpu[cuda,cudnn]'). "
+                           "Use Backend.ORT_CPU(), or Backend.ORT_CUDA(fallback_cpu=True) to fall back.")
+    _announce("vsvitm: CUDA provider did not load; falling back to the CPU as allowed by fallback_cpu=True")
 
 
 def run(sess, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
