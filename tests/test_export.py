@@ -122,36 +122,24 @@ def test_shipped_models_recoverable(tmp_path):
     assert st["step"] > 0 and st["config"]["c1"] > 0
 
 
-def _feeds(sess, h, w, seed=0):
-    rng = np.random.default_rng(seed)
-    out = {}
-    for i in sess.get_inputs():
-        c = i.shape[1]
-        if i.name == "valid":
-            out[i.name] = np.ones((1, c, 1, 1), np.float32)
-        elif i.name == "fl":
-            out[i.name] = rng.random((1, c, h // 2, w // 2), np.float32)
-        elif i.name == "g":
-            out[i.name] = rng.random((1, c, h // 16, w // 16), np.float32)
-        elif i.name in ("preflows", "flow", "preflow"):
-            out[i.name] = (rng.standard_normal((1, c, h, w)) * 3).astype(np.float32)
-        else:
-            out[i.name] = rng.random((1, c, h, w), np.float32)
-    return out
-
-
 def _check_fp16_pairs(folder):
     """Every *_fp16.onnx loads in ONNX Runtime, keeps fp32 inputs/outputs and agrees with its fp32 graph
     (ICAM Y compared in the log domain, where the networks work). Width 1152 > 1024: a sampling
     coordinate computed in fp16 would snap to whole pixels there."""
     from vsvitm.engine import FCPM_GRAPHS, ICAM_GRAPHS
+    import importlib.util
+    from conftest import ROOT
+    spec = importlib.util.spec_from_file_location("vsvitm_graph_memory", ROOT / "scripts" / "graph_memory.py")
+    gm = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gm)
+    random_feeds = gm.random_feeds
     h, w = 64, 1152
     for g in ICAM_GRAPHS + FCPM_GRAPHS:
         if not (folder / f"{g}.onnx").exists():
             continue
         s32, s16 = _sess(folder / f"{g}.onnx"), _sess(folder / f"{g}_fp16.onnx")
         assert [o.type for o in s16.get_outputs()] == ["tensor(float)"] * len(s16.get_outputs()), g
-        feeds = _feeds(s32, h, w)
+        feeds = random_feeds(s32, h, w)
         for name, a, b in zip([o.name for o in s32.get_outputs()], s32.run(None, feeds), s16.run(None, feeds)):
             if g == "icam_decode":
                 a, b = np.log(a + 1e-3), np.log(b + 1e-3)
