@@ -128,8 +128,8 @@ def test_fcpm_fallback_upgrade_keeps_the_old_merge():
     from vsvitm.training.fcpm_net import FCPM, FCPMConfig
     assert FCPMConfig.from_dict({"keys": 5}).fallback is False          # old checkpoints load as they were
     torch.manual_seed(0)
-    old = FCPM(FCPMConfig(hidden=8, mask_ch=8, fallback=False, flow_cue=False)).eval()
-    new = FCPM(FCPMConfig(hidden=8, mask_ch=8, flow_cue=False)).eval()
+    old = FCPM(FCPMConfig(hidden=8, mask_ch=8, fallback=False)).eval()
+    new = FCPM(FCPMConfig(hidden=8, mask_ch=8)).eval()
     new.load_compatible(old.state_dict(), fallback_bias=-1e4)          # fallback never chosen
     x = _fcpm_inputs()
     with torch.no_grad():
