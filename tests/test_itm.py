@@ -161,3 +161,44 @@ def test_exception_in_callback_surfaces_as_frame_error(src, tiny_models, monkeyp
     monkeypatch.setattr(engine.Engine, "icam", boom)
     with pytest.raises(vs.Error, match="simulated failure"):
         out.get_frame(5)
+
+
+def test_banded_recurrence_matches_whole_frame(monkeypatch):
+    """FCPM's recurrent steps and fuse run in horizontal bands on large frames (engine.BAND_PIXELS);
+    the halo must cover the warp's vertical reach, or rows near a band edge read the wrong state."""
+    from vsvitm import engine
+    eng = engine.Engine(None, None, need_fcpm=True, transfer="gamma2.2", threshold=0.95, exposure_norm=True,
+                        cache_bytes=1 << 26)
+    rng = np.random.default_rng(0)
+    h, w = 600, 32
+
+    def rnd(c):
+        return rng.normal(0, 1, (1, c, h, w)).astype(np.float32)
+    calls = []
+    run = eng._run
+    monkeypatch.setattr(eng, "_run", lambda g, feeds: calls.append(g) or run(g, feeds))
+    for fy in (0.0, 17.6, -25.2):
+        flow = np.concatenate([rnd(1) * 2, fy + rnd(1)], 1)
+        feeds = {"x": rnd(3), "cur": np.abs(rnd(4)), "xn": rnd(3), "h": rnd(eng.hidden), "flow": flow}
+        eng.band_pixels = 1 << 30
+        whole = eng._run_banded("fcpm_back", feeds, flow)
+        eng.band_pixels = h * w // 6
+        calls.clear()
+        banded = eng._run_banded("fcpm_back", feeds, flow)
+        assert len(calls) == 6
+        np.testing.assert_allclose(banded, whole, atol=1e-4)
+        # the halo is what makes it exact: without the flow's reach the band edges are wrong
+        assert np.abs(eng._run_banded("fcpm_back", feeds, None) - whole).max() > 1e-2
+    feeds = {"hf": rnd(eng.hidden), "hb": rnd(eng.hidden), "x": rnd(3), "cur": np.abs(rnd(4))}
+    eng.band_pixels = 1 << 30
+    whole = eng._run_banded("fcpm_fuse", feeds)
+    eng.band_pixels = h * w // 5
+    np.testing.assert_allclose(eng._run_banded("fcpm_fuse", feeds), whole, atol=1e-5)
+
+
+def test_banded_render_matches(src, tiny_models, monkeypatch):
+    from vsvitm import engine
+    whole = clip_to_array(vsvitm.ITM(src, models=tiny_models), 0, 14)
+    monkeypatch.setattr(engine, "BAND_PIXELS", 48 * 64 // 3)
+    banded = clip_to_array(vsvitm.ITM(src, models=tiny_models), 0, 14)
+    np.testing.assert_allclose(banded, whole, rtol=1e-4, atol=1e-5)

@@ -27,6 +27,13 @@ GRAPH_INPUTS = {"icam_init": ("key",), "icam_ref": ("fl", "g", "ref", "preflow")
                 "fcpm_merge": ("cur", "keys", "ys", "preflows", "valid"), "fcpm_back": ("x", "cur", "xn", "h", "flow"),
                 "fcpm_fwd": ("x", "cur", "xn", "h", "flow"), "fcpm_fuse": ("hf", "hb", "x", "cur")}
 Y_MAX = 65504.0  # largest finite half: an RGBH output must never overflow to Inf
+# FCPM's recurrent steps and fuse are convolutions plus, in a step, one warp of the state: each output
+# row depends only on input rows within a few pixels (and, through the warp, the flow's vertical
+# reach). Above BAND_PIXELS they run in horizontal bands with that halo, so their activations
+# (~370 B/px a step, ~400 B/px the fuse, two steps in flight) exist for one band at a time: at
+# 1920x1080 these were the peak of a render. The result is the same (tests/test_itm.py).
+BAND_PIXELS = 1 << 19
+BAND_HALO = {"fcpm_back": 3, "fcpm_fwd": 3, "fcpm_fuse": 2}  # stacked 3x3 convolutions after the warp
 
 
 def _manifest(folder: Path, name: str, graphs: tuple[str, ...], fp16: bool) -> tuple[dict, dict[str, Path]]:
@@ -106,10 +113,41 @@ class Engine:
         self.flow_fn = DISFlow()
         self.flows = ByteLRU(cache_bytes // 4)
         self.results = ByteLRU(cache_bytes - cache_bytes // 4)
+        self.band_pixels = BAND_PIXELS
 
     # --- helpers ---
     def _run(self, graph: str, feeds: dict) -> list[np.ndarray]:
         return backends.run(self.sess[graph], feeds)
+
+    def _run_banded(self, graph: str, feeds: dict, flow: np.ndarray | None = None) -> np.ndarray:
+        """The first output of a convolutional graph (BAND_HALO), computed band by band.
+
+        A band of rows [a, b) is run on rows [a - p, b + p) and cropped: p covers the convolutions'
+        reach and, where the graph warps by `flow` (1x2xHxW, pixels), the largest vertical flow in
+        those rows, so every sample the band's rows use lies inside the crop (the frame's own edges
+        stay edges). One call when the frame is small or the halo would span the frame."""
+        h, w = next(iter(feeds.values())).shape[-2:]
+        n = -(-h * w // self.band_pixels)
+        if n <= 1:
+            return self._run(graph, feeds)[0]
+        halo = BAND_HALO[graph]
+        edges = np.linspace(0, h, n + 1).round().astype(int)
+        crops = []
+        for a, b in zip(edges[:-1], edges[1:]):
+            p = halo
+            if flow is not None:  # +2: bilinear reads the next row, and rounding
+                p += int(np.ceil(np.abs(flow[0, 1, max(0, a - halo): b + halo]).max())) + 2
+            crops.append((a, b, max(0, a - p), min(h, b + p)))
+        if sum(hi - lo for _, _, lo, hi in crops) >= 2 * h:  # halos as large as the bands: no saving
+            return self._run(graph, feeds)[0]
+        out = None
+        for a, b, lo, hi in crops:
+            part = self._run(graph, {k: np.ascontiguousarray(v[..., lo:hi, :]) for k, v in feeds.items()})[0]
+            if out is None:
+                out = np.empty(part.shape[:-2] + (h, w), part.dtype)
+            out[..., a:b, :] = part[..., a - lo: b - lo, :]
+            del part
+        return out
 
     def _pad(self, x: np.ndarray) -> np.ndarray:
         return pad_to(x, self.modulus)[0]
@@ -189,12 +227,14 @@ class Engine:
             x, c = xhat(i), code(i)
             if j is None:  # the run's end: no neighbour, zero state (made here, not held for the whole run)
                 hp, wp = x.shape[-2:]
-                return self._run(graph, {"x": x, "cur": self.input(c), "xn": x,
-                                         "h": np.zeros((1, self.hidden, hp, wp), np.float32),
-                                         "flow": np.zeros((1, 2, hp, wp), np.float32)})[0]
+                zflow = np.zeros((1, 2, hp, wp), np.float32)
+                return self._run_banded(graph, {"x": x, "cur": self.input(c), "xn": x,
+                                                "h": np.zeros((1, self.hidden, hp, wp), np.float32),
+                                                "flow": zflow}, zflow)
             flow, _ = self.preflow(ts[i], c, ts[j], lambda: code(j))
-            return self._run(graph, {"x": x, "cur": self.input(c), "xn": xhat(j), "h": h,
-                                     "flow": self._pad_flow(flow)})[0]
+            flow = self._pad_flow(flow)
+            return self._run_banded(graph, {"x": x, "cur": self.input(c), "xn": xhat(j), "h": h, "flow": flow},
+                                    flow)
 
         # A core frame is fused (eq. 12) by whichever direction reaches it second; the first leaves
         # its state there. The two passes meet in the middle, so about one state per core frame is
@@ -213,8 +253,8 @@ class Engine:
                     return
             hf, hb = (h16, other) if forward else (other, h16)
             c = code(i)
-            y = self._run("fcpm_fuse", {"hf": hf.astype(np.float32), "hb": hb.astype(np.float32),
-                                        "x": xhat(i), "cur": self.input(c)})[0]
+            y = self._run_banded("fcpm_fuse", {"hf": hf.astype(np.float32), "hb": hb.astype(np.float32),
+                                               "x": xhat(i), "cur": self.input(c)})
             out[ts[i]] = self.finite(y[0, :, :c.shape[0], :c.shape[1]].transpose(1, 2, 0))
 
         def recurrence(graph: str, order: range, prev: int) -> None:
