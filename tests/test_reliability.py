@@ -345,3 +345,22 @@ def test_every_requested_frame_is_inside_the_clip_and_keys_agree(p):
     # the same chunk seen from every frame of its core: one cached result serves them all
     for tt in range(cs, ce):
         assert s.chunk_of(tt, window(s, cuts, tt)) == (cs, ce, rs, re)
+
+
+def test_session_follows_a_reexported_file(tmp_path, tiny_models):
+    """A model file replaced in place (re-exported, script reloaded in the same process) gets a new
+    session instead of the cached one of its old contents."""
+    import shutil
+    import onnx
+    from vsvitm import backends
+    p = tmp_path / "icam_decode.onnx"
+    shutil.copy(tiny_models / "icam_decode.onnx", p)
+    be = backends.resolve(None)
+    first = backends.session(p, be)
+    assert backends.session(p, be) is first
+    m = onnx.load(str(p))
+    del m.graph.output[1:]
+    onnx.save(m, str(p))
+    second = backends.session(p, be)
+    assert second is not first and len(second.get_outputs()) == 1
+    assert sum(k[0] == str(p) for k in backends._sessions) == 1

@@ -119,8 +119,11 @@ def default_cpu_threads() -> int:
 
 
 def session(path: Path, backend) -> "onnxruntime.InferenceSession":  # noqa: F821
-    """One shared InferenceSession per (model file, backend settings)."""
-    key = (str(path), repr(backend))
+    """One shared InferenceSession per (model file, backend settings). The file's size and mtime are
+    part of the key: a model re-exported into the same folder (a script reloaded in vspreview after
+    training) gets a new session, not the old file's."""
+    st = Path(path).stat()
+    key = (str(path), st.st_size, st.st_mtime_ns, repr(backend))
     with _lock:
         s = _sessions.get(key)
     if s is not None:
@@ -156,6 +159,8 @@ def session(path: Path, backend) -> "onnxruntime.InferenceSession":  # noqa: F82
     if not on_cpu and s.get_providers()[0] != "CUDAExecutionProvider":
         _cuda_missing(backend)
     with _lock:
+        for stale in [k for k in _sessions if k[0] == key[0] and k[3] == key[3] and k != key]:
+            del _sessions[stale]  # that file's earlier contents
         s = _sessions.setdefault(key, s)
     return s
 
