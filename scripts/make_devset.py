@@ -35,11 +35,18 @@ def main(argv=None) -> int:
     ap.add_argument("--data", type=Path, default=None, help="HDR data root (default ../shared/data)")
     ap.add_argument("--out", type=Path, default=ROOT / "data" / "devset")
     ap.add_argument("--seed", type=int, default=SEED)
+    ap.add_argument("--split", choices=("test", "train"), default="test",
+                    help="train: a validation set from the training sources (other renders than training "
+                         "sees), for choosing settings that are not learned without looking at the test set")
+    ap.add_argument("--limit", type=int, help="at most this many sources (videos first, then stills by seed)")
     args = ap.parse_args(argv)
     data = args.data or (ROOT / ".." / "shared" / "data").resolve()
     if not Path(data).is_dir():
         ap.error(f"no data folder {data}: pass --data")
-    srcs = load_sources(data, "test", max_side=None)
+    srcs = load_sources(data, args.split, max_side=None)
+    if args.limit is not None and len(srcs) > args.limit:
+        order = np.random.default_rng(args.seed).permutation(len(srcs))
+        srcs = sorted((srcs[i] for i in order), key=lambda s: not s.is_video)[: args.limit]
     args.out.mkdir(parents=True, exist_ok=True)
     lines = []
     for i, src in enumerate(srcs):
@@ -62,8 +69,12 @@ def main(argv=None) -> int:
         print(line, flush=True)
         lines.append(line)
     (args.out / "README.txt").write_text(
-        "vsvitm development test set (never train on it): synthesised from the 'test' split of the shared data.\n"
-        f"command: python scripts/make_devset.py --seed {args.seed}  (from the repository root; default seed {SEED})\n"
+        (f"vsvitm development test set (never train on it): synthesised from the 'test' split of the shared data.\n"
+         if args.split == "test" else
+         "vsvitm validation set: other renders of the training sources (for settings that are not learned).\n")
+        + f"command: python scripts/make_devset.py --seed {args.seed} --split {args.split}"
+        + (f" --limit {args.limit}" if args.limit is not None else "")
+        + f"  (from the repository root; default seed {SEED})\n"
         "camera curve gamma 2.2, noise on, no JPEG, exposure events <= 1 stop,\n"
         "metering on the 90-98th percentile. Files: <source>.npz with ldr uint8 [T,H,W,3], hdr float16\n"
         "[T,H,W,3] (exposure-relative linear, 1.0 = clip level), exposure [T], homography [T,3,3], src_index [T];\n"
