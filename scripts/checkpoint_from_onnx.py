@@ -51,6 +51,8 @@ def check_fcpm(st: dict, models: Path) -> float:
     ins = {"cur": torch.rand(1, 4, 64, 64, generator=g), "keys": torch.rand(1, 4 * k, 64, 64, generator=g),
            "ys": torch.rand(1, 3 * k, 64, 64, generator=g) * 4, "preflows": torch.randn(1, 2 * k, 64, 64, generator=g),
            "valid": torch.ones(1, k, 1, 1)}
+    if m.cfg.evidence_gate > 0 and m.cfg.fallback:  # the gated merge also reads the keys' evidence
+        ins["evidence"] = torch.rand(1, k, 64, 64, generator=g)
     with torch.no_grad():
         x = m.merge(*ins.values()).numpy()
     s = ort.InferenceSession(str(models / "fcpm_merge.onnx"), providers=["CPUExecutionProvider"])

@@ -31,6 +31,10 @@ def main(argv=None):
     ap.add_argument("--fcpm", help="FCPM checkpoint")
     ap.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "vsvitm" / "models"))
     ap.add_argument("--no-fp16", action="store_true")
+    ap.add_argument("--evidence-gate", type=float,
+                    help="FCPM merge: lower the fallback where reference evidence backs the keys, by this "
+                         "strength (not learned; default: the checkpoint's, 0 = off). Needs ICAM graphs "
+                         "from this version, which output the evidence")
     a = ap.parse_args(argv)
     out = Path(a.out)
     if a.icam:
@@ -40,6 +44,8 @@ def main(argv=None):
         print("ICAM:", ", ".join(f"{p.name} {p.stat().st_size / 1e6:.2f} MB" for p in ps))
     if a.fcpm:
         m, st = load(a.fcpm, FCPM, FCPMConfig)
+        if a.evidence_gate is not None:
+            m.cfg.evidence_gate = a.evidence_gate
         ps = export_fcpm(m, out, fp16=not a.no_fp16, meta={"trained_steps": st["step"], "checkpoint": Path(a.fcpm).as_posix()})
         print("FCPM:", ", ".join(f"{p.name} {p.stat().st_size / 1e6:.2f} MB" for p in ps))
 

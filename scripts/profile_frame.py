@@ -212,15 +212,17 @@ def main(argv=None):
     fl, g = graph("icam_init", {"key": key_in})
     ref_in = eng.input(code[refs[0]], e)
     fl2, g2, _ = graph("icam_ref", {"fl": fl, "g": g, "ref": ref_in, "preflow": eng._pad_flow(flow)})
-    y = graph("icam_decode", {"key": key_in, "fl": fl2, "g": g2})[0]
+    y, *ev = graph("icam_decode", {"key": key_in, "fl": fl2, "g": g2})
     ms["finite"], y_k = timed(lambda: eng.finite(y[0, :, :h, :w].transpose(1, 2, 0)), R)
     if has_fcpm:
         kn = eng.fcpm_keys
         ins = np.concatenate([eng.input(code[refs[j % len(refs)]], e) for j in range(kn)], 1)
         ys = np.concatenate([eng._pad(y_k.transpose(2, 0, 1))[None]] * kn, 1)
         pfs = np.concatenate([eng._pad_flow(flow)] * kn, 1)
-        x = graph("fcpm_merge", {"cur": key_in, "keys": ins, "ys": ys, "preflows": pfs,
-                                 "valid": np.ones((1, kn, 1, 1), np.float32)})[0]
+        mf = {"cur": key_in, "keys": ins, "ys": ys, "preflows": pfs, "valid": np.ones((1, kn, 1, 1), np.float32)}
+        if eng.merge_evidence:  # a merge with the evidence gate (the ICAM result's evidence, or none)
+            mf["evidence"] = np.concatenate([ev[0] if ev else np.zeros_like(ys[:, :1])] * kn, 1)
+        x = graph("fcpm_merge", mf)[0]
         hp, wp = x.shape[-2:]
         h0 = np.zeros((1, eng.hidden, hp, wp), np.float32)
         pf = eng._pad_flow(flow)

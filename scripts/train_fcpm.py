@@ -64,6 +64,9 @@ def main(argv=None):
                     help="the mask net also sees each key's pre-flow magnitude (tried, not shipped: BENCHMARKS.md)")
     ap.add_argument("--agree-cue", action="store_true",
                     help="the mask net also sees how far each warped key result is from the keys' mean")
+    ap.add_argument("--evidence-gate", type=float, default=0.0,
+                    help="train with the merge's evidence gate on (not learned; the shipped merge uses it at "
+                         "export: scripts/export_models.py --evidence-gate)")
     ap.add_argument("--bad-flow", type=float, default=0.0,
                     help="probability of perturbing a key's pre-flow (teaches the merge to reject misaligned keys)")
     add_source_and_loss_args(ap)
@@ -82,7 +85,7 @@ def main(argv=None):
     icam.load_state_dict(st["model"])
     icam.eval()
     cfg = FCPMConfig(forward=not a.no_forward, backward=not a.no_backward, fallback=not a.no_fallback,
-                     flow_cue=a.flow_cue, agree_cue=a.agree_cue)
+                     flow_cue=a.flow_cue, agree_cue=a.agree_cue, evidence_gate=a.evidence_gate)
     model = FCPM(cfg).to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=a.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, a.steps, eta_min=a.lr * 0.1)

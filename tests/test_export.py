@@ -34,12 +34,19 @@ def test_icam_ort_matches_torch(exported, hw):
     pf = torch.randn(1, 2, h, w, generator=g) * 3
     with torch.no_grad():
         y, _ = icam(key, [ref, ref], [pf, -pf])
+        tfl, tg = icam.init(key)
+        for p in (pf, -pf):
+            tfl, tg, _ = icam.ref_step(tfl, tg, ref, p)
+        ev = icam.evidence(tfl)
     fl, gg = _sess(d / "icam_init.onnx").run(None, {"key": key.numpy()})
     s = _sess(d / "icam_ref.onnx")
     for p in (pf, -pf):
         fl, gg, _ = s.run(None, {"fl": fl, "g": gg, "ref": ref.numpy(), "preflow": p.numpy()})
-    yo = _sess(d / "icam_decode.onnx").run(None, {"key": key.numpy(), "fl": fl, "g": gg})[0]
+    yo, evo = _sess(d / "icam_decode.onnx").run(None, {"key": key.numpy(), "fl": fl, "g": gg})
     assert np.abs(yo - y.numpy()).max() <= 1e-4 * max(1.0, float(y.abs().max()))
+    # the reference evidence FCPM's gate reads: full resolution, in [0, 1), > 0 where a reference was added
+    assert evo.shape == (1, 1, h, w) and np.abs(evo - ev.numpy()).max() < 1e-4
+    assert 0.0 <= evo.min() and evo.max() < 1.0 and evo.mean() > 0.0
 
 
 def test_fcpm_ort_matches_torch(exported):
@@ -60,6 +67,30 @@ def test_fcpm_ort_matches_torch(exported):
                                                 "flow": np.zeros((1, 2, h, w), np.float32)})[0]
     yo = _sess(d / "fcpm_fuse.onnx").run(None, {"hf": ho, "hb": ho, "x": xo, "cur": cur.numpy()})[0]
     assert np.abs(yo - y.numpy()).max() <= 1e-4 * max(1.0, float(y.abs().max()))
+
+
+def test_fcpm_evidence_gate_exports(tmp_path):
+    """With the evidence gate the merge graph takes one more input, and ORT matches torch."""
+    from vsvitm.training.export import export_fcpm
+    from vsvitm.training.fcpm_net import FCPM, FCPMConfig
+    torch.manual_seed(2)
+    fcpm = FCPM(FCPMConfig(evidence_gate=3.0)).eval()
+    export_fcpm(fcpm, tmp_path, fp16=False)
+    h, w = 48, 80
+    g = torch.Generator().manual_seed(0)
+    cur, keys = torch.rand(1, 4, h, w, generator=g), torch.rand(1, 20, h, w, generator=g)
+    ys, pf = torch.rand(1, 15, h, w, generator=g) * 4, torch.randn(1, 10, h, w, generator=g)
+    valid = torch.tensor([1, 1, 1, 0, 0.0]).view(1, 5, 1, 1)
+    ev = torch.rand(1, 5, h, w, generator=g)
+    with torch.no_grad():
+        x = fcpm.merge(cur, keys, ys, pf, valid, ev)
+        assert not torch.allclose(x, fcpm.merge(cur, keys, ys, pf, valid, torch.zeros_like(ev)), atol=1e-3)
+    s = _sess(tmp_path / "fcpm_merge.onnx")
+    assert sorted(i.name for i in s.get_inputs()) == sorted(["cur", "keys", "ys", "preflows", "valid", "evidence"])
+    xo = s.run(None, {"cur": cur.numpy(), "keys": keys.numpy(), "ys": ys.numpy(), "preflows": pf.numpy(),
+                      "valid": valid.numpy(), "evidence": ev.numpy()})[0]
+    assert np.abs(xo - x.numpy()).max() < 1e-4
+    assert json.loads((tmp_path / "fcpm.json").read_text())["config"]["evidence_gate"] == 3.0
 
 
 def test_ir_version_and_manifest(exported):

@@ -202,3 +202,32 @@ def test_banded_render_matches(src, tiny_models, monkeypatch):
     monkeypatch.setattr(engine, "BAND_PIXELS", 48 * 64 // 3)
     banded = clip_to_array(vsvitm.ITM(src, models=tiny_models), 0, 14)
     np.testing.assert_allclose(banded, whole, rtol=1e-4, atol=1e-5)
+
+
+def test_evidence_gate_through_the_plugin(src, tiny_models, tmp_path):
+    """A merge exported with the evidence gate gets each key's reference evidence from ICAM through
+    VapourSynth: without references (num_refs=0) there is none and the result equals the ungated
+    model's; with references it differs. Older ICAM graphs (one output) give zero evidence."""
+    import shutil
+    pytest.importorskip("torch")
+    from vsvitm.training.export import checkpoint_from_models, export_fcpm
+    from vsvitm.training.fcpm_net import FCPM, FCPMConfig
+    gated = tmp_path / "gated"
+    shutil.copytree(tiny_models, gated)
+    ck = checkpoint_from_models(tiny_models, "fcpm")
+    m = FCPM(FCPMConfig.from_dict({**ck["config"], "evidence_gate": 10.0}))
+    m.load_state_dict(ck["model"])
+    export_fcpm(m, gated, size=(64, 64), fp16=False)
+    plain0 = clip_to_array(vsvitm.ITM(src, num_refs=0, models=tiny_models), 0, 12)
+    gated0 = clip_to_array(vsvitm.ITM(src, num_refs=0, models=gated), 0, 12)
+    np.testing.assert_allclose(gated0, plain0, rtol=1e-5, atol=1e-6)
+    plain = clip_to_array(vsvitm.ITM(src, models=tiny_models), 0, 12)
+    out = clip_to_array(vsvitm.ITM(src, models=gated), 0, 12)
+    assert np.isfinite(out).all() and np.abs(out - plain).max() > 1e-4
+    # an ICAM decode graph from before stop 13 (Y only): no evidence, so the gate does nothing
+    import onnx
+    dec = onnx.load(str(gated / "icam_decode.onnx"))
+    del dec.graph.output[1]
+    onnx.save(dec, str(gated / "icam_decode.onnx"))
+    old = clip_to_array(vsvitm.ITM(src, models=gated), 0, 12)
+    np.testing.assert_allclose(old, plain, rtol=1e-5, atol=1e-6)

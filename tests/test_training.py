@@ -184,6 +184,32 @@ def test_fcpm_agreement_cue():
         assert not torch.allclose(new.merge(cur, ks, ys, zero, valid3), old.merge(cur, ks, ys, zero, valid3), atol=1e-3)
 
 
+def test_fcpm_evidence_gate():
+    """The gate has no weights: with no evidence it merges exactly as the model without it; where
+    references back every key fully it removes the fallback; it never changes the key masks' ratios."""
+    from vsvitm.training.fcpm_net import FCPM, FCPMConfig
+    assert FCPMConfig.from_dict({"keys": 5, "fallback": True}).evidence_gate == 0.0
+    torch.manual_seed(0)
+    plain = FCPM(FCPMConfig(hidden=8, mask_ch=8)).eval()
+    gated = FCPM(FCPMConfig(hidden=8, mask_ch=8, evidence_gate=10.0)).eval()
+    gated.load_state_dict(plain.state_dict())
+    x = _fcpm_inputs()
+    ev0 = torch.zeros(1, 5, *x[0].shape[2:])
+    b0 = float(plain.mask.out.bias[-1])
+    with torch.no_grad():
+        with pytest.raises(ValueError, match="evidence"):
+            gated.merge(*x)
+        assert torch.allclose(plain.merge(*x), gated.merge(*x, ev0), atol=1e-6)
+        plain.mask.out.bias[-1] = 1e4                                   # fallback always chosen
+        gated.mask.out.bias[-1] = 1e4
+        fb = torch.log(x[0][:, :3].clamp(0, 1) ** 2.2 + EPS)
+        assert torch.allclose(plain.merge(*x), fb, atol=1e-5)
+        assert torch.allclose(gated.merge(*x, ev0), fb, atol=1e-5)
+        gated.mask.out.bias[-1] = b0                                    # full evidence: as if never chosen
+        plain.mask.out.bias[-1] = -1e4
+        assert torch.allclose(gated.merge(*x, torch.ones_like(ev0)), plain.merge(*x), atol=1e-4)
+
+
 def test_fcpm_bad_flow_perturbs_only_other_keys_preflows():
     """--bad-flow: the key results and frames stay the same, only pre-flows to other frames move."""
     from vsvitm.training.fcpm_data import FCPMBatches
@@ -202,3 +228,13 @@ def test_fcpm_bad_flow_perturbs_only_other_keys_preflows():
     same = np.all(pf_a == pf_b, axis=(2, 3, 4))
     self_key = np.all(pf_a == 0, axis=(2, 3, 4))      # frame t is its own key: zero flow, never perturbed
     assert np.array_equal(same, self_key) and not same.all()
+    # each key result comes with ICAM's reference evidence, which a gated merge trains with
+    ev = a["evidence"]
+    assert ev.shape == (3, 5, 64, 64) and ev.min() >= 0.0 and ev.max() < 1.0 and ev.max() > 0.0
+    from vsvitm.training.fcpm_data import run_fcpm
+    from vsvitm.training.fcpm_net import FCPM, FCPMConfig
+    gated = FCPM(FCPMConfig(hidden=8, mask_ch=8, evidence_gate=3.0))
+    batch = {k: torch.from_numpy(v)[:, None] for k, v in a.items()}   # [T, B=1, C, H, W]
+    logy = run_fcpm(gated, batch, log=True)
+    assert logy.shape == (3, 1, 3, 64, 64) and torch.isfinite(logy).all()
+    logy.mean().backward()

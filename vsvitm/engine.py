@@ -26,6 +26,8 @@ FCPM_GRAPHS = ("fcpm_merge", "fcpm_back", "fcpm_fwd", "fcpm_fuse")
 GRAPH_INPUTS = {"icam_init": ("key",), "icam_ref": ("fl", "g", "ref", "preflow"), "icam_decode": ("key", "fl", "g"),
                 "fcpm_merge": ("cur", "keys", "ys", "preflows", "valid"), "fcpm_back": ("x", "cur", "xn", "h", "flow"),
                 "fcpm_fwd": ("x", "cur", "xn", "h", "flow"), "fcpm_fuse": ("hf", "hb", "x", "cur")}
+# inputs a graph may have: the merge of an FCPM exported with its evidence gate (fcpm_net.FCPMConfig)
+OPTIONAL_INPUTS = {"fcpm_merge": ("evidence",)}
 Y_MAX = 65504.0  # largest finite half: an RGBH output must never overflow to Inf
 # FCPM's recurrent steps and fuse are convolutions plus, in a step, one warp of the state: each output
 # row depends only on input rows within a few pixels (and, through the warp, the flow's vertical
@@ -106,9 +108,13 @@ class Engine:
         self.sess = {g: backends.session(p, self.backend) for g, p in {**icam_paths, **fcpm_paths}.items()}
         for g, sess in self.sess.items():  # a file renamed or mixed up with another graph: say so now
             got = sorted(i.name for i in sess.get_inputs())
-            if got != sorted(GRAPH_INPUTS[g]):
+            if got not in (sorted(GRAPH_INPUTS[g]), sorted(GRAPH_INPUTS[g] + OPTIONAL_INPUTS.get(g, ()))):
                 raise ValueError(f"vsvitm: {({**icam_paths, **fcpm_paths})[g]} is not a {g} graph (inputs {got}, "
                                  f"expected {sorted(GRAPH_INPUTS[g])}); reinstall vsvitm or re-export the models")
+        # ICAM graphs exported since stop 13 also give each key result's reference evidence; a merge
+        # with the evidence gate reads it (zeros from older ICAM graphs: the gate then does nothing)
+        self.icam_evidence = len(self.sess["icam_decode"].get_outputs()) > 1
+        self.merge_evidence = need_fcpm and "evidence" in {i.name for i in self.sess["fcpm_merge"].get_inputs()}
         self.transfer, self.threshold, self.exposure_norm = transfer, threshold, exposure_norm
         self.flow_fn = DISFlow()
         self.flows = ByteLRU(cache_bytes // 4)
@@ -125,11 +131,12 @@ class Engine:
         A band of rows [a, b) is run on rows [a - p, b + p) and cropped: p covers the convolutions'
         reach and, where the graph warps by `flow` (1x2xHxW, pixels), the largest vertical flow in
         those rows, so every sample the band's rows use lies inside the crop (the frame's own edges
-        stay edges). One call when the frame is small or the halo would span the frame."""
+        stay edges). One call when the frame is small or the halo would span the frame. Inputs may be
+        half floats (held states): each band is made float32 on its own."""
         h, w = next(iter(feeds.values())).shape[-2:]
         n = -(-h * w // self.band_pixels)
         if n <= 1:
-            return self._run(graph, feeds)[0]
+            return self._run(graph, {k: np.asarray(v, np.float32) for k, v in feeds.items()})[0]
         halo = BAND_HALO[graph]
         edges = np.linspace(0, h, n + 1).round().astype(int)
         crops = []
@@ -139,10 +146,10 @@ class Engine:
                 p += int(np.ceil(np.abs(flow[0, 1, max(0, a - halo): b + halo]).max())) + 2
             crops.append((a, b, max(0, a - p), min(h, b + p)))
         if sum(hi - lo for _, _, lo, hi in crops) >= 2 * h:  # halos as large as the bands: no saving
-            return self._run(graph, feeds)[0]
+            crops = [(0, h, 0, h)]
         out = None
         for a, b, lo, hi in crops:
-            part = self._run(graph, {k: np.ascontiguousarray(v[..., lo:hi, :]) for k, v in feeds.items()})[0]
+            part = self._run(graph, {k: np.ascontiguousarray(v[..., lo:hi, :], np.float32) for k, v in feeds.items()})[0]
             if out is None:
                 out = np.empty(part.shape[:-2] + (h, w), part.dtype)
             out[..., a:b, :] = part[..., a - lo: b - lo, :]
@@ -172,8 +179,9 @@ class Engine:
         return self._pad(flow.transpose(2, 0, 1))[None]
 
     # --- stage 1: ICAM ---
-    def icam(self, k: int, code_k: np.ndarray, refs: list[tuple[int, np.ndarray]]) -> np.ndarray:
-        """Y for key frame k (HxWx3 linear, >= f^-1(L)), references added one by one, nearest first.
+    def icam(self, k: int, code_k: np.ndarray, refs: list[tuple[int, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+        """Y for key frame k (HxWx3 linear, >= f^-1(L)), references added one by one, nearest first,
+        and how much reference evidence backs it per pixel (HxW in [0, 1); zeros from older graphs).
 
         refs: (frame number, HxWx3 code values or a function giving them)."""
         key = self.input(code_k)
@@ -183,16 +191,19 @@ class Engine:
             flow, e = self.preflow(k, code_k, r, code_r)
             fl, g, _ = self._run("icam_ref", {"fl": fl, "g": g, "ref": self.input(code_r, e),
                                               "preflow": self._pad_flow(flow)})
-        y = self._run("icam_decode", {"key": key, "fl": fl, "g": g})[0]
+        out = self._run("icam_decode", {"key": key, "fl": fl, "g": g})
         h, w = code_k.shape[:2]
-        return self.finite(y[0, :, :h, :w].transpose(1, 2, 0))
+        ev = (np.clip(np.nan_to_num(out[1][0, 0, :h, :w]), 0.0, 1.0).astype(np.float32) if self.icam_evidence
+              else np.zeros((h, w), np.float32))
+        return self.finite(out[0][0, :, :h, :w].transpose(1, 2, 0)), ev
 
     # --- stage 2: FCPM ---
     def merge(self, t: int, code_t: np.ndarray, keys: list) -> np.ndarray:
         """X^_t (log domain, 3xHpxWp padded) from the nearest key frames' results (eq. 9).
 
-        keys: (k, code_k, y_k) with HxWx3 arrays, or functions giving them; each key's arrays exist only
-        while its slice of the network input is filled (the input alone is 49 channels: 400 MB at 1080p)."""
+        keys: (k, code_k, y_k, ev_k) with HxWx3 arrays (ev_k: HxW evidence, read only by a merge with the
+        evidence gate), or functions giving them; each key's arrays exist only while its slice of the
+        network input is filled (the input alone is 49 channels: 400 MB at 1080p)."""
         kn = self.fcpm_keys
         cur = self.input(code_t)
         hp, wp = cur.shape[-2:]
@@ -200,8 +211,11 @@ class Engine:
         ys = np.empty((1, 3 * kn, hp, wp), np.float32)
         flows = np.empty((1, 2 * kn, hp, wp), np.float32)
         valid = np.zeros((1, kn, 1, 1), np.float32)
+        evidence = np.empty((1, kn, hp, wp), np.float32) if self.merge_evidence else None
         for j in range(kn):
-            k, code_k, y_k = keys[min(j, len(keys) - 1)]
+            k, code_k, y_k, ev_k = keys[min(j, len(keys) - 1)]
+            if evidence is not None:
+                evidence[0, j] = self._pad(_given(ev_k)[None])[0]
             code_k, y_k = _given(code_k), _given(y_k)
             valid[0, j] = 1.0 if j < len(keys) else 0.0
             if k == t:
@@ -212,14 +226,17 @@ class Engine:
             ys[:, 3 * j: 3 * j + 3] = self._pad((np.minimum(y_k * e, Y_MAX)).transpose(2, 0, 1))[None]
             flows[:, 2 * j: 2 * j + 2] = self._pad_flow(flow)
             del code_k, y_k
-        return self._run("fcpm_merge", {"cur": cur, "keys": ins, "ys": ys, "preflows": flows, "valid": valid})[0]
+        feeds = {"cur": cur, "keys": ins, "ys": ys, "preflows": flows, "valid": valid}
+        if evidence is not None:
+            feeds["evidence"] = evidence
+        return self._run("fcpm_merge", feeds)[0]
 
     def propagate(self, ts: list[int], code, xhat, core: range) -> dict[int, np.ndarray]:
         """Bidirectional recurrent refinement (eq. 10-12) over a chunk; returns Y (HxWx3) for core frames.
 
         ts: the frame numbers of the chunk's run, in order; code(i) gives frame ts[i] as HxWx3 code
-        values and xhat(i) its merged X^ (1x3xHpxWp, log domain). Both are called when needed and
-        not kept: at 1920x1080 a 24-frame run held as arrays is 1.2 GB.
+        values and xhat(i) its merged X^ (1x3xHpxWp, log domain, half floats). Both are called when
+        needed and not kept: at 1920x1080 a 24-frame run held as arrays is 0.9 GB.
         """
         n = len(ts)
 
@@ -253,8 +270,7 @@ class Engine:
                     return
             hf, hb = (h16, other) if forward else (other, h16)
             c = code(i)
-            y = self._run_banded("fcpm_fuse", {"hf": hf.astype(np.float32), "hb": hb.astype(np.float32),
-                                               "x": xhat(i), "cur": self.input(c)})
+            y = self._run_banded("fcpm_fuse", {"hf": hf, "hb": hb, "x": xhat(i), "cur": self.input(c)})
             out[ts[i]] = self.finite(y[0, :, :c.shape[0], :c.shape[1]].transpose(1, 2, 0))
 
         def recurrence(graph: str, order: range, prev: int) -> None:

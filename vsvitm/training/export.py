@@ -126,7 +126,8 @@ def export_icam(model, out_dir: Path, size: tuple[int, int] = (128, 192), fp16: 
         export_graph(model, "init", (key,), ["key"], ["fl", "g"], out_dir / "icam_init.onnx"),
         export_graph(model, "ref_step", (fl, g, ref, pf), ["fl", "g", "ref", "preflow"], ["fl_out", "g_out", "flow"],
                      out_dir / "icam_ref.onnx"),
-        export_graph(model, "decode", (key, fl, g), ["key", "fl", "g"], ["y"], out_dir / "icam_decode.onnx"),
+        export_graph(model, "decode_evidence", (key, fl, g), ["key", "fl", "g"], ["y", "evidence"],
+                     out_dir / "icam_decode.onnx"),
     ]
     if fp16:
         paths += [to_fp16(p, p.with_name(p.stem + "_fp16.onnx")) for p in list(paths)]
@@ -147,11 +148,14 @@ def export_fcpm(model, out_dir: Path, size: tuple[int, int] = (64, 96), fp16: bo
     ys = torch.rand(1, 3 * k, h, w) * 4
     pf = torch.randn(1, 2 * k, h, w)
     valid = torch.ones(1, k, 1, 1)
+    ev = torch.rand(1, k, h, w)
     x = torch.randn(1, 3, h, w)
     hh = torch.randn(1, hid, h, w)
     fl = torch.randn(1, 2, h, w)
+    gate = model.cfg.evidence_gate > 0 and model.cfg.fallback  # the merge then also reads the keys' evidence
     paths = [
-        export_graph(model, "merge", (cur, keys, ys, pf, valid), ["cur", "keys", "ys", "preflows", "valid"], ["xhat"],
+        export_graph(model, "merge", (cur, keys, ys, pf, valid) + ((ev,) if gate else ()),
+                     ["cur", "keys", "ys", "preflows", "valid"] + (["evidence"] if gate else []), ["xhat"],
                      out_dir / "fcpm_merge.onnx"),
         export_graph(model, "back", (x, cur, x, hh, fl), ["x", "cur", "xn", "h", "flow"], ["h_out"], out_dir / "fcpm_back.onnx"),
         export_graph(model, "fwd", (x, cur, x, hh, fl), ["x", "cur", "xn", "h", "flow"], ["h_out"], out_dir / "fcpm_fwd.onnx"),

@@ -39,7 +39,7 @@ class FCPMBatches(torch.utils.data.IterableDataset):
         code = {i: fr["ldr"][j].astype(np.float32) / 255 for j, i in enumerate(need)}
         lin = {i: to_linear(c) for i, c in code.items()}
         flow_fn = DISFlow()
-        ys = {}
+        ys, evs = {}, {}
         with torch.no_grad():
             for k in keys:
                 refs, flows = [], []
@@ -47,13 +47,17 @@ class FCPMBatches(torch.utils.data.IterableDataset):
                     f, e = align_pair(lin[k], lin[r], flow_fn)
                     refs.append(torch.from_numpy(net_input(code[r], ratio=e))[None])
                     flows.append(torch.from_numpy(f.transpose(2, 0, 1).copy())[None])
-                y, _ = self.icam(torch.from_numpy(net_input(code[k]))[None], refs, flows)
-                ys[k] = y[0].numpy()
-        out = {"cur": [], "keys": [], "ys": [], "preflows": [], "valid": [], "nflow_b": [], "nflow_f": [],
-               "hdr": [], "alpha": []}
+                key = torch.from_numpy(net_input(code[k]))[None]
+                fl, g = self.icam.init(key)
+                for ref, pf in zip(refs, flows):
+                    fl, g, _ = self.icam.ref_step(fl, g, ref, pf)
+                ys[k] = self.icam.decode(key, fl, g)[0].numpy()
+                evs[k] = self.icam.evidence(fl)[0].numpy()
+        out = {"cur": [], "keys": [], "ys": [], "evidence": [], "preflows": [], "valid": [], "nflow_b": [],
+               "nflow_f": [], "hdr": [], "alpha": []}
         for i, t in enumerate(run):
             ks = keys_of[t]
-            ins, yk, pf = [], [], []
+            ins, yk, pf, ev = [], [], [], []
             for j in range(self.keys):
                 k = ks[min(j, len(ks) - 1)]
                 f, e = (np.zeros(code[t].shape[:2] + (2,), np.float32), 1.0) if k == t else align_pair(lin[t], lin[k], flow_fn)
@@ -63,10 +67,12 @@ class FCPMBatches(torch.utils.data.IterableDataset):
                     f = perturb_flow(f, rng)
                 ins.append(net_input(code[k], ratio=e))
                 yk.append(ys[k] * np.float32(e))
+                ev.append(evs[k])
                 pf.append(f.transpose(2, 0, 1))
             out["cur"].append(net_input(code[t]))
             out["keys"].append(np.concatenate(ins))
             out["ys"].append(np.concatenate(yk))
+            out["evidence"].append(np.concatenate(ev))
             out["preflows"].append(np.concatenate(pf))
             out["valid"].append((np.arange(self.keys) < len(ks)).astype(np.float32)[:, None, None])
             zero = np.zeros((2,) + code[t].shape[:2], np.float32)
@@ -95,7 +101,9 @@ def run_fcpm(model, b: dict, log: bool = False) -> torch.Tensor:
     b holds [T, B, C, H, W] tensors; returns Y [T, B, 3, H, W] (log(Y + EPS) when log=True)."""
     fuse = model.fuse_log if log else model.fuse
     T = b["cur"].shape[0]
-    xs = [model.merge(b["cur"][t], b["keys"][t], b["ys"][t], b["preflows"][t], b["valid"][t]) for t in range(T)]
+    ev = b.get("evidence")
+    xs = [model.merge(b["cur"][t], b["keys"][t], b["ys"][t], b["preflows"][t], b["valid"][t],
+                      None if ev is None else ev[t]) for t in range(T)]
     hid = model.cfg.hidden
     z = xs[0].new_zeros(xs[0].shape[0], hid, *xs[0].shape[2:])
     zf = xs[0].new_zeros(xs[0].shape[0], 2, *xs[0].shape[2:])

@@ -43,6 +43,11 @@ class FCPMConfig:
     # domain, 1/2 res). Keys aligned to the right pixels agree even where frame t is clipped; a key
     # moved by a wrong flow (parallax, occlusion) lands other content and disagrees
     agree_cue: bool = False
+    # ours: > 0 lowers the fallback's logit by strength * -log(1 - c), c = how much reference evidence
+    # (ICAM's clue weight, warped like the key results) backs the keys the merge would otherwise use.
+    # The fallback exists for keys that are misplaced or only guessed from one frame; where a
+    # reference saw the region unclipped, the key result is measured, not guessed (not learned: no weights)
+    evidence_gate: float = 0.0
 
     def to_dict(self):
         return asdict(self)
@@ -50,7 +55,7 @@ class FCPMConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "FCPMConfig":
         """From a checkpoint's config; checkpoints from before the fallback candidate had none."""
-        return cls(**{"fallback": False, "flow_cue": False, "agree_cue": False, **d})
+        return cls(**{"fallback": False, "flow_cue": False, "agree_cue": False, "evidence_gate": 0.0, **d})
 
 
 def enc(y: torch.Tensor) -> torch.Tensor:
@@ -68,11 +73,13 @@ class CombineMask(nn.Module):
         self.glob_fc = nn.Sequential(nn.Linear(c, c), act())
         self.out = conv(3 * c, k, 1)
 
-    def forward(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    def logits(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         g = self.glob(x).mean(dim=(2, 3))
         g = self.glob_fc(g)[:, :, None, None].expand(-1, -1, x.shape[2], x.shape[3])
-        logits = self.out(torch.cat([self.local(x), self.dilated(x), g], 1))
-        return torch.softmax(logits + (valid - 1.0) * 1e4, dim=1)
+        return self.out(torch.cat([self.local(x), self.dilated(x), g], 1)) + (valid - 1.0) * 1e4
+
+    def forward(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.logits(x, valid), dim=1)
 
 
 class Propagate(nn.Module):
@@ -95,13 +102,17 @@ class FCPM(nn.Module):
         self.prop_f = Propagate(cfg.hidden)
         self.fuse_net = nn.Sequential(conv(2 * cfg.hidden + 3 + 4, cfg.hidden), act(), conv(cfg.hidden, 3))
 
-    def merge(self, cur, keys, ys, preflows, valid):
+    def merge(self, cur, keys, ys, preflows, valid, evidence=None):
+        """evidence (with cfg.evidence_gate): [B, K, H, W], each key result's reference evidence in [0, 1)."""
         k = self.cfg.keys
+        gate = self.cfg.evidence_gate > 0 and self.cfg.fallback
+        if gate and evidence is None:
+            raise ValueError("FCPM.merge: evidence_gate needs the keys' evidence maps")
         cur2 = F.avg_pool2d(cur, 2)
         # the mask net's features are pooled to 1/2 res one by one as they are made (pooling is per
         # channel, so this equals pooling their concatenation): at 1080p the full-res feature stack
         # and its pieces were ~190 of the graph's ~470 bytes per pixel
-        warped, feats, cues, pooled = [], [cur2], [], []
+        warped, feats, cues, pooled, ev = [], [cur2], [], [], []
         for j in range(k):
             key_j = keys[:, 4 * j: 4 * j + 4]
             flow = preflows[:, 2 * j: 2 * j + 2]
@@ -113,6 +124,8 @@ class FCPM(nn.Module):
                 flow = flow + 2 * up2(d)
             wy = warp(enc(ys[:, 3 * j: 3 * j + 3]), flow)
             wk = warp(key_j, flow)
+            if gate:
+                ev.append(F.avg_pool2d(warp(evidence[:, j: j + 1], flow), 2))
             warped.append(wy)
             # what the mask net sees: the warped result and how well the warped key frame matches frame t
             pooled.append(F.avg_pool2d(wy, 2))
@@ -125,7 +138,14 @@ class FCPM(nn.Module):
             valid = torch.cat([valid, torch.ones_like(valid[:, :1])], 1)
         # masks are predicted at 1/2 resolution (cost) and upsampled; the cue channels come
         # last so that a model trained without them loads as a leading slice (load_compatible)
-        m = self.mask(torch.cat(feats + cues, 1), valid)
+        if gate:
+            logits = self.mask.logits(torch.cat(feats + cues, 1), valid)
+            # evidence of the key mixture the merge would use without the fallback
+            c = (torch.softmax(logits[:, :k], 1) * torch.cat(ev, 1)).sum(1, keepdim=True)
+            fb = logits[:, k:] + self.cfg.evidence_gate * torch.log1p(-c.clamp(0.0, 0.999))
+            m = torch.softmax(torch.cat([logits[:, :k], fb], 1), dim=1)
+        else:
+            m = self.mask(torch.cat(feats + cues, 1), valid)
         m = up2(m)
         return sum(m[:, j: j + 1] * w for j, w in enumerate(warped))
 

@@ -179,6 +179,14 @@ class ICAM(nn.Module):
         acc = F.pixel_shuffle(fl[:, c1:], 2) + torch.cat([wf * lv, wf], 1)
         return torch.cat([new, F.pixel_unshuffle(acc, 2)], 1), g, flow
 
+    def evidence(self, fl: torch.Tensor) -> torch.Tensor:
+        """How much reference evidence the clue path gathered per pixel (full res, in [0, 1)): the
+        confidence the decoder sees, wsum / (wsum + 0.5); 0 without references or without the clue."""
+        if not self.cfg.clue:
+            return torch.zeros_like(fl[:, :1]).repeat_interleave(2, 2).repeat_interleave(2, 3)
+        wsum = F.pixel_shuffle(fl[:, self.cfg.c1:], 2)[:, 3:4]
+        return wsum / (wsum + 0.5)
+
     def decode_log(self, key: torch.Tensor, fl: torch.Tensor, g: torch.Tensor,
                    lin: torch.Tensor | None = None) -> torch.Tensor:
         """log(Y + EPS), predicted as a residual over log(f^-1(L) + EPS) (lin: f^-1(L), if at hand).
@@ -206,6 +214,10 @@ class ICAM(nn.Module):
         """Y (linear, 1.0 = the key's clip level), never below f^-1(L) and at most 2^12."""
         lin = input_linear(key)
         return from_log(self.decode_log(key, fl, g, lin), lin)
+
+    def decode_evidence(self, key: torch.Tensor, fl: torch.Tensor, g: torch.Tensor):
+        """The exported decode graph: Y and the reference evidence behind it (FCPM's merge reads it)."""
+        return self.decode(key, fl, g), self.evidence(fl)
 
     def forward(self, key: torch.Tensor, refs: list[torch.Tensor], flows: list[torch.Tensor], log: bool = False):
         """Y (or log(Y + EPS) when log=True, what training uses) and the corrected flows."""
