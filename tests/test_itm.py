@@ -204,20 +204,29 @@ def test_banded_render_matches(src, tiny_models, monkeypatch):
     np.testing.assert_allclose(banded, whole, rtol=1e-4, atol=1e-5)
 
 
-def test_evidence_gate_through_the_plugin(src, tiny_models, tmp_path):
-    """A merge exported with the evidence gate gets each key's reference evidence from ICAM through
-    VapourSynth: without references (num_refs=0) there is none and the result equals the ungated
-    model's; with references it differs. Older ICAM graphs (one output) give zero evidence."""
+@pytest.fixture(scope="module")
+def gated_models(tiny_models, tmp_path_factory):
+    """The tiny models with the merge exported with its evidence gate (same weights)."""
     import shutil
     pytest.importorskip("torch")
     from vsvitm.training.export import checkpoint_from_models, export_fcpm
     from vsvitm.training.fcpm_net import FCPM, FCPMConfig
-    gated = tmp_path / "gated"
+    gated = tmp_path_factory.mktemp("gated") / "models"
     shutil.copytree(tiny_models, gated)
     ck = checkpoint_from_models(tiny_models, "fcpm")
     m = FCPM(FCPMConfig.from_dict({**ck["config"], "evidence_gate": 10.0}))
     m.load_state_dict(ck["model"])
     export_fcpm(m, gated, size=(64, 64), fp16=False)
+    return gated
+
+
+def test_evidence_gate_through_the_plugin(src, tiny_models, gated_models, tmp_path):
+    """A merge exported with the evidence gate gets each key's reference evidence from ICAM through
+    VapourSynth: without references (num_refs=0) there is none and the result equals the ungated
+    model's; with references it differs. Older ICAM graphs (one output) give zero evidence."""
+    import shutil
+    gated = tmp_path / "gated"
+    shutil.copytree(gated_models, gated)
     plain0 = clip_to_array(vsvitm.ITM(src, num_refs=0, models=tiny_models), 0, 12)
     gated0 = clip_to_array(vsvitm.ITM(src, num_refs=0, models=gated), 0, 12)
     np.testing.assert_allclose(gated0, plain0, rtol=1e-5, atol=1e-6)
@@ -231,3 +240,20 @@ def test_evidence_gate_through_the_plugin(src, tiny_models, tmp_path):
     onnx.save(dec, str(gated / "icam_decode.onnx"))
     old = clip_to_array(vsvitm.ITM(src, models=gated), 0, 12)
     np.testing.assert_allclose(old, plain, rtol=1e-5, atol=1e-6)
+
+
+def test_icam_runs_once_per_key_frame(gated_models, monkeypatch):
+    """Each key frame's ICAM result (and its evidence) is computed once, however many merges ask."""
+    from vsvitm import engine
+    calls = []
+    icam = engine.Engine.icam
+    monkeypatch.setattr(engine.Engine, "icam", lambda self, k, *a: calls.append(k) or icam(self, k, *a))
+    old = core.num_threads
+    core.num_threads = 4
+    try:
+        clip = vsvitm.ITM(clip_from_array(moving_clip(40)), models=gated_models)
+        futs = [clip.get_frame_async(n) for n in range(40)]
+        assert all(np.isfinite(frame_to_array(f.result())).all() for f in futs)
+    finally:
+        core.num_threads = old
+    assert sorted(calls) == sorted(set(calls)) and set(calls) == {3, 9, 15, 21, 27, 33, 39}

@@ -4,8 +4,9 @@ Stages, each a clip whose frames are produced on demand by VapourSynth:
   rgb     the input as RGBS display-referred code values (each source frame converted once)
   cuts    per frame: does a new shot start here (source props or a thumbnail detector)
   window  per frame n: the cut positions within n +- reach (a ModifyFrame over shifted `cuts`)
-  keyres  per key frame k: ICAM's Y_k, from k and its references (requested as shifted `rgb` clips)
-  merged  per frame t: X^_t from the nearest key results (FCPM merge)
+  keyres  per key frame k: ICAM's Y_k, from k and its references (requested as shifted `rgb` clips),
+          with the reference evidence behind it as a frame property when the merge reads it
+  merged  per frame t: X^_t from the nearest key results (FCPM merge; half floats)
   out     per frame t: the chunk's bidirectional refinement, blended with f^-1(L) (eq. 1)
 No callback ever calls get_frame: every frame a stage needs is requested through ModifyFrame clips
 chosen by FrameEval, so VapourSynth schedules and parallelises all of it without deadlocks.
@@ -28,6 +29,7 @@ PROP_KEY = "VSVITM_KeyFrame"
 PROP_REFS = "VSVITM_References"
 PROP_KEYS = "VSVITM_Keys"
 PROP_CUT = "_VSVITM_Cut"
+PROP_EVIDENCE = "_VSVITM_Evidence"  # a key result's reference evidence (bytes of HxW half floats)
 
 
 def as_list(v) -> list:
@@ -170,30 +172,31 @@ def ITM(clip: vs.VideoNode, *, key_stride: int = 6, ref_stride: int = 15, num_re
         return core.std.ModifyFrame(template, template, make)
 
     # --- stage 1: key frames ---
-    # ICAM gives Y (RGBS, `blank`) and the reference evidence behind it (GRAYS, `blank_ev`, read only by
-    # a merge with the evidence gate); one computation, cached as a pair, serves both clips.
-    blank_ev = core.std.BlankClip(blank, format=vs.GRAYS, keep=True)
+    # A key result frame holds ICAM's Y; with a merge that reads it, the reference evidence behind Y
+    # travels with it as a frame property (half floats, HxW), so one ICAM call serves both.
+    def with_result(out: vs.VideoFrame, res: tuple, refs: list[int]) -> vs.VideoFrame:
+        array_to_frame(res[0], out)
+        out.props[PROP_REFS] = refs or [-1]
+        if eng.merge_evidence:
+            out.props[PROP_EVIDENCE] = res[1].astype(np.float16).tobytes()
+        return out
 
-    def key_node(n: int, f: vs.VideoFrame, every_frame: bool, part: int = 0) -> vs.VideoNode:
+    def key_node(n: int, f: vs.VideoFrame, every_frame: bool) -> vs.VideoNode:
         c = cuts_of(f)
-        template = (blank, blank_ev)[part]
         if not every_frame and not sched.is_key(n, c):
-            return template
+            return blank
         refs = sched.references(n, c)
         hit = eng.results.get(("key", n))
         if hit is not None:
-            return from_array(template, hit[part][..., None] if part else hit[0], {PROP_REFS: refs or [-1]})
+            return core.std.ModifyFrame(blank, blank, lambda n, f: with_result(f.copy(), hit, refs))
 
         def compute(n, f):
             frames = f
             res = eng.icam(n, frame_to_array(frames[1]),
                            [(r, lambda fr=fr: frame_to_array(fr)) for r, fr in zip(refs, frames[2:])])
             eng.results.put(("key", n), res)
-            out = frames[0].copy()
-            array_to_frame(res[part][..., None] if part else res[0], out)
-            out.props[PROP_REFS] = refs or [-1]
-            return out
-        return core.std.ModifyFrame(template, [template, rgb] + [rgb_at(r - n) for r in refs], compute)
+            return with_result(frames[0].copy(), res, refs)
+        return core.std.ModifyFrame(blank, [blank, rgb] + [rgb_at(r - n) for r in refs], compute)
 
     if mode == "icam":
         keyres = core.std.FrameEval(blank, lambda n, f: key_node(n, f, True), prop_src=[window])
@@ -208,8 +211,6 @@ def ITM(clip: vs.VideoNode, *, key_stride: int = 6, ref_stride: int = 15, num_re
 
     keyres = core.std.FrameEval(blank, lambda n, f: key_node(n, f, False), prop_src=[window])
     key_at = _Shifter(keyres)
-    ev_at = _Shifter(core.std.FrameEval(blank_ev, lambda n, f: key_node(n, f, False, 1), prop_src=[window])) \
-        if eng.merge_evidence else None
 
     # --- stage 2a: merge the nearest key results into frame t (a padded RGBH frame holding X^_t) ---
     # X^ is log(Y + EPS) in [-7, 8.3]: half floats keep it to 2^-11 relative (Y within 0.4 % at the
@@ -230,10 +231,12 @@ def ITM(clip: vs.VideoNode, *, key_stride: int = 6, ref_stride: int = 15, num_re
         def compute(n, f):
             frames = f
             code_t = frame_to_array(frames[1])
-            per = 3 if ev_at else 2  # frames per key: code values, Y (, evidence)
-            ks = [(k, lambda j=j: frame_to_array(frames[2 + per * j]), lambda j=j: frame_to_array(frames[3 + per * j]),
-                   lambda j=j: np.asarray(frames[4 + per * j][0]) if ev_at else None)
-                  for j, k in enumerate(keys)]
+            def evidence(fr: vs.VideoFrame) -> np.ndarray | None:
+                if not eng.merge_evidence:
+                    return None
+                return np.frombuffer(fr.props[PROP_EVIDENCE], np.float16).reshape(fr.height, fr.width)
+            ks = [(k, lambda j=j: frame_to_array(frames[2 + 2 * j]), lambda j=j: frame_to_array(frames[3 + 2 * j]),
+                   lambda j=j: evidence(frames[3 + 2 * j])) for j, k in enumerate(keys)]
             x = np.ascontiguousarray(eng.merge(t, code_t, ks)[0].transpose(1, 2, 0), np.float16)
             eng.results.put(mkey, x)
             out = frames[0].copy()
@@ -242,7 +245,7 @@ def ITM(clip: vs.VideoNode, *, key_stride: int = 6, ref_stride: int = 15, num_re
             return out
         clips = [xclip, rgb]
         for k in keys:
-            clips += [rgb_at(k - t), key_at(k - t)] + ([ev_at(k - t)] if ev_at else [])
+            clips += [rgb_at(k - t), key_at(k - t)]
         return core.std.ModifyFrame(xclip, clips, compute)
 
     merged = core.std.FrameEval(xclip, merge_node, prop_src=[window])
