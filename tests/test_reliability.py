@@ -364,3 +364,21 @@ def test_session_follows_a_reexported_file(tmp_path, tiny_models):
     second = backends.session(p, be)
     assert second is not first and len(second.get_outputs()) == 1
     assert sum(k[0] == str(p) for k in backends._sessions) == 1
+
+
+def test_icam_io_binding_matches_plain_runs(tiny_models):
+    """The IO-binding path (used on CUDA: ICAM's state stays on the device between reference steps)
+    gives the plain path's result; checked here with the binding on the CPU device."""
+    from vsvitm.engine import Engine
+    eng = Engine(tiny_models, None, need_fcpm=False, transfer="gamma2.2", threshold=0.95, exposure_norm=True,
+                 cache_bytes=1 << 24)
+    assert eng.bind_device is None                      # CPU sessions: plain runs
+    rng = np.random.default_rng(0)
+    code = [rng.random((40, 56, 3)).astype(np.float32) for _ in range(3)]
+    refs = [(1, code[1]), (2, code[2])]
+    y, ev = eng.icam(0, code[0], refs)
+    eng.bind_device = "cpu"
+    yb, evb = eng.icam(0, code[0], refs)
+    np.testing.assert_allclose(yb, y, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(evb, ev, rtol=1e-6, atol=1e-6)
+    assert y.shape == (40, 56, 3) and ev.shape == (40, 56)

@@ -188,12 +188,37 @@ def _cuda_missing(backend) -> None:
     _announce("vsvitm: CUDA provider did not load; falling back to the CPU as allowed by fallback_cpu=True")
 
 
+def run_bound(sess, feeds: dict, device: str, device_id: int = 0) -> list:
+    """Run with ONNX Runtime's IO binding: inputs are numpy arrays (copied to `device`) or OrtValues
+    already there, and every output stays on `device` as an OrtValue (`.numpy()` copies it back).
+    Why: ICAM's state (fl, g) goes from one reference step to the next; on CUDA a plain run copies it
+    to the host and back for every reference (12 per key frame)."""
+    ort = _ort()
+    io = sess.io_binding()
+    for name, v in feeds.items():
+        if not isinstance(v, ort.OrtValue):
+            v = ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(v), device, device_id)
+        io.bind_ortvalue_input(name, v)
+    for o in sess.get_outputs():
+        io.bind_output(o.name, device, device_id)
+    try:
+        sess.run_with_iobinding(io)
+    except Exception as e:
+        _raise_oom(e)
+        raise
+    return io.get_outputs()
+
+
+def _raise_oom(e: Exception) -> None:
+    msg = str(e)
+    if "out of memory" in msg.lower() or "Failed to allocate" in msg:
+        raise RuntimeError(f"vsvitm: the GPU ran out of memory ({msg.splitlines()[0]}); lower the resolution, "
+                           "free GPU memory, or use Backend.ORT_CPU()") from e
+
+
 def run(sess, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
     try:
         return sess.run(None, feeds)
     except Exception as e:
-        msg = str(e)
-        if "out of memory" in msg.lower() or "Failed to allocate" in msg:
-            raise RuntimeError(f"vsvitm: the GPU ran out of memory ({msg.splitlines()[0]}); lower the resolution, "
-                               "free GPU memory, or use Backend.ORT_CPU()") from e
+        _raise_oom(e)
         raise

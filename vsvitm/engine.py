@@ -114,6 +114,9 @@ class Engine:
         # ICAM graphs exported since stop 13 also give each key result's reference evidence; a merge
         # with the evidence gate reads it (zeros from older ICAM graphs: the gate then does nothing)
         self.icam_evidence = len(self.sess["icam_decode"].get_outputs()) > 1
+        # On CUDA, ICAM's state stays on the GPU between reference steps (IO binding); None: plain runs
+        on_cuda = all(s.get_providers()[0] == "CUDAExecutionProvider" for s in self.sess.values())
+        self.bind_device = "cuda" if on_cuda else None
         self.merge_evidence = need_fcpm and "evidence" in {i.name for i in self.sess["fcpm_merge"].get_inputs()}
         self.transfer, self.threshold, self.exposure_norm = transfer, threshold, exposure_norm
         self.flow_fn = DISFlow()
@@ -185,13 +188,19 @@ class Engine:
 
         refs: (frame number, HxWx3 code values or a function giving them)."""
         key = self.input(code_k)
-        fl, g = self._run("icam_init", {"key": key})
+        if self.bind_device:
+            dev, did = self.bind_device, getattr(self.backend, "device_id", 0)
+            run = lambda graph, feeds: backends.run_bound(self.sess[graph], feeds, dev, did)  # noqa: E731
+        else:
+            run = self._run
+        fl, g = run("icam_init", {"key": key})
         for r, code_r in refs:
             code_r = _given(code_r)  # one reference's array at a time
             flow, e = self.preflow(k, code_k, r, code_r)
-            fl, g, _ = self._run("icam_ref", {"fl": fl, "g": g, "ref": self.input(code_r, e),
-                                              "preflow": self._pad_flow(flow)})
-        out = self._run("icam_decode", {"key": key, "fl": fl, "g": g})
+            fl, g, _ = run("icam_ref", {"fl": fl, "g": g, "ref": self.input(code_r, e), "preflow": self._pad_flow(flow)})
+        out = run("icam_decode", {"key": key, "fl": fl, "g": g})
+        if self.bind_device:
+            out = [o.numpy() for o in out]
         h, w = code_k.shape[:2]
         ev = (np.clip(np.nan_to_num(out[1][0, 0, :h, :w]), 0.0, 1.0).astype(np.float32) if self.icam_evidence
               else np.zeros((h, w), np.float32))
