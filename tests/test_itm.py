@@ -257,3 +257,40 @@ def test_icam_runs_once_per_key_frame(gated_models, monkeypatch):
     finally:
         core.num_threads = old
     assert sorted(calls) == sorted(set(calls)) and set(calls) == {3, 9, 15, 21, 27, 33, 39}
+
+
+def test_large_merges_run_one_at_a_time(tiny_models, monkeypatch):
+    """Above engine.MERGE_ALONE_PIXELS merges do not overlap (memory at 1080p), and results are the same."""
+    import threading
+    import time
+    from vsvitm import engine
+    src = clip_from_array(moving_clip(30))
+    ref = clip_to_array(vsvitm.ITM(src, models=tiny_models), 0, 30)
+    monkeypatch.setattr(engine, "MERGE_ALONE_PIXELS", 100)
+    state = {"now": 0, "max": 0}
+    guard = threading.Lock()
+    run = engine.Engine._run
+
+    def spy(self, graph, feeds):
+        if graph != "fcpm_merge":
+            return run(self, graph, feeds)
+        with guard:
+            state["now"] += 1
+            state["max"] = max(state["max"], state["now"])
+        time.sleep(0.01)  # widen the window in which an overlap would show
+        try:
+            return run(self, graph, feeds)
+        finally:
+            with guard:
+                state["now"] -= 1
+    monkeypatch.setattr(engine.Engine, "_run", spy)
+    old = core.num_threads
+    core.num_threads = 4
+    try:
+        clip = vsvitm.ITM(src, models=tiny_models)
+        futs = [clip.get_frame_async(n) for n in range(30)]
+        got = np.stack([frame_to_array(f.result()) for f in futs])
+    finally:
+        core.num_threads = old
+    assert state["max"] == 1
+    np.testing.assert_array_equal(got, ref)

@@ -31,10 +31,13 @@ OPTIONAL_INPUTS = {"fcpm_merge": ("evidence",)}
 Y_MAX = 65504.0  # largest finite half: an RGBH output must never overflow to Inf
 # FCPM's recurrent steps and fuse are convolutions plus, in a step, one warp of the state: each output
 # row depends only on input rows within a few pixels (and, through the warp, the flow's vertical
-# reach). Above BAND_PIXELS they run in horizontal bands with that halo, so their activations
+# reach). Above BAND_PIXELS (0.26 MP) they run in horizontal bands with that halo, so their activations
 # (~370 B/px a step, ~400 B/px the fuse, two steps in flight) exist for one band at a time: at
 # 1920x1080 these were the peak of a render. The result is the same (tests/test_itm.py).
-BAND_PIXELS = 1 << 19
+BAND_PIXELS = 1 << 18
+# Merges of frames above this many pixels run one at a time: at 1920x1080 one call holds ~1.3 GB
+# (its 54-channel input and the graph's own activations) and two at once made a render's peak
+MERGE_ALONE_PIXELS = 1 << 20
 BAND_HALO = {"fcpm_back": 3, "fcpm_fwd": 3, "fcpm_fuse": 2}  # stacked 3x3 convolutions after the warp
 
 
@@ -123,23 +126,24 @@ class Engine:
         self.flows = ByteLRU(cache_bytes // 4)
         self.results = ByteLRU(cache_bytes - cache_bytes // 4)
         self.band_pixels = BAND_PIXELS
+        self.merge_lock = threading.Lock()
 
     # --- helpers ---
     def _run(self, graph: str, feeds: dict) -> list[np.ndarray]:
         return backends.run(self.sess[graph], feeds)
 
-    def _run_banded(self, graph: str, feeds: dict, flow: np.ndarray | None = None) -> np.ndarray:
+    def _run_banded(self, graph: str, feeds: dict, flow: np.ndarray | None = None, dtype=np.float32) -> np.ndarray:
         """The first output of a convolutional graph (BAND_HALO), computed band by band.
 
         A band of rows [a, b) is run on rows [a - p, b + p) and cropped: p covers the convolutions'
         reach and, where the graph warps by `flow` (1x2xHxW, pixels), the largest vertical flow in
         those rows, so every sample the band's rows use lies inside the crop (the frame's own edges
         stay edges). One call when the frame is small or the halo would span the frame. Inputs may be
-        half floats (held states): each band is made float32 on its own."""
+        half floats (held states): each band is made float32 on its own; the result is `dtype`."""
         h, w = next(iter(feeds.values())).shape[-2:]
         n = -(-h * w // self.band_pixels)
         if n <= 1:
-            return self._run(graph, {k: np.asarray(v, np.float32) for k, v in feeds.items()})[0]
+            return self._run(graph, {k: np.asarray(v, np.float32) for k, v in feeds.items()})[0].astype(dtype, copy=False)
         halo = BAND_HALO[graph]
         edges = np.linspace(0, h, n + 1).round().astype(int)
         crops = []
@@ -154,7 +158,7 @@ class Engine:
         for a, b, lo, hi in crops:
             part = self._run(graph, {k: np.ascontiguousarray(v[..., lo:hi, :], np.float32) for k, v in feeds.items()})[0]
             if out is None:
-                out = np.empty(part.shape[:-2] + (h, w), part.dtype)
+                out = np.empty(part.shape[:-2] + (h, w), dtype)
             out[..., a:b, :] = part[..., a - lo: b - lo, :]
             del part
         return out
@@ -216,6 +220,14 @@ class Engine:
         kn = self.fcpm_keys
         cur = self.input(code_t)
         hp, wp = cur.shape[-2:]
+        if hp * wp > MERGE_ALONE_PIXELS:
+            with self.merge_lock:
+                return self._merge(t, code_t, keys, cur)
+        return self._merge(t, code_t, keys, cur)
+
+    def _merge(self, t: int, code_t: np.ndarray, keys: list, cur: np.ndarray) -> np.ndarray:
+        kn = self.fcpm_keys
+        hp, wp = cur.shape[-2:]
         ins = np.empty((1, 4 * kn, hp, wp), np.float32)
         ys = np.empty((1, 3 * kn, hp, wp), np.float32)
         flows = np.empty((1, 2 * kn, hp, wp), np.float32)
@@ -241,7 +253,8 @@ class Engine:
         return self._run("fcpm_merge", feeds)[0]
 
     def propagate(self, ts: list[int], code, xhat, core: range) -> dict[int, np.ndarray]:
-        """Bidirectional recurrent refinement (eq. 10-12) over a chunk; returns Y (HxWx3) for core frames.
+        """Bidirectional recurrent refinement (eq. 10-12) over a chunk; returns Y (HxWx3, half floats)
+        for core frames.
 
         ts: the frame numbers of the chunk's run, in order; code(i) gives frame ts[i] as HxWx3 code
         values and xhat(i) its merged X^ (1x3xHpxWp, log domain, half floats). Both are called when
@@ -255,23 +268,24 @@ class Engine:
                 hp, wp = x.shape[-2:]
                 zflow = np.zeros((1, 2, hp, wp), np.float32)
                 return self._run_banded(graph, {"x": x, "cur": self.input(c), "xn": x,
-                                                "h": np.zeros((1, self.hidden, hp, wp), np.float32),
-                                                "flow": zflow}, zflow)
+                                                "h": np.zeros((1, self.hidden, hp, wp), np.float16),
+                                                "flow": zflow}, zflow, np.float16)
             flow, _ = self.preflow(ts[i], c, ts[j], lambda: code(j))
             flow = self._pad_flow(flow)
             return self._run_banded(graph, {"x": x, "cur": self.input(c), "xn": xhat(j), "h": h, "flow": flow},
-                                    flow)
+                                    flow, np.float16)
 
         # A core frame is fused (eq. 12) by whichever direction reaches it second; the first leaves
         # its state there. The two passes meet in the middle, so about one state per core frame is
-        # held at a time, not two. States are rounded to half floats either way, so the result does
-        # not depend on which thread came first.
+        # held at a time, not two. States are half floats, the running ones too (16 channels: 67 MB
+        # instead of 134 at 1080p; the devset scores are unchanged), so the result does not depend
+        # on which thread came first.
         waiting: dict[int, np.ndarray] = {}
         lock = threading.Lock()
         out: dict[int, np.ndarray] = {}
 
         def arrive(i: int, forward: bool, h: np.ndarray) -> None:
-            h16 = h.astype(np.float16)
+            h16 = np.asarray(h, np.float16)
             with lock:
                 other = waiting.pop(i, None)
                 if other is None:
@@ -280,7 +294,9 @@ class Engine:
             hf, hb = (h16, other) if forward else (other, h16)
             c = code(i)
             y = self._run_banded("fcpm_fuse", {"hf": hf, "hb": hb, "x": xhat(i), "cur": self.input(c)})
-            out[ts[i]] = self.finite(y[0, :, :c.shape[0], :c.shape[1]].transpose(1, 2, 0))
+            # held (and cached) as half floats until the chunk's frames are blended: Y <= Y_MAX is a
+            # finite half, and 2^-11 relative is far below an output's 10/12-bit PQ step
+            out[ts[i]] = self.finite(y[0, :, :c.shape[0], :c.shape[1]].transpose(1, 2, 0)).astype(np.float16)
 
         def recurrence(graph: str, order: range, prev: int) -> None:
             h = None
