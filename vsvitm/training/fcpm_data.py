@@ -48,9 +48,7 @@ class FCPMBatches(torch.utils.data.IterableDataset):
                     refs.append(torch.from_numpy(net_input(code[r], ratio=e))[None])
                     flows.append(torch.from_numpy(f.transpose(2, 0, 1).copy())[None])
                 key = torch.from_numpy(net_input(code[k]))[None]
-                fl, g = self.icam.init(key)
-                for ref, pf in zip(refs, flows):
-                    fl, g, _ = self.icam.ref_step(fl, g, ref, pf)
+                fl, g, _ = self.icam.encode(key, refs, flows)
                 ys[k] = self.icam.decode(key, fl, g)[0].numpy()
                 evs[k] = self.icam.evidence(fl)[0].numpy()
         out = {"cur": [], "keys": [], "ys": [], "evidence": [], "preflows": [], "valid": [], "nflow_b": [],

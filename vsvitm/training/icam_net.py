@@ -219,13 +219,18 @@ class ICAM(nn.Module):
         """The exported decode graph: Y and the reference evidence behind it (FCPM's merge reads it)."""
         return self.decode(key, fl, g), self.evidence(fl)
 
-    def forward(self, key: torch.Tensor, refs: list[torch.Tensor], flows: list[torch.Tensor], log: bool = False):
-        """Y (or log(Y + EPS) when log=True, what training uses) and the corrected flows."""
+    def encode(self, key: torch.Tensor, refs: list[torch.Tensor], flows: list[torch.Tensor]):
+        """The state (fl, g) after adding the references one by one, and their corrected flows."""
         fl, g = self.init(key)
         corrected = []
         for ref, pf in zip(refs, flows):
             fl, g, flow = self.ref_step(fl, g, ref, pf)
             corrected.append(flow)
+        return fl, g, corrected
+
+    def forward(self, key: torch.Tensor, refs: list[torch.Tensor], flows: list[torch.Tensor], log: bool = False):
+        """Y (or log(Y + EPS) when log=True, what training uses) and the corrected flows."""
+        fl, g, corrected = self.encode(key, refs, flows)
         return (self.decode_log if log else self.decode)(key, fl, g), corrected
 
 
