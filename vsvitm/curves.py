@@ -43,5 +43,6 @@ def from_linear(e: np.ndarray, transfer: str = "gamma2.2") -> np.ndarray:
 
 def overexposure_mask(v: np.ndarray, threshold: float = 0.95) -> np.ndarray:
     """Soft over-exposure mask alpha (HDRCNN) from display-referred code values, HxWx3 or ...x3."""
-    m = np.max(v, axis=-1, keepdims=True)
+    # elementwise maximum of the three planes: np.max over a length-3 last axis is ~25x slower
+    m = np.maximum(np.maximum(v[..., 0], v[..., 1]), v[..., 2])[..., None]
     return np.clip((m - threshold) / (1.0 - threshold), 0.0, 1.0).astype(np.float32)

@@ -15,9 +15,10 @@ def net_input(code: np.ndarray, transfer: str = "gamma2.2", ratio: float = 1.0, 
     frame's own soft over-exposure mask (where this frame itself carries no information).
     """
     lin = to_linear(code, transfer) * np.float32(ratio)
-    enc = np.power(np.minimum(lin, MAX_REL), 1 / 2.2, dtype=np.float32)
-    alpha = overexposure_mask(code, threshold)
-    return np.ascontiguousarray(np.concatenate([enc, alpha], -1).transpose(2, 0, 1), dtype=np.float32)
+    out = np.empty((4,) + code.shape[:2], np.float32)   # written channels-first: no concatenate + transpose copy
+    out[:3] = np.power(np.minimum(lin, MAX_REL), 1 / 2.2, dtype=np.float32).transpose(2, 0, 1)
+    out[3] = overexposure_mask(code, threshold)[..., 0]
+    return out
 
 
 def pad_to(x: np.ndarray, modulus: int) -> tuple[np.ndarray, tuple[int, int]]:
