@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -25,6 +26,18 @@ def load(path, cls, cfg_cls):
     return m.eval(), st
 
 
+def provenance(path: str, st: dict, name: str, note: str | None) -> dict:
+    """Manifest fields naming the weights: for a checkpoint rebuilt from shipped graphs
+    (checkpoint_from_onnx.py) the training checkpoint those graphs came from, not the rebuild."""
+    meta = {"checkpoint": Path(path).as_posix()}
+    src = Path(st["from_onnx"]) / f"{name}.json" if st.get("from_onnx") else None
+    if src is not None and src.exists():
+        meta["checkpoint"] = json.loads(src.read_text()).get("checkpoint", meta["checkpoint"])
+    if note:
+        meta["reexported"] = note
+    return meta
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--icam", help="ICAM checkpoint")
@@ -35,18 +48,20 @@ def main(argv=None):
                     help="FCPM merge: lower the fallback where reference evidence backs the keys, by this "
                          "strength (not learned; default: the checkpoint's, 0 = off). Needs ICAM graphs "
                          "from this version, which output the evidence")
+    ap.add_argument("--note", help="re-export only: why the graphs were made again (kept in the manifests)")
     a = ap.parse_args(argv)
     out = Path(a.out)
     if a.icam:
         m, st = load(a.icam, ICAM, ICAMConfig)
         ps = export_icam(m, out, fp16=not a.no_fp16, meta={"trained_steps": st["step"], "exposure_norm": st.get("exposure_norm", True),
-                                                          "checkpoint": Path(a.icam).as_posix()})
+                                                          **provenance(a.icam, st, "icam", a.note)})
         print("ICAM:", ", ".join(f"{p.name} {p.stat().st_size / 1e6:.2f} MB" for p in ps))
     if a.fcpm:
         m, st = load(a.fcpm, FCPM, FCPMConfig)
         if a.evidence_gate is not None:
             m.cfg.evidence_gate = a.evidence_gate
-        ps = export_fcpm(m, out, fp16=not a.no_fp16, meta={"trained_steps": st["step"], "checkpoint": Path(a.fcpm).as_posix()})
+        ps = export_fcpm(m, out, fp16=not a.no_fp16, meta={"trained_steps": st["step"],
+                                                          **provenance(a.fcpm, st, "fcpm", a.note)})
         print("FCPM:", ", ".join(f"{p.name} {p.stat().st_size / 1e6:.2f} MB" for p in ps))
 
 

@@ -192,3 +192,41 @@ def test_shipped_fp16_graphs_load_and_match_fp32():
     if not (MODEL_DIR / "icam.json").exists():
         pytest.skip("no shipped models in this checkout")
     _check_fp16_pairs(MODEL_DIR)
+
+
+@pytest.mark.parametrize("n", [1, 2])
+def test_gather_warp_matches_grid_sample(n):
+    """The export-time gather warp (nets_common.warp_impl) samples as grid_sample does: bilinear,
+    border padding, flows far outside the frame; a NaN flow samples a pixel instead of raising."""
+    from vsvitm.training.nets_common import GATHER_MIN_CH, warp, warp_impl
+    g = torch.Generator().manual_seed(5)
+    c, h, w = GATHER_MIN_CH, 23, 37
+    x = torch.randn(n, c, h, w, generator=g)
+    flow = torch.randn(n, 2, h, w, generator=g) * 20          # many samples clamp to the border
+    a, narrow_grid = warp(x, flow), warp(x[:, :3], flow)
+    with warp_impl("gather"):
+        b = warp(x, flow)
+        narrow = warp(x[:, :3], flow)                          # few channels keep grid_sample
+        flow[0, :, 3, 4] = float("nan")
+        nan_out = warp(x, flow)
+    assert torch.allclose(a, b, atol=1e-5)
+    assert torch.equal(narrow, narrow_grid)
+    assert torch.isfinite(nan_out).all()
+    with pytest.raises(ValueError, match="unknown implementation"):
+        with warp_impl("nearest"):
+            pass
+
+
+def test_fp32_graphs_gather_wide_features_fp16_keep_gridsample(exported, tmp_path):
+    """The fp32 ICAM graph samples its wide features by Gather (CPU speed); the fp16 graphs are
+    made from GridSample exports (their sampling coordinates stay fp32)."""
+    import onnx
+    from vsvitm.training.export import export_icam
+    from vsvitm.training.icam_net import ICAM
+    d, _, _ = exported
+    ops32 = [n.op_type for n in onnx.load(str(d / "icam_ref.onnx")).graph.node]
+    assert "Gather" in ops32 and "GridSample" in ops32           # features by Gather, the 4-channel frame by GridSample
+    export_icam(ICAM().eval(), tmp_path, fp16=True)
+    ops16 = [n.op_type for n in onnx.load(str(tmp_path / "icam_ref_fp16.onnx")).graph.node]
+    assert ops16.count("GridSample") > ops32.count("GridSample")
+    assert not list(tmp_path.glob("*_grid.onnx"))               # the temporary GridSample exports are removed
