@@ -67,6 +67,7 @@ def schedule_factors(a) -> dict:
             "preflow": keys_per * refs + m * (a.fcpm_keys - self_key) + 2 * (run - 1) / core,
             "icam_init": keys_per, "icam_ref": keys_per * refs, "icam_decode": keys_per,
             "fcpm_merge": m, "fcpm_back": run / core, "fcpm_fwd": run / core, "fcpm_fuse": 1.0,
+            "state_warp": 2 * (run - 1) / core,
             "finite": keys_per + 1.0, "blend": 1.0, "from_numpy": keys_per + m + 1.0,
         },
         "icam": {
@@ -83,7 +84,7 @@ LABELS = {
     "preflow": "pre-flow: exposure ratio + DIS + warp (align_pair)",
     "icam_init": "ONNX icam_init", "icam_ref": "ONNX icam_ref (one reference)", "icam_decode": "ONNX icam_decode",
     "fcpm_merge": "ONNX fcpm_merge", "fcpm_back": "ONNX fcpm_back", "fcpm_fwd": "ONNX fcpm_fwd",
-    "fcpm_fuse": "ONNX fcpm_fuse",
+    "fcpm_fuse": "ONNX fcpm_fuse", "state_warp": "FCPM state warp, OpenCV (flow.warp_planes; CPU step graphs)",
     "finite": "output clean-up: crop, NaN/Inf, clip (engine.finite)", "blend": "blend, eq. 1 (engine.blend)",
     "from_numpy": "numpy -> frame copy (array_to_frame)",
 }
@@ -152,7 +153,7 @@ def main(argv=None):
     from vsvitm.colour import to_display_rgb
     from vsvitm.curves import to_linear
     from vsvitm.engine import Engine
-    from vsvitm.flow import align_pair, luma
+    from vsvitm.flow import align_pair, luma, warp_planes
     from vsvitm.vsnp import array_to_frame, frame_to_array
 
     a.frames, a.start, a.warmup, a.modes = 1, a.frame, 0, None
@@ -204,10 +205,10 @@ def main(argv=None):
     # --- ONNX graphs, chained like the engine chains them ---
     feeds: dict[str, dict] = {}
 
-    def graph(name, f):
-        feeds[name] = f
+    def graph(name, f, key=None):
+        feeds[name] = (f, key or name)
         t, out = timed(lambda: eng._run(name, f), R)
-        ms[name] = t
+        ms[key or name] = t
         return out
     fl, g = graph("icam_init", {"key": key_in})
     ref_in = eng.input(code[refs[0]], e)
@@ -226,8 +227,13 @@ def main(argv=None):
         hp, wp = x.shape[-2:]
         h0 = np.zeros((1, eng.hidden, hp, wp), np.float32)
         pf = eng._pad_flow(flow)
-        hb = graph("fcpm_back", {"x": x, "cur": key_in, "xn": x, "h": h0, "flow": pf})[0]
-        hf = graph("fcpm_fwd", {"x": x, "cur": key_in, "xn": x, "h": hb, "flow": pf})[0]
+        if eng.prewarp:  # the engine's CPU path: the state warped by OpenCV, the step graphs without the warp
+            hb = graph("fcpm_back_cpu", {"x": x, "cur": key_in, "xn": x, "hw": h0}, "fcpm_back")[0]
+            ms["state_warp"], hw = timed(lambda: warp_planes(hb, pf, np.float32), R)
+            hf = graph("fcpm_fwd_cpu", {"x": x, "cur": key_in, "xn": x, "hw": hw}, "fcpm_fwd")[0]
+        else:
+            hb = graph("fcpm_back", {"x": x, "cur": key_in, "xn": x, "h": h0, "flow": pf})[0]
+            hf = graph("fcpm_fwd", {"x": x, "cur": key_in, "xn": x, "h": hb, "flow": pf})[0]
         graph("fcpm_fuse", {"hf": hf, "hb": hb, "x": x, "cur": key_in})
     ms["blend"], out = timed(lambda: eng.blend(code_k, y_k), R)
     dst = fr.copy()
@@ -268,12 +274,12 @@ def main(argv=None):
     if a.ort_profile:
         result["ort_profile"] = {}
         print("\n## ONNX Runtime per-operator profile (share of kernel time)")
-        for name, f in feeds.items():
+        for name, (f, key) in feeds.items():
             path = models / f"{name}{'_fp16' if getattr(backend, 'fp16', False) else ''}.onnx"
             prof = ort_profile(path, backend, f, R)
             result["ort_profile"][name] = prof
             top = ", ".join(f"{op} {pct:.0f} %" for op, pct in list(prof.items())[:6] if pct >= 0.5)
-            print(f"- {name} ({ms[name]:.1f} ms): {top}")
+            print(f"- {name} ({ms[key]:.1f} ms): {top}")
     if a.json:
         Path(a.json).write_text(json.dumps(result, indent=1))
     if tmp is not None:

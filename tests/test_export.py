@@ -230,3 +230,20 @@ def test_fp32_graphs_gather_wide_features_fp16_keep_gridsample(exported, tmp_pat
     ops16 = [n.op_type for n in onnx.load(str(tmp_path / "icam_ref_fp16.onnx")).graph.node]
     assert ops16.count("GridSample") > ops32.count("GridSample")
     assert not list(tmp_path.glob("*_grid.onnx"))               # the temporary GridSample exports are removed
+
+
+def test_warp_planes_matches_training_warp():
+    """flow.warp_planes (OpenCV, the engine's CPU state warp) samples as nets_common.warp does,
+    including flows far outside the frame; NaN flows give finite samples."""
+    from vsvitm.flow import warp_planes
+    from vsvitm.training.nets_common import warp
+    rng = np.random.default_rng(2)
+    x = rng.normal(0, 1, (1, 16, 37, 53)).astype(np.float32)
+    flow = rng.normal(0, 15, (1, 2, 37, 53)).astype(np.float32)
+    ref = warp(torch.from_numpy(x), torch.from_numpy(flow)).numpy()
+    np.testing.assert_allclose(warp_planes(x, flow, np.float32), ref, atol=1e-4)
+    half = warp_planes(x.astype(np.float16), flow)
+    assert half.dtype == np.float16 and np.abs(half - ref).max() < 5e-3
+    flow[0, :, 5, 7] = np.nan
+    flow[0, 0, 9, 9] = 1e30
+    assert np.isfinite(warp_planes(x, flow, np.float32)).all()

@@ -294,3 +294,42 @@ def test_large_merges_run_one_at_a_time(tiny_models, monkeypatch):
         core.num_threads = old
     assert state["max"] == 1
     np.testing.assert_array_equal(got, ref)
+
+
+def test_prewarped_steps_match_in_graph_warp(src, tiny_models, tmp_path):
+    """On the CPU the recurrent steps run as fcpm_back_cpu/fcpm_fwd_cpu with the state warped by
+    OpenCV (engine.Engine.prewarp); a model folder without those files warps inside fcpm_back/fwd.
+    Both give the same frames (the state is a half float either way)."""
+    import shutil
+    from vsvitm import engine
+    eng = engine.Engine(tiny_models, None, need_fcpm=True, transfer="gamma2.2", threshold=0.95,
+                        exposure_norm=True, cache_bytes=1 << 26)
+    assert eng.prewarp
+    legacy = tmp_path / "legacy"
+    shutil.copytree(tiny_models, legacy)
+    for g in engine.PREWARP_GRAPHS.values():
+        (legacy / f"{g}.onnx").unlink()
+    assert not engine.Engine(legacy, None, need_fcpm=True, transfer="gamma2.2", threshold=0.95,
+                             exposure_norm=True, cache_bytes=1 << 26).prewarp
+    fast = clip_to_array(vsvitm.ITM(src, models=tiny_models), 0, 14)
+    slow = clip_to_array(vsvitm.ITM(src, models=legacy), 0, 14)
+    assert np.isfinite(fast).all()
+    np.testing.assert_allclose(fast, slow, rtol=2e-3, atol=1e-4)
+
+
+def test_prewarped_step_graph_equals_step_on_warped_state(tiny_models):
+    """fcpm_back_cpu(x, cur, xn, warp(h, flow)) = fcpm_back(x, cur, xn, h, flow), flows of +-20 px."""
+    from vsvitm import engine
+    from vsvitm.flow import warp_planes
+    eng = engine.Engine(tiny_models, None, need_fcpm=True, transfer="gamma2.2", threshold=0.95,
+                        exposure_norm=True, cache_bytes=1 << 26)
+    rng = np.random.default_rng(3)
+    h, w = 40, 56
+    x, xn, cur = (rng.normal(0, 1, (1, 3, h, w)).astype(np.float32) for _ in range(3))
+    cur = np.abs(np.concatenate([cur, cur[:, :1]], 1))
+    state = rng.normal(0, 1, (1, eng.hidden, h, w)).astype(np.float32)
+    flow = (rng.normal(0, 8, (1, 2, h, w))).astype(np.float32)
+    for g, cpu in engine.PREWARP_GRAPHS.items():
+        a = eng._run(g, {"x": x, "cur": cur, "xn": xn, "h": state, "flow": flow})[0]
+        b = eng._run(cpu, {"x": x, "cur": cur, "xn": xn, "hw": warp_planes(state, flow, np.float32)})[0]
+        np.testing.assert_allclose(b, a, atol=1e-4)

@@ -16,7 +16,7 @@ import numpy as np
 from . import backends
 from .cache import ByteLRU
 from .curves import overexposure_mask, to_linear
-from .flow import DISFlow, align_pair, luma, warp_np
+from .flow import DISFlow, align_pair, luma, warp_np, warp_planes
 from .prep import MAX_REL, net_input, pad_to
 
 MODEL_DIR = Path(__file__).resolve().parent / "models"
@@ -26,6 +26,11 @@ FCPM_GRAPHS = ("fcpm_merge", "fcpm_back", "fcpm_fwd", "fcpm_fuse")
 GRAPH_INPUTS = {"icam_init": ("key",), "icam_ref": ("fl", "g", "ref", "preflow"), "icam_decode": ("key", "fl", "g"),
                 "fcpm_merge": ("cur", "keys", "ys", "preflows", "valid"), "fcpm_back": ("x", "cur", "xn", "h", "flow"),
                 "fcpm_fwd": ("x", "cur", "xn", "h", "flow"), "fcpm_fuse": ("hf", "hb", "x", "cur")}
+# CPU forms of the recurrent steps, fed the state already warped (flow.warp_planes, OpenCV: at 512x512
+# a 16-channel warp took ~70 ms inside the graph with ONNX Runtime's GridSample, ~12 ms this way).
+# Used on the CPU provider when the model folder has them (exported since stop 14).
+PREWARP_GRAPHS = {"fcpm_back": "fcpm_back_cpu", "fcpm_fwd": "fcpm_fwd_cpu"}
+GRAPH_INPUTS.update({g: ("x", "cur", "xn", "hw") for g in PREWARP_GRAPHS.values()})
 # inputs a graph may have: the merge of an FCPM exported with its evidence gate (fcpm_net.FCPMConfig)
 OPTIONAL_INPUTS = {"fcpm_merge": ("evidence",)}
 Y_MAX = 65504.0  # largest finite half: an RGBH output must never overflow to Inf
@@ -38,7 +43,8 @@ BAND_PIXELS = 1 << 18
 # Merges of frames above this many pixels run one at a time: at 1920x1080 one call holds ~1.3 GB
 # (its 54-channel input and the graph's own activations) and two at once made a render's peak
 MERGE_ALONE_PIXELS = 1 << 20
-BAND_HALO = {"fcpm_back": 3, "fcpm_fwd": 3, "fcpm_fuse": 2}  # stacked 3x3 convolutions after the warp
+BAND_HALO = {"fcpm_back": 3, "fcpm_fwd": 3, "fcpm_fuse": 2,  # stacked 3x3 convolutions after the warp
+             "fcpm_back_cpu": 3, "fcpm_fwd_cpu": 3}
 
 
 def _manifest(folder: Path, name: str, graphs: tuple[str, ...], fp16: bool) -> tuple[dict, dict[str, Path]]:
@@ -109,6 +115,12 @@ class Engine:
             self.hidden = int(self.fcpm_meta["hidden"])
         # Sessions are created now, so a broken or truncated file fails at ITM() time, not mid-encode.
         self.sess = {g: backends.session(p, self.backend) for g, p in {**icam_paths, **fcpm_paths}.items()}
+        cpu_steps = {g: folder / f"{g}.onnx" for g in PREWARP_GRAPHS.values()}
+        self.prewarp = (need_fcpm and not fp16 and self.sess["fcpm_back"].get_providers()[0] == "CPUExecutionProvider"
+                        and all(p.exists() for p in cpu_steps.values()))
+        if self.prewarp:
+            self.sess.update({g: backends.session(p, self.backend) for g, p in cpu_steps.items()})
+            fcpm_paths = {**fcpm_paths, **cpu_steps}
         for g, sess in self.sess.items():  # a file renamed or mixed up with another graph: say so now
             got = sorted(i.name for i in sess.get_inputs())
             if got not in (sorted(GRAPH_INPUTS[g]), sorted(GRAPH_INPUTS[g] + OPTIONAL_INPUTS.get(g, ()))):
@@ -263,6 +275,15 @@ class Engine:
 
         def step(graph: str, i: int, j: int | None, h):
             x, c = xhat(i), code(i)
+            if self.prewarp:  # the state warped here (OpenCV), the graph only convolves
+                if j is None:
+                    hw = np.zeros((1, self.hidden) + x.shape[-2:], np.float16)
+                    return self._run_banded(PREWARP_GRAPHS[graph], {"x": x, "cur": self.input(c), "xn": x, "hw": hw},
+                                            None, np.float16)
+                flow, _ = self.preflow(ts[i], c, ts[j], lambda: code(j))
+                hw = warp_planes(h, self._pad_flow(flow))
+                return self._run_banded(PREWARP_GRAPHS[graph], {"x": x, "cur": self.input(c), "xn": xhat(j), "hw": hw},
+                                        None, np.float16)
             if j is None:  # the run's end: no neighbour, zero state (made here, not held for the whole run)
                 hp, wp = x.shape[-2:]
                 zflow = np.zeros((1, 2, hp, wp), np.float32)

@@ -153,7 +153,8 @@ def export_icam(model, out_dir: Path, size: tuple[int, int] = (128, 192), fp16: 
 
 
 def export_fcpm(model, out_dir: Path, size: tuple[int, int] = (64, 96), fp16: bool = True, meta: dict | None = None) -> list[Path]:
-    """FCPM -> fcpm_merge/back/fwd/fuse.onnx (+ _fp16 variants) and fcpm.json."""
+    """FCPM -> fcpm_merge/back/fwd/fuse.onnx (+ _fp16 variants), fcpm_back_cpu/fwd_cpu.onnx (the steps
+    without their warp, for the CPU) and fcpm.json."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     model = model.eval()
@@ -176,6 +177,11 @@ def export_fcpm(model, out_dir: Path, size: tuple[int, int] = (64, 96), fp16: bo
         ("fwd", (x, cur, x, hh, fl), ["x", "cur", "xn", "h", "flow"], ["h_out"], out_dir / "fcpm_fwd.onnx"),
         ("fuse", (hh, hh, x, cur), ["hf", "hb", "x", "cur"], ["y"], out_dir / "fcpm_fuse.onnx"),
     ], fp16)
+    # CPU-only forms of the recurrent steps, fed the state already warped (engine.Engine.prewarp)
+    paths += export_graphs(model, [
+        ("back_prewarped", (x, cur, x, hh), ["x", "cur", "xn", "hw"], ["h_out"], out_dir / "fcpm_back_cpu.onnx"),
+        ("fwd_prewarped", (x, cur, x, hh), ["x", "cur", "xn", "hw"], ["h_out"], out_dir / "fcpm_fwd_cpu.onnx"),
+    ], fp16=False)
     from .fcpm_net import MODULUS
     write_manifest(out_dir, "fcpm", {"format": 1, "modulus": MODULUS, "keys": k, "hidden": hid,
                                      "config": model.cfg.to_dict(), **(meta or {})})
