@@ -39,6 +39,7 @@ def main(argv=None) -> int:
     ap.add_argument("--cache-mb", type=int, default=1024, help="ITM(cache_mb=...)")
     ap.add_argument("--src", default=str(ROOT / "samples" / "london_pan_320x240.mp4"))
     ap.add_argument("--threads", type=int, default=0, help="core.num_threads (default: VapourSynth's)")
+    ap.add_argument("--models", help="model folder (default: the package's)")
     a = ap.parse_args(argv)
     w, h = (int(v) for v in a.size.lower().split("x"))
     import vapoursynth as vs
@@ -78,7 +79,7 @@ def main(argv=None) -> int:
                     peak[:] = [r, {k: v for k, v in active.items() if v}]
             time.sleep(0.1)
     threading.Thread(target=monitor, daemon=True).start()
-    out = vsvitm.ITM(src, num_refs=a.num_refs, cache_mb=a.cache_mb)
+    out = vsvitm.ITM(src, num_refs=a.num_refs, cache_mb=a.cache_mb, models=a.models)
     t0 = time.time()
     for i, _ in enumerate(out.frames(prefetch=2)):
         if i == 0 or i + 1 == a.frames:

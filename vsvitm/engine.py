@@ -151,11 +151,16 @@ class Engine:
         reach and, where the graph warps by `flow` (1x2xHxW, pixels), the largest vertical flow in
         those rows, so every sample the band's rows use lies inside the crop (the frame's own edges
         stay edges). One call when the frame is small or the halo would span the frame. Inputs may be
-        half floats (held states): each band is made float32 on its own; the result is `dtype`."""
+        half floats (held states): each band is made float32 on its own; the result is `dtype`. An input
+        may also be a function (lo, hi) -> its rows lo..hi-1 (the CPU path's warped state, made one band
+        at a time); the first input must be an array."""
         h, w = next(iter(feeds.values())).shape[-2:]
         n = -(-h * w // self.band_pixels)
+
+        def rows(v, lo, hi):
+            return np.ascontiguousarray(v(lo, hi) if callable(v) else v[..., lo:hi, :], np.float32)
         if n <= 1:
-            return self._run(graph, {k: np.asarray(v, np.float32) for k, v in feeds.items()})[0].astype(dtype, copy=False)
+            return self._run(graph, {k: rows(v, 0, h) for k, v in feeds.items()})[0].astype(dtype, copy=False)
         halo = BAND_HALO[graph]
         edges = np.linspace(0, h, n + 1).round().astype(int)
         crops = []
@@ -168,7 +173,7 @@ class Engine:
             crops = [(0, h, 0, h)]
         out = None
         for a, b, lo, hi in crops:
-            part = self._run(graph, {k: np.ascontiguousarray(v[..., lo:hi, :], np.float32) for k, v in feeds.items()})[0]
+            part = self._run(graph, {k: rows(v, lo, hi) for k, v in feeds.items()})[0]
             if out is None:
                 out = np.empty(part.shape[:-2] + (h, w), dtype)
             out[..., a:b, :] = part[..., a - lo: b - lo, :]
@@ -281,7 +286,11 @@ class Engine:
                     return self._run_banded(PREWARP_GRAPHS[graph], {"x": x, "cur": self.input(c), "xn": x, "hw": hw},
                                             None, np.float16)
                 flow, _ = self.preflow(ts[i], c, ts[j], lambda: code(j))
-                hw = warp_planes(h, self._pad_flow(flow))
+                flow = self._pad_flow(flow)
+                # warped band by band: no full-frame copy of the warped state (67 MB at 1080p)
+
+                def hw(lo, hi):
+                    return warp_planes(h, flow, np.float32, (lo, hi))
                 return self._run_banded(PREWARP_GRAPHS[graph], {"x": x, "cur": self.input(c), "xn": xhat(j), "hw": hw},
                                         None, np.float16)
             if j is None:  # the run's end: no neighbour, zero state (made here, not held for the whole run)

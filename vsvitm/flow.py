@@ -64,17 +64,19 @@ def warp_np(img: np.ndarray, flow: np.ndarray) -> np.ndarray:
     return cv2.remap(img, gx + flow[..., 0], gy + flow[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
-def warp_planes(x: np.ndarray, flow: np.ndarray, dtype=np.float16) -> np.ndarray:
+def warp_planes(x: np.ndarray, flow: np.ndarray, dtype=np.float16, rows: tuple[int, int] | None = None) -> np.ndarray:
     """Sample every plane of x (1xCxHxW) at p + flow (1x2xHxW, pixels): the warp of the training code
     (nets_common.warp: bilinear, coordinates clamped to the frame) done by OpenCV, one float32 plane
-    at a time. FCPM's recurrent state is warped this way on the CPU (engine.Engine.prewarp)."""
+    at a time. FCPM's recurrent state is warped this way on the CPU (engine.Engine.prewarp).
+    rows=(a, b): only output rows a..b-1 (a band), sampled from the whole of x."""
     _, c, h, w = x.shape
-    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    a, b = rows if rows is not None else (0, h)
+    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(a, b, dtype=np.float32))
     # clamping = grid_sample's border padding; it also keeps NaN/huge flows from reaching OpenCV's
     # integer coordinate arithmetic
-    mx = np.clip(np.nan_to_num(gx + flow[0, 0]), 0, w - 1).astype(np.float32, copy=False)
-    my = np.clip(np.nan_to_num(gy + flow[0, 1]), 0, h - 1).astype(np.float32, copy=False)
-    out = np.empty(x.shape, dtype)
+    mx = np.clip(np.nan_to_num(gx + flow[0, 0, a:b]), 0, w - 1).astype(np.float32, copy=False)
+    my = np.clip(np.nan_to_num(gy + flow[0, 1, a:b]), 0, h - 1).astype(np.float32, copy=False)
+    out = np.empty((1, c, b - a, w), dtype)
     for i in range(c):
         out[0, i] = cv2.remap(np.asarray(x[0, i], np.float32), mx, my, cv2.INTER_LINEAR,
                               borderMode=cv2.BORDER_REPLICATE)
