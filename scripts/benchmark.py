@@ -267,15 +267,15 @@ class _Counter:
         from vsvitm import engine
         orig_warp = engine.warp_planes
 
-        def state_warp(*args, **kw):
+        def cpu_warp(*args, **kw):  # OpenCV warps of the CPU path (FCPM state, merge inputs)
             t = time.perf_counter()
             try:
                 return orig_warp(*args, **kw)
             finally:
-                counter.add("state_warp", time.perf_counter() - t)
+                counter.add("cpu_warp", time.perf_counter() - t)
 
         backends.session, backends.run, flow.DISFlow.__call__ = session, run, dis
-        engine.warp_planes = state_warp
+        engine.warp_planes = cpu_warp
 
 
 def gpu_memory_mib(pid: int) -> float | None:
@@ -407,8 +407,8 @@ def table(results: list[dict]) -> list[str]:
 def calls_table(results: list[dict]) -> list[str]:
     """Where the time went inside the pipeline: per output frame, calls and summed time of each part."""
     names = sorted({k for r in results for k in r.get("calls", {})},
-                   key=lambda k: ("dis_flow icam_init icam_ref icam_decode fcpm_merge fcpm_back fcpm_fwd fcpm_back_cpu fcpm_fwd_cpu "
-                                "state_warp fcpm_fuse".split() + [k]).index(k))
+                   key=lambda k: ("dis_flow icam_init icam_ref icam_decode fcpm_merge fcpm_merge_flows fcpm_merge_mix fcpm_back "
+                                "fcpm_fwd fcpm_back_cpu fcpm_fwd_cpu cpu_warp fcpm_fuse".split() + [k]).index(k))
     rows = [r for r in results if r.get("calls")]
     if not rows or not names:
         return []

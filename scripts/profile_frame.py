@@ -83,7 +83,8 @@ LABELS = {
     "net_input": "network input: f^-1, mask, pad (engine.input)",
     "preflow": "pre-flow: exposure ratio + DIS + warp (align_pair)",
     "icam_init": "ONNX icam_init", "icam_ref": "ONNX icam_ref (one reference)", "icam_decode": "ONNX icam_decode",
-    "fcpm_merge": "ONNX fcpm_merge", "fcpm_back": "ONNX fcpm_back", "fcpm_fwd": "ONNX fcpm_fwd",
+    "fcpm_merge": "merge (ONNX fcpm_merge, or on the CPU fcpm_merge_flows + OpenCV warps + fcpm_merge_mix)",
+    "fcpm_back": "ONNX fcpm_back", "fcpm_fwd": "ONNX fcpm_fwd",
     "fcpm_fuse": "ONNX fcpm_fuse", "state_warp": "FCPM state warp, OpenCV (flow.warp_planes; CPU step graphs)",
     "finite": "output clean-up: crop, NaN/Inf, clip (engine.finite)", "blend": "blend, eq. 1 (engine.blend)",
     "from_numpy": "numpy -> frame copy (array_to_frame)",
@@ -223,7 +224,12 @@ def main(argv=None):
         mf = {"cur": key_in, "keys": ins, "ys": ys, "preflows": pfs, "valid": np.ones((1, kn, 1, 1), np.float32)}
         if eng.merge_evidence:  # a merge with the evidence gate (the ICAM result's evidence, or none)
             mf["evidence"] = np.concatenate([ev[0] if ev else np.zeros_like(ys[:, :1])] * kn, 1)
-        x = graph("fcpm_merge", mf)[0]
+        if eng.split_merge:  # the engine's CPU path: corrected flows, OpenCV warps, masks and mix
+            held = [mf["keys"], mf["ys"], mf["preflows"], mf.get("evidence")]
+            ms["fcpm_merge"], x = timed(lambda: eng._merge_split(key_in, mf["valid"], list(held)), R)
+            graph("fcpm_merge_flows", {"cur": key_in, "keys": mf["keys"], "preflows": mf["preflows"]}, "merge_flows")
+        else:
+            x = graph("fcpm_merge", mf)[0]
         hp, wp = x.shape[-2:]
         h0 = np.zeros((1, eng.hidden, hp, wp), np.float32)
         pf = eng._pad_flow(flow)

@@ -249,3 +249,30 @@ def test_warp_planes_matches_training_warp():
     flow[0, :, 5, 7] = np.nan
     flow[0, 0, 9, 9] = 1e30
     assert np.isfinite(warp_planes(x, flow, np.float32)).all()
+
+
+def test_split_merge_graphs_match_torch_merge(tmp_path):
+    """fcpm_merge_flows, OpenCV warps (the engine's CPU path), fcpm_merge_mix = FCPM.merge, with the
+    evidence gate; an FCPM with the flow cue keeps the one-graph merge only."""
+    from vsvitm import engine
+    from vsvitm.training.export import export_fcpm
+    from vsvitm.training.fcpm_net import FCPM, FCPMConfig
+    torch.manual_seed(4)
+    fcpm = FCPM(FCPMConfig(evidence_gate=10.0)).eval()
+    export_fcpm(fcpm, tmp_path, fp16=False)
+    h, w = 40, 72
+    g = torch.Generator().manual_seed(1)
+    cur, keys = torch.rand(1, 4, h, w, generator=g), torch.rand(1, 20, h, w, generator=g)
+    ys, pf = torch.rand(1, 15, h, w, generator=g) * 4, torch.randn(1, 10, h, w, generator=g) * 4
+    valid, ev = torch.tensor([1, 1, 1, 1, 0.0]).view(1, 5, 1, 1), torch.rand(1, 5, h, w, generator=g)
+    with torch.no_grad():
+        ref = fcpm.merge(cur, keys, ys, pf, valid, ev).numpy()
+    eng = engine.Engine.__new__(engine.Engine)  # only what _merge_split uses
+    eng.fcpm_keys = 5
+    eng.sess = {n: _sess(tmp_path / f"{n}.onnx") for n in engine.SPLIT_MERGE}
+    eng._run = lambda n, feeds: eng.sess[n].run(None, feeds)
+    out = eng._merge_split(cur.numpy(), valid.numpy(), [keys.numpy(), ys.numpy(), pf.numpy(), ev.numpy()])
+    np.testing.assert_allclose(out, ref, atol=2e-4)
+    cue = tmp_path / "cue"
+    export_fcpm(FCPM(FCPMConfig(flow_cue=True)).eval(), cue, fp16=False)
+    assert not (cue / "fcpm_merge_mix.onnx").exists() and (cue / "fcpm_back_cpu.onnx").exists()

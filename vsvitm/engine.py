@@ -31,8 +31,13 @@ GRAPH_INPUTS = {"icam_init": ("key",), "icam_ref": ("fl", "g", "ref", "preflow")
 # Used on the CPU provider when the model folder has them (exported since stop 14).
 PREWARP_GRAPHS = {"fcpm_back": "fcpm_back_cpu", "fcpm_fwd": "fcpm_fwd_cpu"}
 GRAPH_INPUTS.update({g: ("x", "cur", "xn", "hw") for g in PREWARP_GRAPHS.values()})
+# Likewise the merge in two parts around its warps (corrected flows; masks and mix), warped between
+# by OpenCV: the merge's GridSamples were ~55 % of its time. Used with the step graphs when present.
+SPLIT_MERGE = ("fcpm_merge_flows", "fcpm_merge_mix")
+GRAPH_INPUTS.update({"fcpm_merge_flows": ("cur", "keys", "preflows"), "fcpm_merge_mix": ("cur", "wys", "wkeys", "valid")})
+LOG_EPS = 1e-3  # X^ and the merge's warped key results are log(Y + LOG_EPS) (training/nets_common.EPS)
 # inputs a graph may have: the merge of an FCPM exported with its evidence gate (fcpm_net.FCPMConfig)
-OPTIONAL_INPUTS = {"fcpm_merge": ("evidence",)}
+OPTIONAL_INPUTS = {"fcpm_merge": ("evidence",), "fcpm_merge_mix": ("wev",)}
 Y_MAX = 65504.0  # largest finite half: an RGBH output must never overflow to Inf
 # FCPM's recurrent steps and fuse are convolutions plus, in a step, one warp of the state: each output
 # row depends only on input rows within a few pixels (and, through the warp, the flow's vertical
@@ -121,6 +126,11 @@ class Engine:
         if self.prewarp:
             self.sess.update({g: backends.session(p, self.backend) for g, p in cpu_steps.items()})
             fcpm_paths = {**fcpm_paths, **cpu_steps}
+        split = {g: folder / f"{g}.onnx" for g in SPLIT_MERGE}
+        self.split_merge = self.prewarp and all(p.exists() for p in split.values())
+        if self.split_merge:
+            self.sess.update({g: backends.session(p, self.backend) for g, p in split.items()})
+            fcpm_paths = {**fcpm_paths, **split}
         for g, sess in self.sess.items():  # a file renamed or mixed up with another graph: say so now
             got = sorted(i.name for i in sess.get_inputs())
             if got not in (sorted(GRAPH_INPUTS[g]), sorted(GRAPH_INPUTS[g] + OPTIONAL_INPUTS.get(g, ()))):
@@ -133,6 +143,9 @@ class Engine:
         on_cuda = all(s.get_providers()[0] == "CUDAExecutionProvider" for s in self.sess.values())
         self.bind_device = "cuda" if on_cuda else None
         self.merge_evidence = need_fcpm and "evidence" in {i.name for i in self.sess["fcpm_merge"].get_inputs()}
+        if self.split_merge and self.merge_evidence != ("wev" in {i.name for i in self.sess["fcpm_merge_mix"].get_inputs()}):
+            raise ValueError(f"vsvitm: {folder} mixes merge graphs with and without the evidence gate; "
+                             "re-export the FCPM with scripts/export_models.py")
         self.transfer, self.threshold, self.exposure_norm = transfer, threshold, exposure_norm
         self.flow_fn = DISFlow()
         self.flows = ByteLRU(cache_bytes // 4)
@@ -263,10 +276,44 @@ class Engine:
             ys[:, 3 * j: 3 * j + 3] = self._pad((np.minimum(y_k * e, Y_MAX)).transpose(2, 0, 1))[None]
             flows[:, 2 * j: 2 * j + 2] = self._pad_flow(flow)
             del code_k, y_k
+        # the split merge only up to 1 MP: at 1920x1080 its arrays raised a render's peak RSS (4066-4101
+        # -> 4259-4537 MiB in scripts/memory_trace.py), and large merges run one at a time anyway
+        if self.split_merge and hp * wp <= MERGE_ALONE_PIXELS:
+            held = [ins, ys, flows, evidence]
+            del ins, ys, flows, evidence  # _merge_split frees each once used (1080p: 80-170 MB apiece)
+            return self._merge_split(cur, valid, held)
         feeds = {"cur": cur, "keys": ins, "ys": ys, "preflows": flows, "valid": valid}
         if evidence is not None:
             feeds["evidence"] = evidence
         return self._run("fcpm_merge", feeds)[0]
+
+    def _merge_split(self, cur, valid, held: list) -> np.ndarray:
+        """The merge on the CPU: corrected flows (graph), each key's result (log domain), frame and
+        evidence warped by OpenCV in one call per key, masks and mix (graph). Same result as fcpm_merge.
+        held: [ins, ys, flows, evidence], emptied here so that each array is freed once used."""
+        ins, ys, flows, evidence = held
+        held.clear()
+        kn = self.fcpm_keys
+        hp, wp = cur.shape[-2:]
+        fl = self._run("fcpm_merge_flows", {"cur": cur, "keys": ins, "preflows": flows})[0]
+        del flows
+        wys = np.empty((1, 3 * kn, hp, wp), np.float32)
+        wkeys = np.empty((1, 3 * kn, hp, wp), np.float32)
+        wev = np.empty((1, kn, hp, wp), np.float32) if evidence is not None else None
+        for j in range(kn):
+            planes = [np.log(np.maximum(ys[:, 3 * j: 3 * j + 3], 0.0) + np.float32(LOG_EPS)), ins[:, 4 * j: 4 * j + 3]]
+            if wev is not None:
+                planes.append(evidence[:, j: j + 1])
+            w = warp_planes(np.concatenate(planes, 1), fl[:, 2 * j: 2 * j + 2], np.float32)
+            wys[:, 3 * j: 3 * j + 3], wkeys[:, 3 * j: 3 * j + 3] = w[:, :3], w[:, 3:6]
+            if wev is not None:
+                wev[:, j] = w[:, 6]
+            del planes, w
+        del ins, ys, fl, evidence
+        feeds = {"cur": cur, "wys": wys, "wkeys": wkeys, "valid": valid}
+        if wev is not None:
+            feeds["wev"] = wev
+        return self._run("fcpm_merge_mix", feeds)[0]
 
     def propagate(self, ts: list[int], code, xhat, core: range) -> dict[int, np.ndarray]:
         """Bidirectional recurrent refinement (eq. 10-12) over a chunk; returns Y (HxWx3, half floats)

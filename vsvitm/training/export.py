@@ -177,11 +177,19 @@ def export_fcpm(model, out_dir: Path, size: tuple[int, int] = (64, 96), fp16: bo
         ("fwd", (x, cur, x, hh, fl), ["x", "cur", "xn", "h", "flow"], ["h_out"], out_dir / "fcpm_fwd.onnx"),
         ("fuse", (hh, hh, x, cur), ["hf", "hb", "x", "cur"], ["y"], out_dir / "fcpm_fuse.onnx"),
     ], fp16)
-    # CPU-only forms of the recurrent steps, fed the state already warped (engine.Engine.prewarp)
-    paths += export_graphs(model, [
-        ("back_prewarped", (x, cur, x, hh), ["x", "cur", "xn", "hw"], ["h_out"], out_dir / "fcpm_back_cpu.onnx"),
-        ("fwd_prewarped", (x, cur, x, hh), ["x", "cur", "xn", "hw"], ["h_out"], out_dir / "fcpm_fwd_cpu.onnx"),
-    ], fp16=False)
+    # CPU-only forms: the recurrent steps fed the state already warped, and the merge in two parts
+    # around its warps (engine.Engine.cpu_warps: the plugin warps with OpenCV in between). A merge
+    # with the flow cue also needs the pre-flows after the warps: it keeps the one-graph merge.
+    cpu = [("back_prewarped", (x, cur, x, hh), ["x", "cur", "xn", "hw"], ["h_out"], out_dir / "fcpm_back_cpu.onnx"),
+           ("fwd_prewarped", (x, cur, x, hh), ["x", "cur", "xn", "hw"], ["h_out"], out_dir / "fcpm_fwd_cpu.onnx")]
+    if not model.cfg.flow_cue:
+        w3 = torch.randn(1, 3 * k, h, w)
+        cpu += [("merge_flows", (cur, keys, pf), ["cur", "keys", "preflows"], ["flows"], out_dir / "fcpm_merge_flows.onnx"),
+                ("merge_mix", (cur, w3, torch.rand(1, 3 * k, h, w), valid) + ((ev,) if gate else ()),
+                 ["cur", "wys", "wkeys", "valid"] + (["wev"] if gate else []), ["xhat"], out_dir / "fcpm_merge_mix.onnx")]
+    for stale in ("fcpm_merge_flows.onnx", "fcpm_merge_mix.onnx"):  # from an earlier export into this folder
+        (out_dir / stale).unlink(missing_ok=True)
+    paths += export_graphs(model, cpu, fp16=False)
     from .fcpm_net import MODULUS
     write_manifest(out_dir, "fcpm", {"format": 1, "modulus": MODULUS, "keys": k, "hidden": hid,
                                      "config": model.cfg.to_dict(), **(meta or {})})
