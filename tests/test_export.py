@@ -66,6 +66,13 @@ def test_fcpm_ort_matches_torch(exported):
     assert np.abs(yo - y.numpy()).max() <= 1e-4 * max(1.0, float(y.abs().max()))
 
 
+def _merge_inputs(h, w, seed, flow_px):
+    """Random merge inputs for 5 keys: cur, keys, ys (up to 4x SDR white), pre-flows (std flow_px)."""
+    g = torch.Generator().manual_seed(seed)
+    cur, keys = torch.rand(1, 4, h, w, generator=g), torch.rand(1, 20, h, w, generator=g)
+    return cur, keys, torch.rand(1, 15, h, w, generator=g) * 4, torch.randn(1, 10, h, w, generator=g) * flow_px
+
+
 def test_fcpm_evidence_gate_exports(tmp_path):
     """With the evidence gate the merge graph takes one more input, and ORT matches torch."""
     from vsvitm.training.export import export_fcpm
@@ -74,11 +81,9 @@ def test_fcpm_evidence_gate_exports(tmp_path):
     fcpm = FCPM(FCPMConfig(evidence_gate=3.0)).eval()
     export_fcpm(fcpm, tmp_path, fp16=False)
     h, w = 48, 80
-    g = torch.Generator().manual_seed(0)
-    cur, keys = torch.rand(1, 4, h, w, generator=g), torch.rand(1, 20, h, w, generator=g)
-    ys, pf = torch.rand(1, 15, h, w, generator=g) * 4, torch.randn(1, 10, h, w, generator=g)
+    cur, keys, ys, pf = _merge_inputs(h, w, 0, 1.0)
     valid = torch.tensor([1, 1, 1, 0, 0.0]).view(1, 5, 1, 1)
-    ev = torch.rand(1, 5, h, w, generator=g)
+    ev = torch.rand(1, 5, h, w, generator=torch.Generator().manual_seed(9))
     with torch.no_grad():
         x = fcpm.merge(cur, keys, ys, pf, valid, ev)
         assert not torch.allclose(x, fcpm.merge(cur, keys, ys, pf, valid, torch.zeros_like(ev)), atol=1e-3)
@@ -261,10 +266,8 @@ def test_split_merge_graphs_match_torch_merge(tmp_path):
     fcpm = FCPM(FCPMConfig(evidence_gate=10.0)).eval()
     export_fcpm(fcpm, tmp_path, fp16=False)
     h, w = 40, 72
-    g = torch.Generator().manual_seed(1)
-    cur, keys = torch.rand(1, 4, h, w, generator=g), torch.rand(1, 20, h, w, generator=g)
-    ys, pf = torch.rand(1, 15, h, w, generator=g) * 4, torch.randn(1, 10, h, w, generator=g) * 4
-    valid, ev = torch.tensor([1, 1, 1, 1, 0.0]).view(1, 5, 1, 1), torch.rand(1, 5, h, w, generator=g)
+    cur, keys, ys, pf = _merge_inputs(h, w, 1, 4.0)
+    valid, ev = torch.tensor([1, 1, 1, 1, 0.0]).view(1, 5, 1, 1), torch.rand(1, 5, h, w)
     with torch.no_grad():
         ref = fcpm.merge(cur, keys, ys, pf, valid, ev).numpy()
     eng = engine.Engine.__new__(engine.Engine)  # only what _merge_split uses
