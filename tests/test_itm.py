@@ -297,7 +297,7 @@ def test_large_merges_run_one_at_a_time(tiny_models, monkeypatch):
     np.testing.assert_array_equal(got, ref)
 
 
-def test_prewarped_steps_match_in_graph_warp(src, tiny_models, tmp_path):
+def test_prewarped_steps_match_in_graph_warp(src, tiny_models, tmp_path, monkeypatch):
     """On the CPU the recurrent steps run as fcpm_back_cpu/fcpm_fwd_cpu with the state warped by
     OpenCV (engine.Engine.prewarp); a model folder without those files warps inside fcpm_back/fwd.
     Both give the same frames (the state is a half float either way)."""
@@ -316,6 +316,14 @@ def test_prewarped_steps_match_in_graph_warp(src, tiny_models, tmp_path):
     slow = clip_to_array(vsvitm.ITM(src, models=legacy), 0, 14)
     assert np.isfinite(fast).all()
     np.testing.assert_allclose(fast, slow, rtol=2e-3, atol=1e-4)
+    # above engine.CPU_WARPS_MAX_PIXELS (memory at 1080p) the in-graph warps run: the legacy frames exactly
+    calls = []
+    run = engine.Engine._run
+    monkeypatch.setattr(engine, "CPU_WARPS_MAX_PIXELS", 100)
+    monkeypatch.setattr(engine.Engine, "_run", lambda self, g, feeds: calls.append(g) or run(self, g, feeds))
+    big = clip_to_array(vsvitm.ITM(src, models=tiny_models), 0, 14)
+    np.testing.assert_array_equal(big, slow)
+    assert "fcpm_back" in calls and not any(g.endswith("_cpu") or g.startswith("fcpm_merge_") for g in calls)
 
 
 def test_prewarped_step_graph_equals_step_on_warped_state(tiny_models):

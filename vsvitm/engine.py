@@ -36,6 +36,10 @@ GRAPH_INPUTS.update({g: ("x", "cur", "xn", "hw") for g in PREWARP_GRAPHS.values(
 SPLIT_MERGE = ("fcpm_merge_flows", "fcpm_merge_mix")
 GRAPH_INPUTS.update({"fcpm_merge_flows": ("cur", "keys", "preflows"), "fcpm_merge_mix": ("cur", "wys", "wkeys", "valid")})
 LOG_EPS = 1e-3  # X^ and the merge's warped key results are log(Y + LOG_EPS) (training/nets_common.EPS)
+# The CPU graphs are used up to this frame size. At 1920x1080 the OpenCV state warps raised a render's
+# peak RSS (scripts/memory_trace.py: 4066-4101 MiB against 3982-3991 with the in-graph warps, mostly
+# glibc heap not given back), so large frames keep the in-graph warps and the memory of stop 13.
+CPU_WARPS_MAX_PIXELS = 1 << 20
 # inputs a graph may have: the merge of an FCPM exported with its evidence gate (fcpm_net.FCPMConfig)
 OPTIONAL_INPUTS = {"fcpm_merge": ("evidence",), "fcpm_merge_mix": ("wev",)}
 Y_MAX = 65504.0  # largest finite half: an RGBH output must never overflow to Inf
@@ -276,9 +280,7 @@ class Engine:
             ys[:, 3 * j: 3 * j + 3] = self._pad((np.minimum(y_k * e, Y_MAX)).transpose(2, 0, 1))[None]
             flows[:, 2 * j: 2 * j + 2] = self._pad_flow(flow)
             del code_k, y_k
-        # the split merge only up to 1 MP: at 1920x1080 its arrays raised a render's peak RSS (4066-4101
-        # -> 4259-4537 MiB in scripts/memory_trace.py), and large merges run one at a time anyway
-        if self.split_merge and hp * wp <= MERGE_ALONE_PIXELS:
+        if self.split_merge and hp * wp <= CPU_WARPS_MAX_PIXELS:
             held = [ins, ys, flows, evidence]
             del ins, ys, flows, evidence  # _merge_split frees each once used (1080p: 80-170 MB apiece)
             return self._merge_split(cur, valid, held)
@@ -327,7 +329,7 @@ class Engine:
 
         def step(graph: str, i: int, j: int | None, h):
             x, c = xhat(i), code(i)
-            if self.prewarp:  # the state warped here (OpenCV), the graph only convolves
+            if self.prewarp and x.shape[-2] * x.shape[-1] <= CPU_WARPS_MAX_PIXELS:  # state warped here (OpenCV)
                 if j is None:
                     hw = np.zeros((1, self.hidden) + x.shape[-2:], np.float16)
                     return self._run_banded(PREWARP_GRAPHS[graph], {"x": x, "cur": self.input(c), "xn": x, "hw": hw},

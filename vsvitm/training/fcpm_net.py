@@ -112,19 +112,53 @@ class FCPM(nn.Module):
         gate = self.cfg.evidence_gate > 0 and self.cfg.fallback
         if gate and evidence is None:
             raise ValueError("FCPM.merge: evidence_gate needs the keys' evidence maps")
-        flows = self.merge_flows(cur, keys, preflows)
-        wys, wkeys, wev = [], [], []
+        cur2 = F.avg_pool2d(cur, 2)
+        # the mask net's features are pooled to 1/2 res one by one as they are made (pooling is per
+        # channel, so this equals pooling their concatenation): at 1080p the full-res feature stack
+        # and its pieces were ~190 of the graph's ~470 bytes per pixel
+        warped, feats, cues, pooled, ev = [], [cur2], [], [], []
         for j in range(k):
-            flow = flows[:, 2 * j: 2 * j + 2]
-            wys.append(warp(enc(ys[:, 3 * j: 3 * j + 3]), flow))
-            wkeys.append(warp(keys[:, 4 * j: 4 * j + 3], flow))
+            key_j = keys[:, 4 * j: 4 * j + 4]
+            flow = preflows[:, 2 * j: 2 * j + 2]
+            if self.cfg.flow_cue:
+                cues.append(F.avg_pool2d(torch.log1p(torch.sqrt((flow * flow).sum(1, keepdim=True) + 1e-6) - 1e-3), 2))
+            if self.cfg.flow_correction:
+                f2 = downflow(flow, 2)
+                d = self.correct(torch.cat([cur2, warp(F.avg_pool2d(key_j, 2), f2)], 1))
+                flow = flow + 2 * up2(d)
+            wy = warp(enc(ys[:, 3 * j: 3 * j + 3]), flow)
+            wk = warp(key_j, flow)
             if gate:
-                wev.append(warp(evidence[:, j: j + 1], flow))
-        return self.merge_mix(cur, torch.cat(wys, 1), torch.cat(wkeys, 1), valid,
-                              torch.cat(wev, 1) if gate else None, preflows)
+                ev.append(F.avg_pool2d(warp(evidence[:, j: j + 1], flow), 2))
+            warped.append(wy)
+            # what the mask net sees: the warped result and how well the warped key frame matches frame t
+            pooled.append(F.avg_pool2d(wy, 2))
+            feats += [pooled[-1] / 4, F.avg_pool2d((wk[:, :3] - cur[:, :3]).abs().mean(1, keepdim=True), 2)]
+        if self.cfg.agree_cue:
+            mean = sum(valid[:, j: j + 1] * p for j, p in enumerate(pooled)) / valid.sum(1, keepdim=True).clamp_min(1.0)
+            cues += [(p - mean).abs().mean(1, keepdim=True) for p in pooled]
+        if self.cfg.fallback:
+            warped.append(enc(input_linear(cur)))
+            valid = torch.cat([valid, torch.ones_like(valid[:, :1])], 1)
+        # masks are predicted at 1/2 resolution (cost) and upsampled; the cue channels come
+        # last so that a model trained without them loads as a leading slice (load_compatible)
+        if gate:
+            logits = self.mask.logits(torch.cat(feats + cues, 1), valid)
+            # evidence of the key mixture the merge would use without the fallback
+            c = (torch.softmax(logits[:, :k], 1) * torch.cat(ev, 1)).sum(1, keepdim=True)
+            fb = logits[:, k:] + self.cfg.evidence_gate * torch.log1p(-c.clamp(0.0, 0.999))
+            m = torch.softmax(torch.cat([logits[:, :k], fb], 1), dim=1)
+        else:
+            m = self.mask(torch.cat(feats + cues, 1), valid)
+        m = up2(m)
+        return sum(m[:, j: j + 1] * w for j, w in enumerate(warped))
 
     # The merge in two parts around its warps, so that the plugin can warp on the CPU with OpenCV
     # (graphs fcpm_merge_flows / fcpm_merge_mix; the warps were ~55 % of the merge in ONNX Runtime).
+    # The same computation as `merge`, which stays one loop over the keys because each key's warped
+    # pieces are pooled and dropped as they are made: the one-graph merge's memory at 1080p (a
+    # version of `merge` written as these two halves kept all warped keys at once and raised a
+    # 1080p render's peak RSS by ~0.8 GB).
     def merge_flows(self, cur, keys, preflows):
         """Each key's pre-flow to frame t with the learned correction: [B, 2K, H, W]."""
         if not self.cfg.flow_correction:
