@@ -134,24 +134,7 @@ class FCPM(nn.Module):
             # what the mask net sees: the warped result and how well the warped key frame matches frame t
             pooled.append(F.avg_pool2d(wy, 2))
             feats += [pooled[-1] / 4, F.avg_pool2d((wk[:, :3] - cur[:, :3]).abs().mean(1, keepdim=True), 2)]
-        if self.cfg.agree_cue:
-            mean = sum(valid[:, j: j + 1] * p for j, p in enumerate(pooled)) / valid.sum(1, keepdim=True).clamp_min(1.0)
-            cues += [(p - mean).abs().mean(1, keepdim=True) for p in pooled]
-        if self.cfg.fallback:
-            warped.append(enc(input_linear(cur)))
-            valid = torch.cat([valid, torch.ones_like(valid[:, :1])], 1)
-        # masks are predicted at 1/2 resolution (cost) and upsampled; the cue channels come
-        # last so that a model trained without them loads as a leading slice (load_compatible)
-        if gate:
-            logits = self.mask.logits(torch.cat(feats + cues, 1), valid)
-            # evidence of the key mixture the merge would use without the fallback
-            c = (torch.softmax(logits[:, :k], 1) * torch.cat(ev, 1)).sum(1, keepdim=True)
-            fb = logits[:, k:] + self.cfg.evidence_gate * torch.log1p(-c.clamp(0.0, 0.999))
-            m = torch.softmax(torch.cat([logits[:, :k], fb], 1), dim=1)
-        else:
-            m = self.mask(torch.cat(feats + cues, 1), valid)
-        m = up2(m)
-        return sum(m[:, j: j + 1] * w for j, w in enumerate(warped))
+        return self._combine(cur, warped, feats, cues, pooled, valid, (lambda: torch.cat(ev, 1)) if gate else None)
 
     # The merge in two parts around its warps, so that the plugin can warp on the CPU with OpenCV
     # (graphs fcpm_merge_flows / fcpm_merge_mix; the warps were ~55 % of the merge in ONNX Runtime).
@@ -191,6 +174,12 @@ class FCPM(nn.Module):
             # what the mask net sees: the warped result and how well the warped key frame matches frame t
             pooled.append(F.avg_pool2d(wy, 2))
             feats += [pooled[-1] / 4, F.avg_pool2d((wk - cur[:, :3]).abs().mean(1, keepdim=True), 2)]
+        return self._combine(cur, warped, feats, cues, pooled, valid, (lambda: F.avg_pool2d(wev, 2)) if gate else None)
+
+    def _combine(self, cur, warped, feats, cues, pooled, valid, evidence_half):
+        """The merge after the warps: agreement cues, the f^-1(L) fallback, masks (with the evidence
+        gate when evidence_half, a function giving the keys' warped evidence at 1/2 res), the mix."""
+        k = self.cfg.keys
         if self.cfg.agree_cue:
             mean = sum(valid[:, j: j + 1] * p for j, p in enumerate(pooled)) / valid.sum(1, keepdim=True).clamp_min(1.0)
             cues += [(p - mean).abs().mean(1, keepdim=True) for p in pooled]
@@ -199,10 +188,10 @@ class FCPM(nn.Module):
             valid = torch.cat([valid, torch.ones_like(valid[:, :1])], 1)
         # masks are predicted at 1/2 resolution (cost) and upsampled; the cue channels come
         # last so that a model trained without them loads as a leading slice (load_compatible)
-        if gate:
+        if evidence_half is not None:
             logits = self.mask.logits(torch.cat(feats + cues, 1), valid)
             # evidence of the key mixture the merge would use without the fallback
-            c = (torch.softmax(logits[:, :k], 1) * F.avg_pool2d(wev, 2)).sum(1, keepdim=True)
+            c = (torch.softmax(logits[:, :k], 1) * evidence_half()).sum(1, keepdim=True)
             fb = logits[:, k:] + self.cfg.evidence_gate * torch.log1p(-c.clamp(0.0, 0.999))
             m = torch.softmax(torch.cat([logits[:, :k], fb], 1), dim=1)
         else:
