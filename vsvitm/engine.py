@@ -124,17 +124,16 @@ class Engine:
             self.hidden = int(self.fcpm_meta["hidden"])
         # Sessions are created now, so a broken or truncated file fails at ITM() time, not mid-encode.
         self.sess = {g: backends.session(p, self.backend) for g, p in {**icam_paths, **fcpm_paths}.items()}
-        cpu_steps = {g: folder / f"{g}.onnx" for g in PREWARP_GRAPHS.values()}
+        def cpu_graphs(names) -> bool:  # the CPU graphs (fp32), loaded when the folder has all of them
+            paths = {g: folder / f"{g}.onnx" for g in names}
+            if not all(p.exists() for p in paths.values()):
+                return False
+            self.sess.update({g: backends.session(p, self.backend) for g, p in paths.items()})
+            fcpm_paths.update(paths)
+            return True
         self.prewarp = (need_fcpm and not fp16 and self.sess["fcpm_back"].get_providers()[0] == "CPUExecutionProvider"
-                        and all(p.exists() for p in cpu_steps.values()))
-        if self.prewarp:
-            self.sess.update({g: backends.session(p, self.backend) for g, p in cpu_steps.items()})
-            fcpm_paths = {**fcpm_paths, **cpu_steps}
-        split = {g: folder / f"{g}.onnx" for g in SPLIT_MERGE}
-        self.split_merge = self.prewarp and all(p.exists() for p in split.values())
-        if self.split_merge:
-            self.sess.update({g: backends.session(p, self.backend) for g, p in split.items()})
-            fcpm_paths = {**fcpm_paths, **split}
+                        and cpu_graphs(PREWARP_GRAPHS.values()))
+        self.split_merge = self.prewarp and cpu_graphs(SPLIT_MERGE)
         for g, sess in self.sess.items():  # a file renamed or mixed up with another graph: say so now
             got = sorted(i.name for i in sess.get_inputs())
             if got not in (sorted(GRAPH_INPUTS[g]), sorted(GRAPH_INPUTS[g] + OPTIONAL_INPUTS.get(g, ()))):
@@ -329,29 +328,18 @@ class Engine:
 
         def step(graph: str, i: int, j: int | None, h):
             x, c = xhat(i), code(i)
-            if self.prewarp and x.shape[-2] * x.shape[-1] <= CPU_WARPS_MAX_PIXELS:  # state warped here (OpenCV)
-                if j is None:
-                    hw = np.zeros((1, self.hidden) + x.shape[-2:], np.float16)
-                    return self._run_banded(PREWARP_GRAPHS[graph], {"x": x, "cur": self.input(c), "xn": x, "hw": hw},
-                                            None, np.float16)
-                flow, _ = self.preflow(ts[i], c, ts[j], lambda: code(j))
-                flow = self._pad_flow(flow)
-                # warped band by band: no full-frame copy of the warped state (67 MB at 1080p)
-
-                def hw(lo, hi):
-                    return warp_planes(h, flow, np.float32, (lo, hi))
-                return self._run_banded(PREWARP_GRAPHS[graph], {"x": x, "cur": self.input(c), "xn": xhat(j), "hw": hw},
-                                        None, np.float16)
+            hp, wp = x.shape[-2:]
             if j is None:  # the run's end: no neighbour, zero state (made here, not held for the whole run)
-                hp, wp = x.shape[-2:]
-                zflow = np.zeros((1, 2, hp, wp), np.float32)
-                return self._run_banded(graph, {"x": x, "cur": self.input(c), "xn": x,
-                                                "h": np.zeros((1, self.hidden, hp, wp), np.float16),
-                                                "flow": zflow}, zflow, np.float16)
-            flow, _ = self.preflow(ts[i], c, ts[j], lambda: code(j))
-            flow = self._pad_flow(flow)
-            return self._run_banded(graph, {"x": x, "cur": self.input(c), "xn": xhat(j), "h": h, "flow": flow},
-                                    flow, np.float16)
+                xn, flow, h = x, np.zeros((1, 2, hp, wp), np.float32), np.zeros((1, self.hidden, hp, wp), np.float16)
+            else:
+                xn, flow = xhat(j), self._pad_flow(self.preflow(ts[i], c, ts[j], lambda: code(j))[0])
+            feeds = {"x": x, "cur": self.input(c), "xn": xn}
+            if self.prewarp and hp * wp <= CPU_WARPS_MAX_PIXELS:
+                # the state warped here (OpenCV), band by band: no full-frame copy of it (67 MB at 1080p);
+                # a zero state needs no warp
+                feeds["hw"] = h if j is None else lambda lo, hi: warp_planes(h, flow, np.float32, (lo, hi))
+                return self._run_banded(PREWARP_GRAPHS[graph], feeds, None, np.float16)
+            return self._run_banded(graph, {**feeds, "h": h, "flow": flow}, flow, np.float16)
 
         # A core frame is fused (eq. 12) by whichever direction reaches it second; the first leaves
         # its state there. The two passes meet in the middle, so about one state per core frame is

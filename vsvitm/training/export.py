@@ -178,7 +178,7 @@ def export_fcpm(model, out_dir: Path, size: tuple[int, int] = (64, 96), fp16: bo
         ("fuse", (hh, hh, x, cur), ["hf", "hb", "x", "cur"], ["y"], out_dir / "fcpm_fuse.onnx"),
     ], fp16)
     # CPU-only forms: the recurrent steps fed the state already warped, and the merge in two parts
-    # around its warps (engine.Engine.cpu_warps: the plugin warps with OpenCV in between). A merge
+    # around its warps (engine.Engine.prewarp / split_merge: the plugin warps with OpenCV). A merge
     # with the flow cue also needs the pre-flows after the warps: it keeps the one-graph merge.
     cpu = [("back_prewarped", (x, cur, x, hh), ["x", "cur", "xn", "hw"], ["h_out"], out_dir / "fcpm_back_cpu.onnx"),
            ("fwd_prewarped", (x, cur, x, hh), ["x", "cur", "xn", "hw"], ["h_out"], out_dir / "fcpm_fwd_cpu.onnx")]

@@ -123,17 +123,12 @@ class FCPM(nn.Module):
             if self.cfg.flow_cue:
                 cues.append(F.avg_pool2d(torch.log1p(torch.sqrt((flow * flow).sum(1, keepdim=True) + 1e-6) - 1e-3), 2))
             if self.cfg.flow_correction:
-                f2 = downflow(flow, 2)
-                d = self.correct(torch.cat([cur2, warp(F.avg_pool2d(key_j, 2), f2)], 1))
-                flow = flow + 2 * up2(d)
+                flow = self._corrected(cur2, key_j, flow)
             wy = warp(enc(ys[:, 3 * j: 3 * j + 3]), flow)
             wk = warp(key_j, flow)
             if gate:
                 ev.append(F.avg_pool2d(warp(evidence[:, j: j + 1], flow), 2))
-            warped.append(wy)
-            # what the mask net sees: the warped result and how well the warped key frame matches frame t
-            pooled.append(F.avg_pool2d(wy, 2))
-            feats += [pooled[-1] / 4, F.avg_pool2d((wk[:, :3] - cur[:, :3]).abs().mean(1, keepdim=True), 2)]
+            self._add_key(warped, feats, pooled, wy, wk[:, :3], cur)
         return self._combine(cur, warped, feats, cues, pooled, valid, (lambda: torch.cat(ev, 1)) if gate else None)
 
     # The merge in two parts around its warps, so that the plugin can warp on the CPU with OpenCV
@@ -147,34 +142,34 @@ class FCPM(nn.Module):
         if not self.cfg.flow_correction:
             return preflows
         cur2 = F.avg_pool2d(cur, 2)
-        out = []
-        for j in range(self.cfg.keys):
-            key_j, flow = keys[:, 4 * j: 4 * j + 4], preflows[:, 2 * j: 2 * j + 2]
-            d = self.correct(torch.cat([cur2, warp(F.avg_pool2d(key_j, 2), downflow(flow, 2))], 1))
-            out.append(flow + 2 * up2(d))
-        return torch.cat(out, 1)
+        return torch.cat([self._corrected(cur2, keys[:, 4 * j: 4 * j + 4], preflows[:, 2 * j: 2 * j + 2])
+                          for j in range(self.cfg.keys)], 1)
 
-    def merge_mix(self, cur, wys, wkeys, valid, wev=None, preflows=None):
+    def merge_mix(self, cur, wys, wkeys, valid, wev=None):
         """X^ from the warped key results (enc domain, [B, 3K]), the warped key frames' first three
-        input channels ([B, 3K]) and, with the evidence gate, the warped evidence ([B, K]).
-        preflows only for cfg.flow_cue (its cue is the uncorrected flow's magnitude)."""
-        k = self.cfg.keys
+        input channels ([B, 3K]) and, with the evidence gate, the warped evidence ([B, K]). Not for
+        cfg.flow_cue, whose cue is the uncorrected flow (export_fcpm keeps the one-graph merge then)."""
+        if self.cfg.flow_cue:
+            raise ValueError("FCPM.merge_mix: a model with the flow cue merges in one graph (FCPM.merge)")
         gate = self.cfg.evidence_gate > 0 and self.cfg.fallback
-        cur2 = F.avg_pool2d(cur, 2)
-        # the mask net's features are pooled to 1/2 res one by one as they are made (pooling is per
-        # channel, so this equals pooling their concatenation): at 1080p the full-res feature stack
-        # and its pieces were ~190 of the graph's ~470 bytes per pixel
-        warped, feats, cues, pooled = [], [cur2], [], []
-        for j in range(k):
-            if self.cfg.flow_cue:
-                flow = preflows[:, 2 * j: 2 * j + 2]
-                cues.append(F.avg_pool2d(torch.log1p(torch.sqrt((flow * flow).sum(1, keepdim=True) + 1e-6) - 1e-3), 2))
-            wy, wk = wys[:, 3 * j: 3 * j + 3], wkeys[:, 3 * j: 3 * j + 3]
-            warped.append(wy)
-            # what the mask net sees: the warped result and how well the warped key frame matches frame t
-            pooled.append(F.avg_pool2d(wy, 2))
-            feats += [pooled[-1] / 4, F.avg_pool2d((wk - cur[:, :3]).abs().mean(1, keepdim=True), 2)]
-        return self._combine(cur, warped, feats, cues, pooled, valid, (lambda: F.avg_pool2d(wev, 2)) if gate else None)
+        warped, feats, pooled = [], [F.avg_pool2d(cur, 2)], []
+        for j in range(self.cfg.keys):
+            self._add_key(warped, feats, pooled, wys[:, 3 * j: 3 * j + 3], wkeys[:, 3 * j: 3 * j + 3], cur)
+        return self._combine(cur, warped, feats, [], pooled, valid, (lambda: F.avg_pool2d(wev, 2)) if gate else None)
+
+    def _corrected(self, cur2, key_j, flow):
+        """A key's pre-flow to frame t plus the learned correction (from 1/2-res frame t and warped key)."""
+        f2 = downflow(flow, 2)
+        d = self.correct(torch.cat([cur2, warp(F.avg_pool2d(key_j, 2), f2)], 1))
+        return flow + 2 * up2(d)
+
+    @staticmethod
+    def _add_key(warped, feats, pooled, wy, wk_rgb, cur):
+        """One key's warped result joins the mix; the mask net sees it at 1/2 res and how well the
+        warped key frame matches frame t (pooled as made: see merge)."""
+        warped.append(wy)
+        pooled.append(F.avg_pool2d(wy, 2))
+        feats += [pooled[-1] / 4, F.avg_pool2d((wk_rgb - cur[:, :3]).abs().mean(1, keepdim=True), 2)]
 
     def _combine(self, cur, warped, feats, cues, pooled, valid, evidence_half):
         """The merge after the warps: agreement cues, the f^-1(L) fallback, masks (with the evidence
