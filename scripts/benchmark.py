@@ -233,16 +233,16 @@ class _Counter:
         self.stats: dict[str, list] = {}
         self.on = False
 
-    def add(self, name: str, dt: float):
+    def add(self, name: str, dt: float, calls: int = 1):
         if self.on:
             with self.lock:
                 s = self.stats.setdefault(name, [0, 0.0])
-                s[0] += 1
+                s[0] += calls
                 s[1] += dt
 
     def install(self):
         from vsvitm import backends, flow
-        orig_session, orig_run, orig_flow = backends.session, backends.run, flow.DISFlow.__call__
+        orig_session, orig_run, orig_flow = backends.session, backends.run, flow.DISFlow.calc
         counter = self
 
         def session(path, backend):
@@ -250,12 +250,15 @@ class _Counter:
             counter.names[id(s)] = Path(path).stem.replace("_fp16", "")
             return s
 
+        inside = threading.local()  # a graph run band by band: one call, the bands' run times summed
+
         def run(sess, feeds):
             t = time.perf_counter()
             try:
                 return orig_run(sess, feeds)
             finally:
-                counter.add(counter.names.get(id(sess), "?"), time.perf_counter() - t)
+                counter.add(counter.names.get(id(sess), "?"), time.perf_counter() - t,
+                            0 if getattr(inside, "banded", False) else 1)
 
         def dis(self_, a, b):
             t = time.perf_counter()
@@ -274,7 +277,18 @@ class _Counter:
             finally:
                 counter.add("cpu_warp", time.perf_counter() - t)
 
-        backends.session, backends.run, flow.DISFlow.__call__ = session, run, dis
+        orig_banded = engine.Engine._run_banded
+
+        def banded(self_, graph, *args, **kw):
+            inside.banded = True
+            try:
+                return orig_banded(self_, graph, *args, **kw)
+            finally:
+                inside.banded = False
+                counter.add(graph, 0.0)
+
+        backends.session, backends.run, flow.DISFlow.calc = session, run, dis
+        engine.Engine._run_banded = banded
         engine.warp_planes = cpu_warp
 
 

@@ -65,13 +65,14 @@ def schedule_factors(a) -> dict:
             "to_numpy": keys_per * (1 + refs) + m * (1 + 2 * a.fcpm_keys) + 2 * run / core + 1,
             "net_input": keys_per * (1 + refs) + m * (1 + a.fcpm_keys) + run / core,
             "preflow": keys_per * refs + m * (a.fcpm_keys - self_key) + 2 * (run - 1) / core,
+            "luma": 1.0,
             "icam_init": keys_per, "icam_ref": keys_per * refs, "icam_decode": keys_per,
             "fcpm_merge": m, "fcpm_back": run / core, "fcpm_fwd": run / core, "fcpm_fuse": 1.0,
             "state_warp": 2 * (run - 1) / core,
             "finite": keys_per + 1.0, "blend": 1.0, "from_numpy": keys_per + m + 1.0,
         },
         "icam": {
-            "vs_convert": 1.0, "to_numpy": 1 + refs + 2, "net_input": 1 + refs, "preflow": refs,
+            "vs_convert": 1.0, "to_numpy": 1 + refs + 2, "net_input": 1 + refs, "preflow": refs, "luma": 1.0,
             "icam_init": 1.0, "icam_ref": refs, "icam_decode": 1.0, "finite": 1.0, "blend": 1.0, "from_numpy": 2.0,
         },
     }
@@ -81,7 +82,8 @@ LABELS = {
     "vs_convert": "VapourSynth: source -> RGBS code values (to_display_rgb)",
     "to_numpy": "frame -> numpy copy (frame_to_array)",
     "net_input": "network input: f^-1, mask, pad (engine.input)",
-    "preflow": "pre-flow: exposure ratio + DIS + warp (align_pair)",
+    "preflow": "pre-flow of a pair from reduced luma: exposure ratio + DIS + flow upsampling (align_reduced)",
+    "luma": "a frame's f^-1 + luma at DIS size (once per frame: Engine._luma)",
     "icam_init": "ONNX icam_init", "icam_ref": "ONNX icam_ref (one reference)", "icam_decode": "ONNX icam_decode",
     "fcpm_merge": "merge (ONNX fcpm_merge, or on the CPU fcpm_merge_flows + OpenCV warps + fcpm_merge_mix)",
     "fcpm_back": "ONNX fcpm_back", "fcpm_fwd": "ONNX fcpm_fwd",
@@ -154,7 +156,7 @@ def main(argv=None):
     from vsvitm.colour import to_display_rgb
     from vsvitm.curves import to_linear
     from vsvitm.engine import Engine
-    from vsvitm.flow import align_pair, luma, warp_planes
+    from vsvitm.flow import align_reduced, luma, warp_planes
     from vsvitm.vsnp import array_to_frame, frame_to_array
 
     a.frames, a.start, a.warmup, a.modes = 1, a.frame, 0, None
@@ -199,7 +201,9 @@ def main(argv=None):
     ms["net_input"], key_in = timed(lambda: eng.input(code_k), R)
     flow_fn = eng.flow_fn
     lin_k, lin_r = to_linear(code_k, "gamma2.2"), to_linear(code[refs[0]], "gamma2.2")
-    ms["preflow"], (flow, e) = timed(lambda: align_pair(lin_k, lin_r, flow_fn, True), R)
+    ms["luma"], sk = timed(lambda: flow_fn.reduce(luma(to_linear(code_k, "gamma2.2"))), R)
+    sr = flow_fn.reduce(luma(lin_r))
+    ms["preflow"], (flow, e) = timed(lambda: align_reduced(sk, sr, code_k.shape[:2], flow_fn, True), R)
     yk, yr = luma(lin_k) ** (1 / 2.2), luma(lin_r) ** (1 / 2.2)
     ms_dis, _ = timed(lambda: flow_fn(np.clip(yk, 0, 1), np.clip(yr, 0, 1)), R)
 
@@ -268,7 +272,7 @@ def main(argv=None):
         for p, m1, c, t in sorted(rows, key=lambda r: -r[3]):
             print(f"| {LABELS[p]} | {m1:.1f} | {c:.2f} | {t:.1f} | {100 * t / total:.1f} % |")
         groups = {"ONNX ICAM": [p for p in f if p.startswith("icam")], "ONNX FCPM": [p for p in f if p.startswith("fcpm")],
-                  "pre-flow": ["preflow"]}
+                  "pre-flow": ["preflow", "luma"]}
         other = total - sum(ms[p] * f[p] for ps in groups.values() for p in ps if p in ms)
         print("| **groups** | | | " + ", ".join(
             f"{g_}: {sum(ms[p] * f[p] for p in ps if p in ms):.0f} ms" for g_, ps in groups.items() if ps)

@@ -6,6 +6,7 @@ import pytest
 import vapoursynth as vs
 
 from vsvitm.colour import set_linear_props, to_display_rgb, validate_clip
+from vsvitm.vsnp import clip_from_array, frame_to_array
 
 core = vs.core
 
@@ -178,3 +179,51 @@ def test_sample_clip_decodes():
     assert props["_Range"] == vs.RANGE_FULL and props["_Matrix"] == 6  # yuvj420p, BT.601
     rgb = rgb_of(to_display_rgb(clip), 150)
     assert rgb.shape == (240, 320, 3) and 0.2 < rgb.mean() < 0.8 and rgb.max() == pytest.approx(1.0, abs=0.05)
+
+
+@pytest.mark.parametrize("fmt", [vs.RGB24, vs.RGB30, vs.RGB48, vs.RGBS, vs.RGBH, vs.GRAYS, vs.GRAY8])
+@pytest.mark.parametrize("w,h", [(37, 19), (7, 5)])
+def test_frame_to_array_any_format_and_stride(fmt, w, h):
+    """frame_to_array (OpenCV's interleave for 3-plane 8/16-bit and float frames, numpy otherwise)
+    gives exactly the planes, whatever the rows' padding of odd widths."""
+    rng = np.random.default_rng(w)
+    base = clip_from_array(rng.random((1, h, w, 3)).astype(np.float32))
+    f = vs.core.resize.Point(base, format=fmt, matrix_s="709" if fmt in (vs.GRAYS, vs.GRAY8) else None).get_frame(0)
+    want = np.stack([np.asarray(f[p]) for p in range(f.format.num_planes)], axis=-1)
+    got = frame_to_array(f)
+    assert got.dtype == want.dtype and got.shape == (h, w, f.format.num_planes)
+    assert np.array_equal(got, want) and want.astype(np.float64).std() > 0
+
+
+@pytest.mark.parametrize("transfer", ["gamma2.2", "srgb", "bt1886"])
+@pytest.mark.parametrize("ratio", [1.0, 0.25, 7.0, 300.0])
+def test_net_input_is_the_papers_formula(transfer, ratio):
+    """prep.net_input (scaled and clipped after the pow, no pow at all for gamma 2.2) equals the
+    definition min(f^-1(L) * ratio, MAX_REL) ** (1/2.2) plus the mask, within float rounding,
+    out-of-range code values included."""
+    from vsvitm.curves import overexposure_mask, to_linear
+    from vsvitm.prep import MAX_REL, net_input
+    code = np.random.default_rng(3).random((9, 11, 3)).astype(np.float32) * 1.3 - 0.1
+    want = np.concatenate([np.power(np.minimum(to_linear(code, transfer) * np.float32(ratio), MAX_REL), 1 / 2.2)
+                           .transpose(2, 0, 1), overexposure_mask(code).transpose(2, 0, 1)])
+    got = net_input(code, transfer, ratio)
+    assert got.dtype == np.float32 and got.shape == (4, 9, 11)
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+
+
+def test_blend_and_finite():
+    """Eq. 1 computed in place: (1 - a) lin + a max(Y, lin), finite, Y in half floats too."""
+    from vsvitm.curves import overexposure_mask, to_linear
+    from vsvitm.engine import Y_MAX, Engine
+    rng = np.random.default_rng(4)
+    code = rng.random((6, 7, 3)).astype(np.float32)
+    y = (rng.random((6, 7, 3)) * 8).astype(np.float16)
+    eng = Engine.__new__(Engine)
+    eng.transfer, eng.threshold = "gamma2.2", 0.95
+    lin, a = to_linear(code), overexposure_mask(code)
+    np.testing.assert_allclose(eng.blend(code, y), (1 - a) * lin + a * np.maximum(y.astype(np.float32), lin),
+                               rtol=1e-6, atol=1e-7)
+    z = np.array([np.nan, np.inf, -np.inf, -1.0, 1e30, 3.0], np.float32)
+    np.testing.assert_array_equal(Engine.finite(z), [0, Y_MAX, 0, 0, Y_MAX, 3])
+    with np.errstate(over="ignore"):
+        assert Engine.finite(z.astype(np.float16)).dtype == np.float32

@@ -342,3 +342,43 @@ def test_prewarped_step_graph_equals_step_on_warped_state(tiny_models):
         a = eng._run(g, {"x": x, "cur": cur, "xn": xn, "h": state, "flow": flow})[0]
         b = eng._run(cpu, {"x": x, "cur": cur, "xn": xn, "hw": warp_planes(state, flow, np.float32)})[0]
         np.testing.assert_allclose(b, a, atol=1e-4)
+
+
+def test_preflow_keeps_each_frames_luma(tiny_models):
+    """Engine.preflow = flow.align_pair of the two frames, with each frame's f^-1 and luma made once
+    (a key frame takes part in 12 pairs): the frame functions are called once per frame."""
+    from vsvitm import engine
+    from vsvitm.curves import to_linear
+    from vsvitm.flow import align_pair
+    eng = engine.Engine(tiny_models, None, need_fcpm=True, transfer="gamma2.2", threshold=0.95,
+                        exposure_norm=True, cache_bytes=1 << 26)
+    frames = moving_clip(6, h=48, w=64).astype(np.float32) / 255
+    calls = []
+
+    def code(n):
+        return lambda: calls.append(n) or frames[n]
+    for b in (1, 2, 3, 4):
+        flow, e = eng.preflow(0, code(0), b, code(b))
+        want_flow, want_e = align_pair(to_linear(frames[0]), to_linear(frames[b]), eng.flow_fn, True)
+        np.testing.assert_array_equal(flow, want_flow)
+        assert e == want_e
+    assert sorted(calls) == [0, 1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("h,w", [(120, 160), (540, 960)])
+def test_preflow_finds_shift_and_exposure(h, w):
+    """flow.align_pair on a textured frame shifted by (-6, +4) px and darkened 2x: the ratio and
+    the flow come out right, at the frame's own size (<= 320 px) and at DIS's reduced working size."""
+    import cv2
+    from vsvitm.curves import to_linear
+    from vsvitm.flow import DISFlow, align_pair
+    rng = np.random.default_rng(5)
+    tex = cv2.resize(rng.random((h // 8 + 4, w // 8 + 4)).astype(np.float32), (w + 64, h + 64), interpolation=cv2.INTER_CUBIC)
+    lin = np.clip(to_linear(np.clip(tex, 0, 1)) * 0.7 + 0.05, 0, 1)
+    key = np.repeat(lin[32:32 + h, 32:32 + w, None], 3, 2)
+    ref = np.repeat(lin[32 - 4:32 - 4 + h, 32 + 6:32 + 6 + w, None], 3, 2) * 0.5  # key(p) = 2 ref(p + (-6, +4))
+    flow, e = align_pair(key, ref, DISFlow())
+    assert flow.shape == (h, w, 2) and flow.dtype == np.float32
+    assert abs(e - 2.0) < 0.05
+    inner = flow[h // 8: -h // 8, w // 8: -w // 8]
+    assert abs(np.median(inner[..., 0]) + 6) < 0.5 and abs(np.median(inner[..., 1]) - 4) < 0.5

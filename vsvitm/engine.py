@@ -16,7 +16,7 @@ import numpy as np
 from . import backends
 from .cache import ByteLRU
 from .curves import overexposure_mask, to_linear
-from .flow import DISFlow, align_pair, luma, warp_np, warp_planes
+from .flow import DISFlow, align_reduced, luma, warp_np, warp_planes
 from .prep import MAX_REL, net_input, pad_to
 
 MODEL_DIR = Path(__file__).resolve().parent / "models"
@@ -151,9 +151,17 @@ class Engine:
                              "re-export the FCPM with scripts/export_models.py")
         self.transfer, self.threshold, self.exposure_norm = transfer, threshold, exposure_norm
         self.flow_fn = DISFlow()
-        self.flows = ByteLRU(cache_bytes // 4)
+        self.flows = ByteLRU(cache_bytes // 4 - cache_bytes // 64)
+        # each frame's linear luma at DIS's working size, the pre-flow's input: a frame takes part in many
+        # pairs (a key frame in 12, a merged frame in 5), and f^-1 + luma of a 1080p frame cost ~25 ms
+        # each time; at most 320 px on a side, so 1/64 of the cache holds hundreds of frames
+        self.lumas = ByteLRU(cache_bytes // 64)
         self.results = ByteLRU(cache_bytes - cache_bytes // 4)
-        self.band_pixels = BAND_PIXELS
+        # Bands bound the host's memory on the CPU. On CUDA they would make every band height (which
+        # follows the flow's reach) a new input shape, and each new shape a new cuDNN algorithm search
+        # (EXHAUSTIVE by default): a 1080p render on an H200 did not get past its warm-up in 110 s.
+        # A GPU holds a 1080p step whole (~0.8 GB of activations).
+        self.band_pixels = BAND_PIXELS if self.bind_device is None else 1 << 62
         self.merge_lock = threading.Lock()
 
     # --- helpers ---
@@ -209,10 +217,19 @@ class Engine:
         key = (a, b, self.exposure_norm)
         hit = self.flows.get(key)
         if hit is None:
-            code_a, code_b = _given(code_a), _given(code_b)
-            hit = align_pair(to_linear(code_a, self.transfer), to_linear(code_b, self.transfer), self.flow_fn,
-                             self.exposure_norm)
+            (sa, full), (sb, _) = self._luma(a, code_a), self._luma(b, code_b)
+            hit = align_reduced(sa, sb, full, self.flow_fn, self.exposure_norm)
             self.flows.put(key, hit)
+        return hit
+
+    def _luma(self, n: int, code) -> tuple[np.ndarray, tuple[int, int]]:
+        """(linear luma of frame n at DIS's working size, the frame's (h, w)), cached; code: its HxWx3
+        code values or a function giving them (called on a miss only)."""
+        hit = self.lumas.get(n)
+        if hit is None:
+            c = _given(code)
+            hit = (self.flow_fn.reduce(luma(to_linear(c, self.transfer))), c.shape[:2])
+            self.lumas.put(n, hit)
         return hit
 
     def _pad_flow(self, flow: np.ndarray) -> np.ndarray:
@@ -382,16 +399,22 @@ class Engine:
 
     # --- output ---
     @staticmethod
-    def finite(y: np.ndarray) -> np.ndarray:
-        return np.clip(np.nan_to_num(y, nan=0.0, posinf=Y_MAX, neginf=0.0), 0.0, Y_MAX).astype(np.float32)
+    def finite(y: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """y as float32 in [0, Y_MAX]: NaN and -Inf -> 0, +Inf -> Y_MAX (into `out` when given).
+        fmax/fmin return the number where the other operand is NaN: two passes, no nan_to_num copies."""
+        out = np.fmax(y, np.float32(0.0), out=out, dtype=np.float32)
+        return np.fmin(out, np.float32(Y_MAX), out=out)
 
     def blend(self, code: np.ndarray, y: np.ndarray | None) -> np.ndarray:
-        """Paper eq. 1: (1 - alpha) f^-1(L) + alpha Y; finite and non-negative."""
+        """Paper eq. 1: (1 - alpha) f^-1(L) + alpha Y; finite and non-negative.
+        Computed as lin + alpha (max(Y, lin) - lin), in place (1080p: four full-frame temporaries fewer)."""
         lin = to_linear(code, self.transfer)
         if y is None:
             return lin
-        a = overexposure_mask(code, self.threshold)
-        return self.finite((1 - a) * lin + a * np.maximum(y, lin))
-
+        out = np.maximum(y, lin, dtype=np.float32)
+        out -= lin
+        out *= overexposure_mask(code, self.threshold)
+        out += lin
+        return self.finite(out, out)
 
 __all__ = ["Engine", "MODEL_DIR", "Y_MAX", "luma", "warp_np", "MAX_REL"]

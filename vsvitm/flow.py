@@ -24,10 +24,15 @@ def exposure_ratio(lin_key: np.ndarray, lin_ref: np.ndarray, lo: float = 0.01, h
     """
     yk = luma(lin_key) if lin_key.ndim == 3 else lin_key
     yr = luma(lin_ref) if lin_ref.ndim == 3 else lin_ref
-    ok = (yk > lo) & (yk < hi) & (yr > lo) & (yr < hi)
-    if int(ok.sum()) < min_pixels:
+    ok = yk > lo
+    ok &= yk < hi
+    ok &= yr > lo
+    ok &= yr < hi
+    # indices once, then take: two boolean-mask selections cost 1.5x as much (1080p: 31 -> 21 ms)
+    i = np.flatnonzero(ok)
+    if i.size < min_pixels:
         return 1.0
-    r = float(np.median(yk[ok] / yr[ok]))
+    r = float(np.median(np.ravel(yk).take(i) / np.ravel(yr).take(i)))
     return float(np.clip(r, 1 / 64, 64)) if np.isfinite(r) else 1.0
 
 
@@ -38,23 +43,37 @@ class DISFlow:
         self.preset = preset
         self.max_side = max_side
 
-    def __call__(self, y_key: np.ndarray, y_ref: np.ndarray) -> np.ndarray:
-        """y_*: HxW gamma-encoded luma in [0, 1] -> HxWx2 float32 flow key->ref in full-res pixels."""
-        h, w = y_key.shape
+    def work_size(self, h: int, w: int) -> tuple[int, int]:
+        """(height, width) DIS works at for an HxW frame."""
         s = min(1.0, self.max_side / max(h, w))
         # Both sides >= 32: OpenCV's DIS errors out, or segfaults (OpenCV 5.0), on tiny or very wide/tall
-        # images (e.g. 9x17, 31x200); such frames are upsampled here and the flow rescaled below.
-        sh, sw = max(32, round(h * s)), max(32, round(w * s))
-        a = cv2.resize((y_key * 255 + 0.5).astype(np.uint8), (sw, sh), interpolation=cv2.INTER_AREA)
-        b = cv2.resize((y_ref * 255 + 0.5).astype(np.uint8), (sw, sh), interpolation=cv2.INTER_AREA)
+        # images (e.g. 9x17, 31x200); such frames are upsampled here and the flow rescaled back.
+        return max(32, round(h * s)), max(32, round(w * s))
+
+    def reduce(self, y: np.ndarray) -> np.ndarray:
+        """An HxW image at the working size (area average; y itself when the frame is small)."""
+        sh, sw = self.work_size(*y.shape)
+        return y if (sh, sw) == y.shape else cv2.resize(y, (sw, sh), interpolation=cv2.INTER_AREA)
+
+    def calc(self, y_key: np.ndarray, y_ref: np.ndarray) -> np.ndarray:
+        """Flow key->ref between two gamma-encoded luma images in [0, 1] of the working size, in their pixels."""
+        a, b = ((y * 255 + 0.5).astype(np.uint8) for y in (y_key, y_ref))
         # A fresh object per call: DIS keeps internal state, and sharing one between threads is unsafe.
-        dis = cv2.DISOpticalFlow.create(self.preset)
-        flow = dis.calc(a, b, None)
+        return cv2.DISOpticalFlow.create(self.preset).calc(a, b, None)
+
+    @staticmethod
+    def upsample(flow: np.ndarray, h: int, w: int) -> np.ndarray:
+        """A working-size flow -> HxWx2 float32 in full-resolution pixels."""
+        sh, sw = flow.shape[:2]
         if (sh, sw) != (h, w):
             flow = cv2.resize(flow, (w, h), interpolation=cv2.INTER_LINEAR)
             flow[..., 0] *= w / sw
             flow[..., 1] *= h / sh
         return np.ascontiguousarray(flow, dtype=np.float32)
+
+    def __call__(self, y_key: np.ndarray, y_ref: np.ndarray) -> np.ndarray:
+        """y_*: HxW gamma-encoded luma in [0, 1] -> HxWx2 float32 flow key->ref in full-res pixels."""
+        return self.upsample(self.calc(self.reduce(y_key), self.reduce(y_ref)), *y_key.shape)
 
 
 def warp_np(img: np.ndarray, flow: np.ndarray) -> np.ndarray:
@@ -99,9 +118,20 @@ def align_pair(lin_key: np.ndarray, lin_ref: np.ndarray, flow_fn: DISFlow, expos
     The ratio is estimated twice: at co-located pixels (camera motion is small next to the exposure
     change), then again through the flow, which was computed on luma brought to the key's exposure.
     """
-    yk, yr = luma(lin_key), luma(lin_ref)
-    e = exposure_ratio(yk, yr) if exposure_norm else 1.0
-    flow = flow_fn(_encode(yk), _encode(yr * e))
+    return align_luma(luma(lin_key), luma(lin_ref), flow_fn, exposure_norm)
+
+
+def align_luma(yk: np.ndarray, yr: np.ndarray, flow_fn: DISFlow, exposure_norm: bool = True):
+    """align_pair from the two frames' linear luma (HxW)."""
+    return align_reduced(flow_fn.reduce(yk), flow_fn.reduce(yr), yk.shape, flow_fn, exposure_norm)
+
+
+def align_reduced(sk: np.ndarray, sr: np.ndarray, full: tuple[int, int], flow_fn: DISFlow, exposure_norm: bool = True):
+    """The pre-flow from linear luma at DIS's working size (flow_fn.reduce): both exposure-ratio
+    estimates and the flow are made there, then the flow is upsampled to full=(h, w). For frames
+    up to max_side (training crops) the working size is the frame's, and nothing is resized."""
+    e = exposure_ratio(sk, sr) if exposure_norm else 1.0
+    flow = flow_fn.calc(_encode(sk), _encode(sr * e))
     if exposure_norm:
-        e = exposure_ratio(yk, warp_np(yr, flow))
-    return flow, np.float32(e)
+        e = exposure_ratio(sk, warp_np(sr, flow))
+    return flow_fn.upsample(flow, *full), np.float32(e)
