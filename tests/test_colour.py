@@ -227,3 +227,13 @@ def test_blend_and_finite():
     np.testing.assert_array_equal(Engine.finite(z), [0, Y_MAX, 0, 0, Y_MAX, 3])
     with np.errstate(over="ignore"):
         assert Engine.finite(z.astype(np.float16)).dtype == np.float32
+
+
+def test_padded_buffers_equal_pad_to():
+    """fill_padded (the engine writes inputs into padded buffers in place) = pad_to's edge replication."""
+    from vsvitm.prep import fill_padded, net_input, pad_to
+    code = np.random.default_rng(6).random((13, 21, 3)).astype(np.float32)
+    want = pad_to(net_input(code, ratio=3.0), 8)[0]
+    buf = np.full((4, 16, 24), np.nan, np.float32)
+    net_input(code, ratio=3.0, out=buf[:, :13, :21])
+    np.testing.assert_array_equal(fill_padded(buf, 13, 21), want)

@@ -17,7 +17,7 @@ from . import backends
 from .cache import ByteLRU
 from .curves import overexposure_mask, to_linear
 from .flow import DISFlow, align_reduced, luma, warp_np, warp_planes
-from .prep import MAX_REL, net_input, pad_to
+from .prep import MAX_REL, fill_padded, net_input, pad_to
 
 MODEL_DIR = Path(__file__).resolve().parent / "models"
 MODEL_FORMAT = 1
@@ -207,8 +207,25 @@ class Engine:
     def _pad(self, x: np.ndarray) -> np.ndarray:
         return pad_to(x, self.modulus)[0]
 
-    def input(self, code: np.ndarray, ratio: float = 1.0) -> np.ndarray:
-        return self._pad(net_input(code, self.transfer, ratio, self.threshold))[None]
+    def _padded(self, h: int, w: int) -> tuple[int, int]:
+        m = self.modulus
+        return h + (-h) % m, w + (-w) % m
+
+    def input(self, code: np.ndarray, ratio: float = 1.0, out: np.ndarray | None = None) -> np.ndarray:
+        """1x4xHpxWp network input, padded to the modulus (into `out`, 1x4xHpxWp, when given): written
+        in place, no padded copy of it (1080p: 33 MB and ~4 ms a call, ~10 calls per output frame)."""
+        h, w = code.shape[:2]
+        if out is None:
+            out = np.empty((1, 4) + self._padded(h, w), np.float32)
+        net_input(code, self.transfer, ratio, self.threshold, out=out[0, :, :h, :w])
+        return fill_padded(out, h, w)
+
+    def _put(self, dst: np.ndarray, planes) -> None:
+        """dst (1xCxHpxWp, a slice of a graph input) <- C HxW planes, edge-padded."""
+        h, w = planes[0].shape
+        for c, p in enumerate(planes):
+            dst[0, c, :h, :w] = p
+        fill_padded(dst, h, w)
 
     def preflow(self, a: int, code_a, b: int, code_b) -> tuple[np.ndarray, np.float32]:
         """Cached (flow a->b, exposure ratio b->a) between frames a and b (frame numbers are the key).
@@ -285,16 +302,16 @@ class Engine:
         for j in range(kn):
             k, code_k, y_k, ev_k = keys[min(j, len(keys) - 1)]
             if evidence is not None:
-                evidence[0, j] = self._pad(_given(ev_k)[None])[0]
+                self._put(evidence[:, j: j + 1], [_given(ev_k)])
             code_k, y_k = _given(code_k), _given(y_k)
             valid[0, j] = 1.0 if j < len(keys) else 0.0
             if k == t:
                 flow, e = np.zeros(code_t.shape[:2] + (2,), np.float32), np.float32(1.0)
             else:
                 flow, e = self.preflow(t, code_t, k, code_k)
-            ins[:, 4 * j: 4 * j + 4] = self.input(code_k, e)
-            ys[:, 3 * j: 3 * j + 3] = self._pad((np.minimum(y_k * e, Y_MAX)).transpose(2, 0, 1))[None]
-            flows[:, 2 * j: 2 * j + 2] = self._pad_flow(flow)
+            self.input(code_k, e, out=ins[:, 4 * j: 4 * j + 4])
+            self._put(ys[:, 3 * j: 3 * j + 3], [np.minimum(y_k[..., c] * e, Y_MAX) for c in range(3)])
+            self._put(flows[:, 2 * j: 2 * j + 2], [flow[..., 0], flow[..., 1]])
             del code_k, y_k
         if self.split_merge and hp * wp <= CPU_WARPS_MAX_PIXELS:
             held = [ins, ys, flows, evidence]

@@ -8,13 +8,16 @@ from .curves import overexposure_mask, to_linear
 MAX_REL = 64.0  # the largest exposure-relative value a reference can bring (6 stops)
 
 
-def net_input(code: np.ndarray, transfer: str = "gamma2.2", ratio: float = 1.0, threshold: float = 0.95) -> np.ndarray:
-    """HxWx3 display-referred code values -> 4xHxW float32 network input.
+def net_input(code: np.ndarray, transfer: str = "gamma2.2", ratio: float = 1.0, threshold: float = 0.95,
+              out: np.ndarray | None = None) -> np.ndarray:
+    """HxWx3 display-referred code values -> 4xHxW float32 network input (into `out` when given: a
+    4xHxW float32 array or view, e.g. the inside of a padded buffer).
 
     Channels: (f^-1(L) * ratio) ** (1/2.2) (exposure-aligned, may exceed 1 for references) and the
     frame's own soft over-exposure mask (where this frame itself carries no information).
     """
-    out = np.empty((4,) + code.shape[:2], np.float32)   # written plane by plane: no HxWx3 temporaries
+    if out is None:
+        out = np.empty((4,) + code.shape[:2], np.float32)   # written plane by plane: no HxWx3 temporaries
     # pow is monotone, so min(lin * r, MAX_REL) ** (1/2.2) = min(lin ** (1/2.2) * r ** (1/2.2), MAX_REL ** (1/2.2)),
     # and for gamma 2.2 lin ** (1/2.2) is the clipped code value itself: no pow at all (1080p: 55 -> 10 ms)
     scale = np.float32(np.float64(ratio) ** (1 / 2.2))
@@ -29,6 +32,16 @@ def net_input(code: np.ndarray, transfer: str = "gamma2.2", ratio: float = 1.0, 
             np.minimum(out[c], top, out=out[c])
     out[3] = overexposure_mask(code, threshold)[..., 0]
     return out
+
+
+def fill_padded(dst: np.ndarray, h: int, w: int) -> np.ndarray:
+    """Replicate the edges of dst[..., :h, :w] into the rest of dst (...xHpxWp): pad_to's padding,
+    for buffers filled in place."""
+    if dst.shape[-1] > w:
+        dst[..., :h, w:] = dst[..., :h, w - 1: w]
+    if dst.shape[-2] > h:
+        dst[..., h:, :] = dst[..., h - 1: h, :]
+    return dst
 
 
 def pad_to(x: np.ndarray, modulus: int) -> tuple[np.ndarray, tuple[int, int]]:
