@@ -434,4 +434,5 @@ class Engine:
         out += lin
         return self.finite(out, out)
 
+
 __all__ = ["Engine", "MODEL_DIR", "Y_MAX", "luma", "warp_np", "MAX_REL"]

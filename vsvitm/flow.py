@@ -118,12 +118,8 @@ def align_pair(lin_key: np.ndarray, lin_ref: np.ndarray, flow_fn: DISFlow, expos
     The ratio is estimated twice: at co-located pixels (camera motion is small next to the exposure
     change), then again through the flow, which was computed on luma brought to the key's exposure.
     """
-    return align_luma(luma(lin_key), luma(lin_ref), flow_fn, exposure_norm)
-
-
-def align_luma(yk: np.ndarray, yr: np.ndarray, flow_fn: DISFlow, exposure_norm: bool = True):
-    """align_pair from the two frames' linear luma (HxW)."""
-    return align_reduced(flow_fn.reduce(yk), flow_fn.reduce(yr), yk.shape, flow_fn, exposure_norm)
+    return align_reduced(flow_fn.reduce(luma(lin_key)), flow_fn.reduce(luma(lin_ref)), lin_key.shape[:2], flow_fn,
+                         exposure_norm)
 
 
 def align_reduced(sk: np.ndarray, sr: np.ndarray, full: tuple[int, int], flow_fn: DISFlow, exposure_norm: bool = True):
