@@ -2,10 +2,10 @@
 """Where the memory goes: RSS of one ITM render sampled every 0.1 s, with the engine stages running
 (Engine.icam / merge / propagate) when it peaked.
 
-    python scripts/memory_trace.py --size 1920x1080 [--frames 3] [--num-refs 6] [--vs-cache-mb 0]
+    python scripts/memory_trace.py --size 1920x1080 [--frames 3] [--start 0] [--num-refs 6] [--vs-cache-mb 0]
                                    [--cache-mb 1024] [--src samples/london_pan_320x240.mp4]
 
-Renders frames 0.. of the sample clip resized to --size through vsvitm.ITM (shipped models, CPU),
+Renders frames start.. of the sample clip resized to --size through vsvitm.ITM (shipped models, CPU),
 prefetch 2, and prints RSS after the first and the last frame and the peak with the active stages.
 scripts/benchmark.py gives the peak of a steady-state window; this says which stage makes it.
 """
@@ -34,6 +34,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", default="1920x1080")
     ap.add_argument("--frames", type=int, default=3)
+    ap.add_argument("--start", type=int, default=0,
+                    help="first frame rendered (default 0, the clip's start: few references; 114 = benchmark.py's "
+                         "steady-state warm-up, every key frame with all 12 references)")
     ap.add_argument("--num-refs", type=int, default=6)
     ap.add_argument("--vs-cache-mb", type=int, default=0, help="core.max_cache_size (default: VapourSynth's)")
     ap.add_argument("--cache-mb", type=int, default=1024, help="ITM(cache_mb=...)")
@@ -81,14 +84,14 @@ def main(argv=None) -> int:
     threading.Thread(target=monitor, daemon=True).start()
     out = vsvitm.ITM(src, num_refs=a.num_refs, cache_mb=a.cache_mb, models=a.models)
     t0 = time.time()
-    for i, _ in enumerate(out.frames(prefetch=2)):
+    for i, _ in enumerate(out[a.start:].frames(prefetch=2)):
         if i == 0 or i + 1 == a.frames:
             print(f"frame {i}: {time.time() - t0:.0f} s, RSS {rss_mib()} MiB, peak so far {peak[0]} MiB "
                   f"(running then: {peak[1] or 'nothing'})", flush=True)
         if i + 1 >= a.frames:
             break
     done.set()
-    print(f"{a.size} num_refs={a.num_refs} vs_cache_mb={a.vs_cache_mb or core.max_cache_size} cache_mb={a.cache_mb} "
+    print(f"{a.size} start={a.start} num_refs={a.num_refs} vs_cache_mb={a.vs_cache_mb or core.max_cache_size} cache_mb={a.cache_mb} "
           f"threads={core.num_threads}: "
           f"peak RSS {peak[0]} MiB while {peak[1] or 'nothing'} ran")
     return 0
