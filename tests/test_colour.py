@@ -230,10 +230,16 @@ def test_blend_and_finite():
 
 
 def test_padded_buffers_equal_pad_to():
-    """fill_padded (the engine writes inputs into padded buffers in place) = pad_to's edge replication."""
+    """fill_padded (the engine writes inputs into padded buffers in place) and pad_to (built on it)
+    = numpy's edge padding."""
     from vsvitm.prep import fill_padded, net_input, pad_to
     code = np.random.default_rng(6).random((13, 21, 3)).astype(np.float32)
-    want = pad_to(net_input(code, ratio=3.0), 8)[0]
+    want = np.pad(net_input(code, ratio=3.0), [(0, 0), (0, 3), (0, 3)], mode="edge")
     buf = np.full((4, 16, 24), np.nan, np.float32)
     net_input(code, ratio=3.0, out=buf[:, :13, :21])
     np.testing.assert_array_equal(fill_padded(buf, 13, 21), want)
+    padded, size = pad_to(net_input(code, ratio=3.0), 8)
+    assert size == (13, 21) and padded.dtype == np.float32
+    np.testing.assert_array_equal(padded, want)
+    same = np.ones((2, 16, 24), np.float16)
+    assert pad_to(same, 8)[0] is same

@@ -34,9 +34,14 @@ def net_input(code: np.ndarray, transfer: str = "gamma2.2", ratio: float = 1.0, 
     return out
 
 
+def padded_size(h: int, w: int, modulus: int) -> tuple[int, int]:
+    """(h, w) rounded up to multiples of modulus."""
+    return h + (-h) % modulus, w + (-w) % modulus
+
+
 def fill_padded(dst: np.ndarray, h: int, w: int) -> np.ndarray:
-    """Replicate the edges of dst[..., :h, :w] into the rest of dst (...xHpxWp): pad_to's padding,
-    for buffers filled in place."""
+    """Replicate the edges of dst[..., :h, :w] into the rest of dst (...xHpxWp): edge padding for
+    buffers filled in place (the engine writes network inputs straight into them)."""
     if dst.shape[-1] > w:
         dst[..., :h, w:] = dst[..., :h, w - 1: w]
     if dst.shape[-2] > h:
@@ -45,10 +50,11 @@ def fill_padded(dst: np.ndarray, h: int, w: int) -> np.ndarray:
 
 
 def pad_to(x: np.ndarray, modulus: int) -> tuple[np.ndarray, tuple[int, int]]:
-    """Pad CxHxW (or HxWxC when channels_last) by edge replication up to multiples of modulus."""
+    """Pad ...xHxW by edge replication up to multiples of modulus (x itself when already there)."""
     h, w = x.shape[-2:]
-    ph, pw = (-h) % modulus, (-w) % modulus
-    if ph == 0 and pw == 0:
+    hp, wp = padded_size(h, w, modulus)
+    if (hp, wp) == (h, w):
         return x, (h, w)
-    pad = [(0, 0)] * (x.ndim - 2) + [(0, ph), (0, pw)]
-    return np.pad(x, pad, mode="edge"), (h, w)
+    out = np.empty(x.shape[:-2] + (hp, wp), x.dtype)
+    out[..., :h, :w] = x
+    return fill_padded(out, h, w), (h, w)
