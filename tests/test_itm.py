@@ -382,3 +382,48 @@ def test_preflow_finds_shift_and_exposure(h, w):
     assert abs(e - 2.0) < 0.05
     inner = flow[h // 8: -h // 8, w // 8: -w // 8]
     assert abs(np.median(inner[..., 0]) + 6) < 0.5 and abs(np.median(inner[..., 1]) - 4) < 0.5
+
+
+def test_reference_clue_counts_what_only_the_reference_saw():
+    """flow.reference_clue: the fraction of the frame the key clipped and the reference, brought to
+    the key's exposure, shows above the clip level; 0 for a reference as bright as the key or
+    brighter, and for one clipped there too."""
+    from vsvitm.flow import reference_clue
+    level = 0.95 ** 2.2
+    scene = np.full((64, 64), 0.5, np.float32)
+    scene[:16, :16] = 1.6                       # a highlight beyond the key's clip level
+    key = np.minimum(scene, 1.0)
+    darker = np.minimum(scene / 2, 1.0)          # 2x less exposed: the highlight at 0.8, unclipped
+    assert reference_clue(key, darker, 2.0, level) == pytest.approx(256 / 4096)
+    assert reference_clue(key, key, 1.0, level) == 0.0                  # same exposure
+    assert reference_clue(key, np.minimum(scene * 2, 1.0), 0.5, level) == 0.0   # brighter
+    assert reference_clue(key, np.minimum(scene / 1.2, 1.0), 1.2, level) == 0.0  # 1.6/1.2 still clips
+    assert reference_clue(key, darker, 1.01, level) == 0.0               # ratio noise around 1
+    assert reference_clue(key, darker, None, level) == 1.0               # ratio unknown: keep it
+    assert reference_clue(np.minimum(key, 0.8), darker, None, level) == 0.0   # nothing clipped in the key
+
+
+def test_ref_gate(tiny_models):
+    """ITM(ref_gate=...): a reference step runs only for references that show what the key clipped.
+    With every frame at one exposure no reference passes, and the result is the single-frame one;
+    with the exposure swinging the darker references pass (VSVITM_ReferencesUsed lists them)."""
+    flat = moving_clip(40)
+    flat[:] = flat[17]                           # one frame held (9 % clipped): same exposure everywhere
+    gated = vsvitm.ITM(clip_from_array(flat), mode="icam", ref_gate=0.001, models=tiny_models)
+    single = vsvitm.ITM(clip_from_array(flat), mode="icam", num_refs=0, models=tiny_models)
+    f = gated.get_frame(20)
+    assert as_list(f.props["VSVITM_References"]) == [5, 35] and as_list(f.props["VSVITM_ReferencesUsed"]) == [-1]
+    np.testing.assert_array_equal(frame_to_array(f), frame_to_array(single.get_frame(20)))
+
+    swing = clip_from_array(moving_clip(40))     # exposure 0.6 + 0.5 sin(t / 5)
+    gated = vsvitm.ITM(swing, mode="icam", ref_gate=0.001, models=tiny_models)
+    every = vsvitm.ITM(swing, mode="icam", models=tiny_models)         # ref_gate=0 (the default)
+    used = {n: as_list(gated.get_frame(n).props["VSVITM_ReferencesUsed"]) for n in (14, 24)}
+    assert {n: as_list(every.get_frame(n).props["VSVITM_ReferencesUsed"]) for n in (14, 24)} == {14: [29], 24: [9, 39]}
+    # key 14 (84 % clipped at exposure 0.77) and reference 29 (0.37): the reference shows it;
+    # key 24 (exposure 0.10) clips nowhere: nothing to show
+    assert used == {14: [29], 24: [-1]}
+    with pytest.raises(ValueError, match="ref_gate"):
+        vsvitm.ITM(swing, ref_gate=1.5, models=tiny_models)
+    with pytest.raises(ValueError, match="ref_gate"):
+        vsvitm.ITM(swing, ref_gate=-0.1, models=tiny_models)

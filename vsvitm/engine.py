@@ -110,7 +110,7 @@ def _given(x):
 
 class Engine:
     def __init__(self, models: str | Path | None, backend, *, need_fcpm: bool, transfer: str, threshold: float,
-                 exposure_norm: bool, cache_bytes: int):
+                 exposure_norm: bool, cache_bytes: int, ref_gate: float = 0.0):
         folder = Path(models) if models is not None else MODEL_DIR
         self.backend = backends.resolve(backend)
         fp16 = bool(getattr(self.backend, "fp16", False))
@@ -150,6 +150,12 @@ class Engine:
             raise ValueError(f"vsvitm: {folder} mixes merge graphs with and without the evidence gate; "
                              "re-export the FCPM with scripts/export_models.py")
         self.transfer, self.threshold, self.exposure_norm = transfer, threshold, exposure_norm
+        # A reference step runs only when the reference shows at least this fraction of the frame that
+        # the key clipped (flow.reference_clue, from the pre-flow's reduced images); 0: every reference
+        self.ref_gate = float(ref_gate)
+        self.clip_level = float(to_linear(np.float32(threshold), transfer))
+        self.ref_steps = {"run": 0, "skipped": 0}   # counts, for benchmarks and tests
+        self._count_lock = threading.Lock()
         self.flow_fn = DISFlow()
         self.flows = ByteLRU(cache_bytes // 4 - cache_bytes // 64)
         # each frame's linear luma at DIS's working size, the pre-flow's input: a frame takes part in many
@@ -227,23 +233,44 @@ class Engine:
         """Cached (flow a->b, exposure ratio b->a) between frames a and b (frame numbers are the key).
 
         code_a/code_b: HxWx3 code values, or functions giving them (only called on a cache miss)."""
+        return self._preflow(a, code_a, b, code_b)[:2]
+
+    def _preflow(self, a: int, code_a, b: int, code_b) -> tuple[np.ndarray, np.float32, float]:
+        """preflow() and, third, flow.reference_clue of b for key a (from the same reduced images)."""
         key = (a, b, self.exposure_norm)
         hit = self.flows.get(key)
         if hit is None:
-            (sa, full), (sb, _) = self._luma(a, code_a), self._luma(b, code_b)
-            hit = align_reduced(sa, sb, full, self.flow_fn, self.exposure_norm)
+            (sa, pa, full), (sb, pb, _) = self._luma(a, code_a), self._luma(b, code_b)
+            if self.ref_gate > 0:
+                hit = align_reduced(sa, sb, full, self.flow_fn, self.exposure_norm, peaks=(pa, pb, self.clip_level))
+            else:  # nothing reads the clue
+                hit = align_reduced(sa, sb, full, self.flow_fn, self.exposure_norm) + (1.0,)
             self.flows.put(key, hit)
         return hit
 
-    def _luma(self, n: int, code) -> tuple[np.ndarray, tuple[int, int]]:
-        """(linear luma of frame n at DIS's working size, the frame's (h, w)), cached; code: its HxWx3
-        code values or a function giving them (called on a miss only)."""
+    def _luma(self, n: int, code) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
+        """(linear luma and, with a ref_gate, linear max channel of frame n at DIS's working size (else
+        None), the frame's (h, w)), cached; code: its HxWx3 code values or a function giving them
+        (called on a miss only)."""
         hit = self.lumas.get(n)
         if hit is None:
             c = _given(code)
-            hit = (self.flow_fn.reduce(luma(to_linear(c, self.transfer))), c.shape[:2])
+            lin = to_linear(c, self.transfer)
+            peak = None
+            if self.ref_gate > 0:
+                peak = self.flow_fn.reduce(np.maximum(np.maximum(lin[..., 0], lin[..., 1]), lin[..., 2]))
+            hit = (self.flow_fn.reduce(luma(lin)), peak, c.shape[:2])
             self.lumas.put(n, hit)
         return hit
+
+    def useful_refs(self, k: int, code_k, refs: list) -> list:
+        """The references of key k that pass the gate (all of them when ref_gate is 0), in order."""
+        if self.ref_gate <= 0:
+            return list(refs)
+        keep = [(r, c) for r, c in refs if self._preflow(k, code_k, r, c)[2] >= self.ref_gate]
+        with self._count_lock:
+            self.ref_steps["skipped"] += len(refs) - len(keep)
+        return keep
 
     def _pad_flow(self, flow: np.ndarray) -> np.ndarray:
         return self._pad(flow.transpose(2, 0, 1))[None]
@@ -253,7 +280,8 @@ class Engine:
         """Y for key frame k (HxWx3 linear, >= f^-1(L)), references added one by one, nearest first,
         and how much reference evidence backs it per pixel (HxW in [0, 1); zeros from older graphs).
 
-        refs: (frame number, HxWx3 code values or a function giving them)."""
+        refs: (frame number, HxWx3 code values or a function giving them), all of them run (the
+        caller gates them with useful_refs)."""
         key = self.input(code_k)
         if self.bind_device:
             dev, did = self.bind_device, getattr(self.backend, "device_id", 0)
@@ -261,6 +289,8 @@ class Engine:
         else:
             run = self._run
         fl, g = run("icam_init", {"key": key})
+        with self._count_lock:
+            self.ref_steps["run"] += len(refs)
         for r, code_r in refs:
             code_r = _given(code_r)  # one reference's array at a time
             flow, e = self.preflow(k, code_k, r, code_r)

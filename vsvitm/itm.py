@@ -27,6 +27,7 @@ from .vsnp import array_to_frame, frame_to_array, frame_to_planes
 MODES = ("full", "icam", "linear")
 PROP_KEY = "VSVITM_KeyFrame"
 PROP_REFS = "VSVITM_References"
+PROP_REFS_USED = "VSVITM_ReferencesUsed"   # the references that passed ref_gate (icam mode, key results)
 PROP_KEYS = "VSVITM_Keys"
 PROP_CUT = "_VSVITM_Cut"
 PROP_EVIDENCE = "_VSVITM_Evidence"  # a key result's reference evidence (bytes of HxW half floats)
@@ -99,7 +100,7 @@ def ITM(clip: vs.VideoNode, *, key_stride: int = 6, ref_stride: int = 15, num_re
         transfer: str = "gamma2.2", threshold: float = 0.95, mode: str = "full", exposure_norm: bool = True,
         fp16_output: bool = False, backend=None, models=None, cache_mb: int = 1024,
         scene_threshold: float = 0.2, chunk: int = 12, margin: int = 6,
-        fcpm_keys: int | None = None) -> vs.VideoNode:
+        fcpm_keys: int | None = None, ref_gate: float = 0.0) -> vs.VideoNode:
     """Inverse tone mapping LDR -> HDR with temporal clues.
 
     Returns RGBS (RGBH with fp16_output=True), linear light, BT.709 primaries, 1.0 = the input's white.
@@ -107,6 +108,9 @@ def ITM(clip: vs.VideoNode, *, key_stride: int = 6, ref_stride: int = 15, num_re
     the paper's ablation), "linear" (f^-1(L) only, nothing recovered). num_refs=0: single-frame.
     fcpm_keys: how many of the nearest key-frame results FCPM merges into a frame (default: the
     model's, 5 = the paper's); fewer reach less far in time.
+    ref_gate: a reference step runs only when the reference shows, unclipped and brighter than the
+    key's clip level once brought to the key's exposure, at least this fraction of the frame where
+    the key is clipped (from the pre-flow at <= 320 px); 0 runs every reference.
     """
     validate_clip(clip, "ITM")
     if mode not in MODES:
@@ -114,6 +118,9 @@ def ITM(clip: vs.VideoNode, *, key_stride: int = 6, ref_stride: int = 15, num_re
     check_transfer(transfer)
     if not 0.0 < threshold < 1.0:
         raise ValueError(f"vsvitm.ITM: threshold must be in (0, 1) (0.95 is the paper's), got {threshold}")
+    if not (isinstance(ref_gate, (int, float)) and 0.0 <= ref_gate < 1.0):
+        raise ValueError(f"vsvitm.ITM: ref_gate must be a fraction of the frame in [0, 1) (0 runs every reference), "
+                         f"got {ref_gate!r}")
     if cache_mb < 16:
         raise ValueError(f"vsvitm.ITM: cache_mb must be at least 16, got {cache_mb}")
     core = vs.core
@@ -136,7 +143,7 @@ def ITM(clip: vs.VideoNode, *, key_stride: int = 6, ref_stride: int = 15, num_re
         return finish(core.std.ModifyFrame(rgb, rgb, lin))
 
     eng = Engine(models, backend, need_fcpm=(mode == "full"), transfer=transfer, threshold=threshold,
-                 exposure_norm=exposure_norm, cache_bytes=cache_mb << 20)
+                 exposure_norm=exposure_norm, cache_bytes=cache_mb << 20, ref_gate=ref_gate)
     if mode == "full":
         if fcpm_keys is not None and not (isinstance(fcpm_keys, int) and 1 <= fcpm_keys <= eng.fcpm_keys):
             raise ValueError(f"vsvitm.ITM: fcpm_keys must be an integer from 1 to {eng.fcpm_keys} (the model's), "
@@ -177,6 +184,7 @@ def ITM(clip: vs.VideoNode, *, key_stride: int = 6, ref_stride: int = 15, num_re
     def with_result(out: vs.VideoFrame, res: tuple, refs: list[int]) -> vs.VideoFrame:
         array_to_frame(res[0], out)
         out.props[PROP_REFS] = refs or [-1]
+        out.props[PROP_REFS_USED] = res[2] or [-1]
         if eng.merge_evidence:
             out.props[PROP_EVIDENCE] = res[1].astype(np.float16).tobytes()
         return out
@@ -192,8 +200,9 @@ def ITM(clip: vs.VideoNode, *, key_stride: int = 6, ref_stride: int = 15, num_re
 
         def compute(n, f):
             frames = f
-            res = eng.icam(n, frame_to_array(frames[1]),
-                           [(r, lambda fr=fr: frame_to_array(fr)) for r, fr in zip(refs, frames[2:])])
+            code_k = frame_to_array(frames[1])
+            used = eng.useful_refs(n, code_k, [(r, lambda fr=fr: frame_to_array(fr)) for r, fr in zip(refs, frames[2:])])
+            res = eng.icam(n, code_k, used) + ([r for r, _ in used],)
             eng.results.put(("key", n), res)
             return with_result(frames[0].copy(), res, refs)
         return core.std.ModifyFrame(blank, [blank, rgb] + [rgb_at(r - n) for r in refs], compute)
@@ -206,6 +215,7 @@ def ITM(clip: vs.VideoNode, *, key_stride: int = 6, ref_stride: int = 15, num_re
             array_to_frame(eng.blend(frame_to_array(f[0]), frame_to_array(f[1])), out)
             out.props[PROP_KEY] = 1
             out.props[PROP_REFS] = f[1].props.get(PROP_REFS, [-1])
+            out.props[PROP_REFS_USED] = f[1].props.get(PROP_REFS_USED, [-1])
             return out
         return finish(core.std.ModifyFrame(rgb, [rgb, keyres], blend_icam))
 
