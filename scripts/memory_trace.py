@@ -30,6 +30,24 @@ def rss_mib() -> int:
     return 0
 
 
+def malloc_arenas() -> int | None:
+    """How many malloc arenas glibc has made in this process (malloc_info's <heap> entries), or None
+    off glibc. vsvitm caps them at the core count (engine.limit_malloc_arenas)."""
+    import ctypes
+    import tempfile
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.fopen.restype = ctypes.c_void_p
+        with tempfile.NamedTemporaryFile(suffix=".xml") as tmp:
+            fp = libc.fopen(tmp.name.encode(), b"w")
+            if not fp or libc.malloc_info(0, ctypes.c_void_p(fp)) != 0:
+                return None
+            libc.fclose(ctypes.c_void_p(fp))
+            return open(tmp.name).read().count("<heap nr=")
+    except (OSError, AttributeError):
+        return None
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", default="1920x1080")
@@ -93,7 +111,8 @@ def main(argv=None) -> int:
     done.set()
     print(f"{a.size} start={a.start} num_refs={a.num_refs} vs_cache_mb={a.vs_cache_mb or core.max_cache_size} cache_mb={a.cache_mb} "
           f"threads={core.num_threads}: "
-          f"peak RSS {peak[0]} MiB while {peak[1] or 'nothing'} ran")
+          f"peak RSS {peak[0]} MiB while {peak[1] or 'nothing'} ran; malloc arenas {malloc_arenas()} "
+          f"(cap {engine.limit_malloc_arenas() or 'none'})")
     return 0
 
 

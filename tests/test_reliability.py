@@ -382,3 +382,17 @@ def test_icam_io_binding_matches_plain_runs(tiny_models):
     np.testing.assert_allclose(yb, y, rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(evb, ev, rtol=1e-6, atol=1e-6)
     assert y.shape == (40, 56, 3) and ev.shape == (40, 56)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc arenas")
+@pytest.mark.parametrize("env,want", [({}, "cores"), ({"MALLOC_ARENA_MAX": "4"}, 0),
+                                      ({"VSVITM_MALLOC_ARENA_MAX": "0"}, 0), ({"VSVITM_MALLOC_ARENA_MAX": "3"}, 3)])
+def test_malloc_arena_cap(env, want):
+    """engine.limit_malloc_arenas: caps glibc's arenas at the core count (>= 2) unless the user chose
+    (MALLOC_ARENA_MAX) or turned it off (VSVITM_MALLOC_ARENA_MAX=0); once per process."""
+    base = {k: v for k, v in os.environ.items() if k not in ("MALLOC_ARENA_MAX", "VSVITM_MALLOC_ARENA_MAX")}
+    code = "from vsvitm.engine import limit_malloc_arenas as f; print(f(), f())"
+    out = subprocess.run([sys.executable, "-c", code], env={**base, **env}, cwd=ROOT, capture_output=True,
+                         text=True, check=True).stdout.split()
+    expect = max(2, os.cpu_count() or 2) if want == "cores" else want
+    assert out == [str(expect)] * 2
