@@ -423,6 +423,9 @@ def test_ref_gate(tiny_models):
     # key 14 (84 % clipped at exposure 0.77) and reference 29 (0.37): the reference shows it;
     # key 24 (exposure 0.10) clips nowhere: nothing to show
     assert used == {14: [29], 24: [-1]}
+    # without exposure normalisation the networks get ratio 1, but the gate still judges by exposure
+    no_norm = vsvitm.ITM(swing, mode="icam", ref_gate=0.001, exposure_norm=False, models=tiny_models)
+    assert {n: as_list(no_norm.get_frame(n).props["VSVITM_ReferencesUsed"]) for n in (14, 24)} == used
     with pytest.raises(ValueError, match="ref_gate"):
         vsvitm.ITM(swing, ref_gate=1.5, models=tiny_models)
     with pytest.raises(ValueError, match="ref_gate"):
