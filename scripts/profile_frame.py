@@ -84,7 +84,8 @@ LABELS = {
     "net_input": "network input: f^-1, mask, pad (engine.input)",
     "preflow": "pre-flow of a pair from reduced luma: exposure ratio + DIS + flow upsampling (align_reduced)",
     "luma": "a frame's f^-1 + luma at DIS size (once per frame: Engine._luma)",
-    "icam_init": "ONNX icam_init", "icam_ref": "ONNX icam_ref (one reference)", "icam_decode": "ONNX icam_decode",
+    "icam_init": "ONNX icam_init", "icam_decode": "ONNX icam_decode",
+    "icam_ref": "reference step (ONNX icam_ref, or on the CPU icam_ref_a..d + OpenCV warps)",
     "fcpm_merge": "merge (ONNX fcpm_merge, or on the CPU fcpm_merge_flows + OpenCV warps + fcpm_merge_mix)",
     "fcpm_back": "ONNX fcpm_back", "fcpm_fwd": "ONNX fcpm_fwd",
     "fcpm_fuse": "ONNX fcpm_fuse", "state_warp": "FCPM state warp, OpenCV (flow.warp_planes; CPU step graphs)",
@@ -155,7 +156,7 @@ def main(argv=None):
     from vsvitm.backends import Backend
     from vsvitm.colour import to_display_rgb
     from vsvitm.curves import to_linear
-    from vsvitm.engine import Engine
+    from vsvitm.engine import CPU_WARPS_MAX_PIXELS, Engine
     from vsvitm.flow import align_reduced, luma, warp_planes
     from vsvitm.vsnp import array_to_frame, frame_to_array
 
@@ -217,7 +218,16 @@ def main(argv=None):
         return out
     fl, g = graph("icam_init", {"key": key_in})
     ref_in = eng.input(code[refs[0]], e)
-    fl2, g2, _ = graph("icam_ref", {"fl": fl, "g": g, "ref": ref_in, "preflow": eng._pad_flow(flow)})
+    rf = {"fl": fl, "g": g, "ref": ref_in, "preflow": eng._pad_flow(flow)}
+    if eng.split_ref and key_in.shape[-2] * key_in.shape[-1] <= CPU_WARPS_MAX_PIXELS:
+        # the engine's CPU path: icam_ref_a..d with OpenCV warps between (--ort-profile shows the parts)
+        ms["icam_ref"], (fl2, g2) = timed(lambda: eng._ref_split(rf), R)
+        run = eng._run
+        eng._run = lambda name, f: feeds.__setitem__(name, (f, name)) or run(name, f)  # each part's real inputs
+        eng._ref_split(rf)
+        eng._run = run
+    else:
+        fl2, g2, _ = graph("icam_ref", rf)
     y, *ev = graph("icam_decode", {"key": key_in, "fl": fl2, "g": g2})
     ms["finite"], y_k = timed(lambda: eng.finite(y[0, :, :h, :w].transpose(1, 2, 0)), R)
     if has_fcpm:
@@ -289,7 +299,7 @@ def main(argv=None):
             prof = ort_profile(path, backend, f, R)
             result["ort_profile"][name] = prof
             top = ", ".join(f"{op} {pct:.0f} %" for op, pct in list(prof.items())[:6] if pct >= 0.5)
-            print(f"- {name} ({ms[key]:.1f} ms): {top}")
+            print(f"- {name} ({f'{ms[key]:.1f} ms' if key in ms else 'part of the reference step'}): {top}")
     if a.json:
         Path(a.json).write_text(json.dumps(result, indent=1))
     if tmp is not None:

@@ -281,3 +281,30 @@ def test_split_merge_graphs_match_torch_merge(tmp_path):
     cue = tmp_path / "cue"
     export_fcpm(FCPM(FCPMConfig(flow_cue=True)).eval(), cue, fp16=False)
     assert not (cue / "fcpm_merge_mix.onnx").exists() and (cue / "fcpm_back_cpu.onnx").exists()
+
+
+@pytest.mark.parametrize("hw", [(64, 128), (192, 64)])
+def test_split_ref_graphs_match_torch_ref_step(exported, hw):
+    """icam_ref_a..d with OpenCV warps between (the engine's CPU path, Engine._ref_split) = ICAM.ref_step
+    in torch, with flows reaching past the frame's edges; an ICAM without the deformable alignment
+    (an ablation) exports no split graphs and keeps the one-graph step."""
+    from vsvitm import engine
+    from vsvitm.training.export import export_icam
+    from vsvitm.training.icam_net import ICAM, ICAMConfig
+    d, icam, _ = exported
+    h, w = hw
+    g = torch.Generator().manual_seed(3)
+    key, ref = torch.rand(1, 4, h, w, generator=g), torch.rand(1, 4, h, w, generator=g) * 2
+    pf = torch.randn(1, 2, h, w, generator=g) * 20
+    with torch.no_grad():
+        fl, gg = icam.init(key)
+        want_fl, want_g, _ = icam.ref_step(fl, gg, ref, pf)
+    eng = engine.Engine.__new__(engine.Engine)  # only what _ref_split uses
+    eng.sess = {n: _sess(d / f"{n}.onnx") for n in engine.SPLIT_REF}
+    eng._run = lambda n, feeds: eng.sess[n].run(None, feeds)
+    got_fl, got_g = eng._ref_split({"fl": fl.numpy(), "g": gg.numpy(), "ref": ref.numpy(), "preflow": pf.numpy()})
+    np.testing.assert_allclose(got_fl, want_fl.numpy(), atol=2e-4 * max(1.0, float(want_fl.abs().max())))
+    np.testing.assert_allclose(got_g, want_g.numpy(), atol=2e-4 * max(1.0, float(want_g.abs().max())))
+    plain = d / "plain"
+    export_icam(ICAM(ICAMConfig(deformable=False)).eval(), plain, fp16=False)
+    assert (plain / "icam_ref.onnx").exists() and not (plain / "icam_ref_a.onnx").exists()

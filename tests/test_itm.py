@@ -299,19 +299,21 @@ def test_large_merges_run_one_at_a_time(tiny_models, monkeypatch):
 
 def test_prewarped_steps_match_in_graph_warp(src, tiny_models, tmp_path, monkeypatch):
     """On the CPU the recurrent steps run as fcpm_back_cpu/fcpm_fwd_cpu with the state warped by
-    OpenCV (engine.Engine.prewarp); a model folder without those files warps inside fcpm_back/fwd.
+    OpenCV (engine.Engine.prewarp), and ICAM's reference step as icam_ref_a..d with its feature warps
+    done by OpenCV (Engine.split_ref); a model folder without those files warps inside the graphs.
     Both give the same frames (the state is a half float either way)."""
     import shutil
     from vsvitm import engine
     eng = engine.Engine(tiny_models, None, need_fcpm=True, transfer="gamma2.2", threshold=0.95,
                         exposure_norm=True, cache_bytes=1 << 26)
-    assert eng.prewarp
+    assert eng.prewarp and eng.split_ref
     legacy = tmp_path / "legacy"
     shutil.copytree(tiny_models, legacy)
-    for g in engine.PREWARP_GRAPHS.values():
+    for g in list(engine.PREWARP_GRAPHS.values()) + list(engine.SPLIT_REF):
         (legacy / f"{g}.onnx").unlink()
-    assert not engine.Engine(legacy, None, need_fcpm=True, transfer="gamma2.2", threshold=0.95,
-                             exposure_norm=True, cache_bytes=1 << 26).prewarp
+    old = engine.Engine(legacy, None, need_fcpm=True, transfer="gamma2.2", threshold=0.95, exposure_norm=True,
+                        cache_bytes=1 << 26)
+    assert not old.prewarp and not old.split_ref
     fast = clip_to_array(vsvitm.ITM(src, models=tiny_models), 0, 14)
     slow = clip_to_array(vsvitm.ITM(src, models=legacy), 0, 14)
     assert np.isfinite(fast).all()
@@ -323,7 +325,12 @@ def test_prewarped_steps_match_in_graph_warp(src, tiny_models, tmp_path, monkeyp
     monkeypatch.setattr(engine.Engine, "_run", lambda self, g, feeds: calls.append(g) or run(self, g, feeds))
     big = clip_to_array(vsvitm.ITM(src, models=tiny_models), 0, 14)
     np.testing.assert_array_equal(big, slow)
-    assert "fcpm_back" in calls and not any(g.endswith("_cpu") or g.startswith("fcpm_merge_") for g in calls)
+    assert "fcpm_back" in calls and "icam_ref" in calls
+    assert not any(g.endswith("_cpu") or g.startswith("fcpm_merge_") or g.startswith("icam_ref_") for g in calls)
+    calls.clear()
+    monkeypatch.setattr(engine, "CPU_WARPS_MAX_PIXELS", 1 << 20)
+    clip_to_array(vsvitm.ITM(src, models=tiny_models), 0, 4)
+    assert "icam_ref_d" in calls and "icam_ref" not in calls
 
 
 def test_prewarped_step_graph_equals_step_on_warped_state(tiny_models):

@@ -37,6 +37,13 @@ GRAPH_INPUTS.update({g: ("x", "cur", "xn", "hw") for g in PREWARP_GRAPHS.values(
 # by OpenCV: the merge's GridSamples were ~55 % of its time. Used with the step graphs when present.
 SPLIT_MERGE = ("fcpm_merge_flows", "fcpm_merge_mix")
 GRAPH_INPUTS.update({"fcpm_merge_flows": ("cur", "keys", "preflows"), "fcpm_merge_mix": ("cur", "wys", "wkeys", "valid")})
+# And ICAM's reference step in four graphs around its feature warps (training/icam_net.ICAM.ref_a..d),
+# warped between by OpenCV: in one graph those warps (gathers of 24-channel maps at 1/2 res, a
+# full-res GridSample) were about a quarter of the step's time. Exported since stop 16.
+SPLIT_REF = ("icam_ref_a", "icam_ref_b", "icam_ref_c", "icam_ref_d")
+GRAPH_INPUTS.update({"icam_ref_a": ("ref", "preflow"), "icam_ref_b": ("fl", "rl", "w0", "pf"),
+                     "icam_ref_c": ("fl", "w1", "flow"),
+                     "icam_ref_d": ("fl", "g", "rl", "samples", "mod", "flow", "wr")})
 LOG_EPS = 1e-3  # X^ and the merge's warped key results are log(Y + LOG_EPS) (training/nets_common.EPS)
 # The CPU graphs are used up to this frame size. At 1920x1080 the OpenCV state warps raised a render's
 # peak RSS (scripts/memory_trace.py: 4066-4101 MiB against 3982-3991 with the in-graph warps, mostly
@@ -165,6 +172,8 @@ class Engine:
         self.prewarp = (need_fcpm and not fp16 and self.sess["fcpm_back"].get_providers()[0] == "CPUExecutionProvider"
                         and cpu_graphs(PREWARP_GRAPHS.values()))
         self.split_merge = self.prewarp and cpu_graphs(SPLIT_MERGE)
+        self.split_ref = (not fp16 and self.sess["icam_ref"].get_providers()[0] == "CPUExecutionProvider"
+                          and cpu_graphs(SPLIT_REF))
         for g, sess in self.sess.items():  # a file renamed or mixed up with another graph: say so now
             got = sorted(i.name for i in sess.get_inputs())
             if got not in (sorted(GRAPH_INPUTS[g]), sorted(GRAPH_INPUTS[g] + OPTIONAL_INPUTS.get(g, ()))):
@@ -322,10 +331,13 @@ class Engine:
         fl, g = run("icam_init", {"key": key})
         with self._count_lock:
             self.ref_steps["run"] += len(refs)
+        split = self.split_ref and key.shape[-2] * key.shape[-1] <= CPU_WARPS_MAX_PIXELS
         for r, code_r in refs:
             code_r = _given(code_r)  # one reference's array at a time
             flow, e = self.preflow(k, code_k, r, code_r)
-            fl, g, _ = run("icam_ref", {"fl": fl, "g": g, "ref": self.input(code_r, e), "preflow": self._pad_flow(flow)})
+            feeds = {"fl": fl, "g": g, "ref": self.input(code_r, e), "preflow": self._pad_flow(flow)}
+            del code_r
+            fl, g = self._ref_split(feeds) if split else run("icam_ref", feeds)[:2]
         out = run("icam_decode", {"key": key, "fl": fl, "g": g})
         if self.bind_device:
             out = [o.numpy() for o in out]
@@ -333,6 +345,23 @@ class Engine:
         ev = (np.clip(np.nan_to_num(out[1][0, 0, :h, :w]), 0.0, 1.0).astype(np.float32) if self.icam_evidence
               else np.zeros((h, w), np.float32))
         return self.finite(out[0][0, :, :h, :w].transpose(1, 2, 0)), ev
+
+    def _ref_split(self, feeds: dict) -> tuple[np.ndarray, np.ndarray]:
+        """icam_ref on the CPU as icam_ref_a..d with OpenCV doing the warps between (warp_planes:
+        bilinear, coordinates clamped to the frame, as nets_common.warp). Same result as icam_ref."""
+        rl, pf = self._run("icam_ref_a", {"ref": feeds["ref"], "preflow": feeds["preflow"]})
+        w0 = warp_planes(rl, pf, np.float32)
+        flow = self._run("icam_ref_b", {"fl": feeds["fl"], "rl": rl, "w0": w0, "pf": pf})[0]
+        del w0, pf
+        flows, mod, fup = self._run("icam_ref_c", {"fl": feeds["fl"], "w1": warp_planes(rl, flow, np.float32), "flow": flow})
+        c = rl.shape[1]
+        samples = np.empty((1, c * mod.shape[1]) + rl.shape[2:], np.float32)
+        for i in range(mod.shape[1]):
+            samples[:, c * i: c * (i + 1)] = warp_planes(rl, flows[:, 2 * i: 2 * i + 2], np.float32)
+        del flows
+        wr = warp_planes(feeds["ref"], fup, np.float32)
+        return tuple(self._run("icam_ref_d", {"fl": feeds["fl"], "g": feeds["g"], "rl": rl, "samples": samples,
+                                              "mod": mod, "flow": flow, "wr": wr}))
 
     # --- stage 2: FCPM ---
     def merge(self, t: int, code_t: np.ndarray, keys: list) -> np.ndarray:

@@ -147,6 +147,23 @@ def export_icam(model, out_dir: Path, size: tuple[int, int] = (128, 192), fp16: 
          out_dir / "icam_ref.onnx"),
         ("decode_evidence", (key, fl, g), ["key", "fl", "g"], ["y", "evidence"], out_dir / "icam_decode.onnx"),
     ], fp16)
+    # CPU-only form of the reference step: four graphs around its feature warps, which the plugin
+    # does with OpenCV (engine.SPLIT_REF, ICAM.ref_a..ref_d)
+    for stale in ("icam_ref_a", "icam_ref_b", "icam_ref_c", "icam_ref_d"):  # from an earlier export here
+        (out_dir / f"{stale}.onnx").unlink(missing_ok=True)
+    if model.splittable:
+        with torch.no_grad():
+            rl, pf2 = model.ref_a(ref, pf)
+            flow = model.ref_b(fl, rl, rl, pf2)
+            flows, mod, _ = model.ref_c(fl, rl, flow)
+        samples = torch.rand(1, rl.shape[1] * mod.shape[1], *rl.shape[2:])
+        paths += export_graphs(model, [
+            ("ref_a", (ref, pf), ["ref", "preflow"], ["rl", "pf"], out_dir / "icam_ref_a.onnx"),
+            ("ref_b", (fl, rl, rl, pf2), ["fl", "rl", "w0", "pf"], ["flow"], out_dir / "icam_ref_b.onnx"),
+            ("ref_c", (fl, rl, flow), ["fl", "w1", "flow"], ["flows", "mod", "fup"], out_dir / "icam_ref_c.onnx"),
+            ("ref_d", (fl, g, rl, samples, mod, flow, ref), ["fl", "g", "rl", "samples", "mod", "flow", "wr"],
+             ["fl_out", "g_out"], out_dir / "icam_ref_d.onnx"),
+        ], fp16=False)
     from .icam_net import MODULUS
     write_manifest(out_dir, "icam", {"format": 1, "modulus": MODULUS, "config": model.cfg.to_dict(), **(meta or {})})
     return paths

@@ -114,20 +114,40 @@ class LocalAlignFuse(nn.Module):
         self.mask = nn.Sequential(conv(2 * c, 32), act(), conv(32, c))
         self.fuse = DenseBlock(2 * c, c, growth=16, layers=3)
 
+    # The parts of forward(), each between two warps of the reference features rl: the CPU graphs
+    # (ICAM.ref_a..ref_d) run them one by one with the warps done by OpenCV in between.
+    def corrected(self, fl: torch.Tensor, rl: torch.Tensor, rl_warped: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+        """Flow correction (eq. 3); rl_warped = warp(rl, flow)."""
+        return flow + self.correct(torch.cat([fl, rl, rl_warped], 1))
+
+    def sample_flows(self, fl: torch.Tensor, rl_warped: torch.Tensor, flow: torch.Tensor):
+        """The deformable sampling positions (K flows, 2K channels) and modulation (K) of eq. 5;
+        rl_warped = warp(rl, flow) with the corrected flow."""
+        k = self.cfg.offsets
+        o = self.offset(torch.cat([fl, rl_warped, flow], 1))
+        offs = 3.0 * torch.tanh(o[:, : 2 * k])          # up to 3 px (at 1/2 res) around the flow
+        return torch.cat([flow + offs[:, 2 * i: 2 * i + 2] for i in range(k)], 1), torch.sigmoid(o[:, 2 * k:])
+
+    def aligned_from(self, samples: torch.Tensor, mod: torch.Tensor) -> torch.Tensor:
+        """eq. 5's output from the K samples warp(rl, flow_i) (K*C channels) and their modulation."""
+        c = samples.shape[1] // mod.shape[1]
+        return self.dcn_out(torch.cat([samples[:, c * i: c * (i + 1)] * mod[:, i: i + 1] for i in range(mod.shape[1])], 1))
+
+    def fused(self, fl: torch.Tensor, aligned: torch.Tensor) -> torch.Tensor:
+        """Filter mask and dense-block fusion (eq. 6)."""
+        m = torch.sigmoid(self.mask(torch.cat([fl, aligned], 1)))
+        return fl + self.fuse(torch.cat([fl, aligned * m], 1))
+
     def forward(self, fl: torch.Tensor, rl: torch.Tensor, flow: torch.Tensor):
         if self.cfg.flow_correction:
-            flow = flow + self.correct(torch.cat([fl, rl, warp(rl, flow)], 1))
+            flow = self.corrected(fl, rl, warp(rl, flow), flow)
         if self.cfg.deformable:
-            k = self.cfg.offsets
-            o = self.offset(torch.cat([fl, warp(rl, flow), flow], 1))
-            offs = 3.0 * torch.tanh(o[:, : 2 * k])          # up to 3 px (at 1/2 res) around the flow
-            mod = torch.sigmoid(o[:, 2 * k:])
-            samples = [warp(rl, flow + offs[:, 2 * i: 2 * i + 2]) * mod[:, i: i + 1] for i in range(k)]
-            aligned = self.dcn_out(torch.cat(samples, 1))
+            flows, mod = self.sample_flows(fl, warp(rl, flow), flow)
+            samples = torch.cat([warp(rl, flows[:, 2 * i: 2 * i + 2]) for i in range(mod.shape[1])], 1)
+            aligned = self.aligned_from(samples, mod)
         else:
             aligned = warp(rl, flow)
-        m = torch.sigmoid(self.mask(torch.cat([fl, aligned], 1)))
-        return fl + self.fuse(torch.cat([fl, aligned * m], 1)), flow, aligned
+        return self.fused(fl, aligned), flow, aligned
 
 
 class ICAM(nn.Module):
@@ -159,25 +179,59 @@ class ICAM(nn.Module):
         return fl, g
 
     def ref_step(self, fl: torch.Tensor, g: torch.Tensor, ref: torch.Tensor, preflow: torch.Tensor):
-        c1 = self.cfg.c1
-        feat = fl[:, :c1]
+        feat = fl[:, :self.cfg.c1]
         rl = self.enc.e1(ref)
         new, flow, aligned = self.local(feat, rl, downflow(preflow, 2))
-        if self.attn is not None:
-            rg = warp(self.enc.deep(rl)[2], downflow(flow, 8))
-            g = self.attn(g, rg)
+        g = self._attend(g, rl, flow)
         if not self.cfg.clue:
             return new, g, flow
-        # Image-level clue (ours): the paper fuses references only in feature space, where a short
-        # CPU training learns to copy radiance slowly (and at 1/2 res). Here the reference's own
-        # pixels, warped to the key at full res with the corrected flow, are accumulated with a
-        # learned trust weight, zero where the reference itself is clipped.
-        w = torch.sigmoid(self.clue_w(torch.cat([feat, aligned], 1)))
-        wr = warp(ref, 2 * up2(flow))
+        return self._with_clue(fl, new, aligned, warp(ref, 2 * up2(flow))), g, flow
+
+    def _attend(self, g: torch.Tensor, rl: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+        if self.attn is None:
+            return g
+        return self.attn(g, warp(self.enc.deep(rl)[2], downflow(flow, 8)))
+
+    def _with_clue(self, fl: torch.Tensor, new: torch.Tensor, aligned: torch.Tensor, wr: torch.Tensor) -> torch.Tensor:
+        """Image-level clue (ours): the paper fuses references only in feature space, where a short
+        CPU training learns to copy radiance slowly (and at 1/2 res). Here the reference's own
+        pixels, warped to the key at full res with the corrected flow (wr), are accumulated with a
+        learned trust weight, zero where the reference itself is clipped."""
+        c1 = self.cfg.c1
+        w = torch.sigmoid(self.clue_w(torch.cat([fl[:, :c1], aligned], 1)))
         lv = torch.log(torch.pow(wr[:, :3].clamp_min(0), 2.2) + EPS)
         wf = up2(w) * (1 - wr[:, 3:4].clamp(0, 1))
         acc = F.pixel_shuffle(fl[:, c1:], 2) + torch.cat([wf * lv, wf], 1)
-        return torch.cat([new, F.pixel_unshuffle(acc, 2)], 1), g, flow
+        return torch.cat([new, F.pixel_unshuffle(acc, 2)], 1)
+
+    # --- ref_step in four graphs for the CPU (engine.SPLIT_REF): every warp of the reference's
+    # features happens between them, done by OpenCV (flow.warp_planes). In one graph those warps
+    # were gathers of 24-channel maps at 1/2 res plus a full-res GridSample, about a quarter of the
+    # step's time on ONNX Runtime's CPU provider. Same result as ref_step (tests/test_export.py).
+    @property
+    def splittable(self) -> bool:
+        return self.cfg.flow_correction and self.cfg.deformable and self.cfg.clue
+
+    def ref_a(self, ref: torch.Tensor, preflow: torch.Tensor):
+        """-> rl (reference features, 1/2 res), pf (the pre-flow at 1/2 res). Then w0 = warp(rl, pf)."""
+        return self.enc.e1(ref), downflow(preflow, 2)
+
+    def ref_b(self, fl: torch.Tensor, rl: torch.Tensor, w0: torch.Tensor, pf: torch.Tensor):
+        """-> the corrected flow. Then w1 = warp(rl, flow)."""
+        return self.local.corrected(fl[:, :self.cfg.c1], rl, w0, pf)
+
+    def ref_c(self, fl: torch.Tensor, w1: torch.Tensor, flow: torch.Tensor):
+        """-> K sampling flows, their modulation, the flow at full res. Then the K samples
+        warp(rl, flow_i) and wr = warp(ref, full-res flow)."""
+        flows, mod = self.local.sample_flows(fl[:, :self.cfg.c1], w1, flow)
+        return flows, mod, 2 * up2(flow)
+
+    def ref_d(self, fl: torch.Tensor, g: torch.Tensor, rl: torch.Tensor, samples: torch.Tensor, mod: torch.Tensor,
+              flow: torch.Tensor, wr: torch.Tensor):
+        """-> state' (fl', g') from the warped samples."""
+        aligned = self.local.aligned_from(samples, mod)
+        new = self.local.fused(fl[:, :self.cfg.c1], aligned)
+        return self._with_clue(fl, new, aligned, wr), self._attend(g, rl, flow)
 
     def evidence(self, fl: torch.Tensor) -> torch.Tensor:
         """How much reference evidence the clue path gathered per pixel (full res, in [0, 1)): the
