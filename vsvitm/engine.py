@@ -98,8 +98,8 @@ def limit_malloc_arenas() -> int:
     """Cap glibc's malloc arenas at the number of cores (at least 2), once per process; returns the
     cap, or 0 where nothing was done. Why: glibc makes up to 8 arenas per core, one per thread that
     meets a locked one, and keeps each arena's freed memory. A 1920x1080 render holds GB-sized
-    transients on several threads: its steady-state peak was 10.3 GiB with the default and 7.4 GiB
-    with MALLOC_ARENA_MAX=2, at no measured speed cost (BENCHMARKS.md). Not done when the user set
+    transients on several threads: its steady-state peak was 9.4-10.3 GiB with the default and
+    8.5-9.0 GiB with the cap, at no measured speed cost (BENCHMARKS.md, stop 16). Not done when the user set
     MALLOC_ARENA_MAX (glibc read it at start), or with VSVITM_MALLOC_ARENA_MAX=0; another value
     of VSVITM_MALLOC_ARENA_MAX is the cap."""
     global _arena_cap
@@ -194,8 +194,6 @@ class Engine:
         # the key clipped (flow.reference_clue, from the pre-flow's reduced images); 0: every reference
         self.ref_gate = float(ref_gate)
         self.clip_level = float(to_linear(np.float32(threshold), transfer))
-        self.ref_steps = {"run": 0, "skipped": 0}   # counts, for benchmarks and tests
-        self._count_lock = threading.Lock()
         self.flow_fn = DISFlow()
         self.flows = ByteLRU(cache_bytes // 4 - cache_bytes // 64)
         # each frame's linear luma at DIS's working size, the pre-flow's input: a frame takes part in many
@@ -307,10 +305,7 @@ class Engine:
         """The references of key k that pass the gate (all of them when ref_gate is 0), in order."""
         if self.ref_gate <= 0:
             return list(refs)
-        keep = [(r, c) for r, c in refs if self._preflow(k, code_k, r, c)[2] >= self.ref_gate]
-        with self._count_lock:
-            self.ref_steps["skipped"] += len(refs) - len(keep)
-        return keep
+        return [(r, c) for r, c in refs if self._preflow(k, code_k, r, c)[2] >= self.ref_gate]
 
     def _pad_flow(self, flow: np.ndarray) -> np.ndarray:
         return self._pad(flow.transpose(2, 0, 1))[None]
@@ -329,8 +324,6 @@ class Engine:
         else:
             run = self._run
         fl, g = run("icam_init", {"key": key})
-        with self._count_lock:
-            self.ref_steps["run"] += len(refs)
         split = self.split_ref and key.shape[-2] * key.shape[-1] <= CPU_WARPS_MAX_PIXELS
         for r, code_r in refs:
             code_r = _given(code_r)  # one reference's array at a time
