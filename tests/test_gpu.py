@@ -25,6 +25,8 @@ def test_cuda_matches_cpu(fp16):
                  cache_bytes=1 << 26)
     assert eng.bind_device == "cuda"
     assert eng.band_pixels > 1 << 40  # no bands on a GPU: each band height would be a new cuDNN search
+    # the CPU's OpenCV-warp forms (state warps, split merge, split reference step) stay off on CUDA
+    assert not (eng.prewarp or eng.split_merge or eng.split_ref)
     src = clip_from_array(moving_clip(30, h=96, w=128))
     cpu = clip_to_array(vsvitm.ITM(src, backend=vsvitm.Backend.ORT_CPU()), 0, 12)
     gpu = clip_to_array(vsvitm.ITM(src, backend=be), 0, 12)
