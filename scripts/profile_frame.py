@@ -156,7 +156,7 @@ def main(argv=None):
     from vsvitm.backends import Backend
     from vsvitm.colour import to_display_rgb
     from vsvitm.curves import to_linear
-    from vsvitm.engine import CPU_WARPS_MAX_PIXELS, Engine
+    from vsvitm.engine import Engine
     from vsvitm.flow import align_reduced, luma, warp_planes
     from vsvitm.vsnp import array_to_frame, frame_to_array
 
@@ -219,7 +219,7 @@ def main(argv=None):
     fl, g = graph("icam_init", {"key": key_in})
     ref_in = eng.input(code[refs[0]], e)
     rf = {"fl": fl, "g": g, "ref": ref_in, "preflow": eng._pad_flow(flow)}
-    if eng.split_ref and key_in.shape[-2] * key_in.shape[-1] <= CPU_WARPS_MAX_PIXELS:
+    if eng.splits_ref(key_in):
         # the engine's CPU path: icam_ref_a..d with OpenCV warps between (--ort-profile shows the parts)
         ms["icam_ref"], (fl2, g2) = timed(lambda: eng._ref_split(rf), R)
         run = eng._run

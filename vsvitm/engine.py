@@ -324,7 +324,7 @@ class Engine:
         else:
             run = self._run
         fl, g = run("icam_init", {"key": key})
-        split = self.split_ref and key.shape[-2] * key.shape[-1] <= CPU_WARPS_MAX_PIXELS
+        split = self.splits_ref(key)
         for r, code_r in refs:
             code_r = _given(code_r)  # one reference's array at a time
             flow, e = self.preflow(k, code_k, r, code_r)
@@ -338,6 +338,10 @@ class Engine:
         ev = (np.clip(np.nan_to_num(out[1][0, 0, :h, :w]), 0.0, 1.0).astype(np.float32) if self.icam_evidence
               else np.zeros((h, w), np.float32))
         return self.finite(out[0][0, :, :h, :w].transpose(1, 2, 0)), ev
+
+    def splits_ref(self, key: np.ndarray) -> bool:
+        """Whether the reference steps for this (padded) key input run as icam_ref_a..d (_ref_split)."""
+        return self.split_ref and key.shape[-2] * key.shape[-1] <= CPU_WARPS_MAX_PIXELS
 
     def _ref_split(self, feeds: dict) -> tuple[np.ndarray, np.ndarray]:
         """icam_ref on the CPU as icam_ref_a..d with OpenCV doing the warps between (warp_planes:

@@ -149,7 +149,8 @@ def export_icam(model, out_dir: Path, size: tuple[int, int] = (128, 192), fp16: 
     ], fp16)
     # CPU-only form of the reference step: four graphs around its feature warps, which the plugin
     # does with OpenCV (engine.SPLIT_REF, ICAM.ref_a..ref_d)
-    for stale in ("icam_ref_a", "icam_ref_b", "icam_ref_c", "icam_ref_d"):  # from an earlier export here
+    from ..engine import SPLIT_REF
+    for stale in SPLIT_REF:  # from an earlier export into this folder
         (out_dir / f"{stale}.onnx").unlink(missing_ok=True)
     if model.splittable:
         with torch.no_grad():
