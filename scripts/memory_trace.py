@@ -30,6 +30,23 @@ def rss_mib() -> int:
     return 0
 
 
+def heap_mib() -> dict[str, int]:
+    """glibc's view (mallinfo2, all arenas), MiB: `in_use` (malloc'ed and not freed, heap and mmapped
+    chunks), `kept` (freed but still held in the heaps: RSS that nothing uses); {} off glibc."""
+    import ctypes
+
+    class MallInfo2(ctypes.Structure):
+        _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+                                                    "fsmblks", "uordblks", "fordblks", "keepcost")]
+    try:
+        f = ctypes.CDLL("libc.so.6").mallinfo2
+    except (OSError, AttributeError):
+        return {}
+    f.restype = MallInfo2
+    m = f()
+    return {"in_use": (m.uordblks + m.hblkhd) >> 20, "kept": m.fordblks >> 20}
+
+
 def malloc_arenas() -> int | None:
     """How many malloc arenas glibc has made in this process (malloc_info's <heap> entries), or None
     off glibc. vsvitm caps them at the core count (engine.limit_malloc_arenas)."""
@@ -89,15 +106,33 @@ def main(argv=None) -> int:
         setattr(engine.Engine, name, counted)
     for name in ("icam", "merge", "propagate"):
         wrap(name)
-    peak: list = [0, {}]
+    engines: list = []
+    init = engine.Engine.__init__
+
+    def keep(self, *args, **kw):
+        init(self, *args, **kw)
+        engines.append(self)
+    engine.Engine.__init__ = keep
+    peak: list = [0, {}, {}]
     done = threading.Event()
+
+    def breakdown() -> dict[str, int]:
+        """What holds the memory now, MiB: the heap (in use / freed but kept), VapourSynth's frame cache,
+        the plugin's caches (key results, merged frames, chunks; pre-flows; lumas)."""
+        out = heap_mib()
+        out["vs_cache"] = core.used_cache_size >> 20
+        if engines:
+            e = engines[0]
+            out["itm_cache"] = (e.results.size_bytes + e.flows.size_bytes + e.lumas.size_bytes) >> 20
+        return out
 
     def monitor():
         while not done.is_set():
             r = rss_mib()
             if r > peak[0]:
+                parts = breakdown()
                 with lock:
-                    peak[:] = [r, {k: v for k, v in active.items() if v}]
+                    peak[:] = [r, {k: v for k, v in active.items() if v}, parts]
             time.sleep(0.1)
     threading.Thread(target=monitor, daemon=True).start()
     out = vsvitm.ITM(src, num_refs=a.num_refs, cache_mb=a.cache_mb, models=a.models)
@@ -111,7 +146,7 @@ def main(argv=None) -> int:
     done.set()
     print(f"{a.size} start={a.start} num_refs={a.num_refs} vs_cache_mb={a.vs_cache_mb or core.max_cache_size} cache_mb={a.cache_mb} "
           f"threads={core.num_threads}: "
-          f"peak RSS {peak[0]} MiB while {peak[1] or 'nothing'} ran; malloc arenas {malloc_arenas()} "
+          f"peak RSS {peak[0]} MiB while {peak[1] or 'nothing'} ran; then (MiB) {peak[2]}; malloc arenas {malloc_arenas()} "
           f"(cap {engine.limit_malloc_arenas() or 'none'})")
     return 0
 
