@@ -396,3 +396,25 @@ def test_malloc_arena_cap(env, want):
                          text=True, check=True).stdout.split()
     expect = max(2, os.cpu_count() or 2) if want == "cores" else want
     assert out == [str(expect)] * 2
+
+
+@pytest.mark.parametrize("big", [False, True])
+def test_heap_trimmed_after_large_stages(tiny_models, monkeypatch, big):
+    """From engine.TRIM_PIXELS on, freed heap goes back to the system (malloc_trim) after every key
+    frame's ICAM and every merge as well as after each chunk's recurrence; below it only after the
+    recurrence (a trim makes the next graph run fault its pages in again)."""
+    from vsvitm import engine
+    calls = {"trim": 0, "icam": 0, "merge": 0, "propagate": 0}
+    monkeypatch.setattr(engine, "TRIM_PIXELS", 48 * 64 if big else 1 << 20)
+    monkeypatch.setattr(engine, "_trim_heap", lambda: calls.__setitem__("trim", calls["trim"] + 1))
+    for name in ("icam", "merge", "propagate"):
+        def counted(self, *a, _f=getattr(engine.Engine, name), _n=name, **kw):
+            calls[_n] += 1
+            return _f(self, *a, **kw)
+        monkeypatch.setattr(engine.Engine, name, counted)
+    out = vsvitm.ITM(clip_from_array(moving_clip(24)), models=tiny_models)
+    for n in range(24):
+        out.get_frame(n)
+    assert calls["icam"] >= 4 and calls["merge"] >= 24 and calls["propagate"] >= 2
+    want = calls["propagate"] + (calls["icam"] + calls["merge"] if big else 0)
+    assert calls["trim"] == want, calls

@@ -18,7 +18,7 @@ import numpy as np
 from . import backends
 from .cache import ByteLRU
 from .curves import overexposure_mask, to_linear
-from .flow import DISFlow, align_reduced, luma, warp_np, warp_planes
+from .flow import DISFlow, align_small, luma, warp_np, warp_planes
 from .prep import MAX_REL, fill_padded, net_input, pad_to, padded_size
 
 MODEL_DIR = Path(__file__).resolve().parent / "models"
@@ -48,6 +48,8 @@ LOG_EPS = 1e-3  # X^ and the merge's warped key results are log(Y + LOG_EPS) (tr
 # The CPU graphs are used up to this frame size. At 1920x1080 the OpenCV state warps raised a render's
 # peak RSS (scripts/memory_trace.py: 4066-4101 MiB against 3982-3991 with the in-graph warps, mostly
 # glibc heap not given back), so large frames keep the in-graph warps and the memory of stop 13.
+# Stop 17, with the heap trimmed after each stage: all CPU forms at 1080p made a frame 17 % faster
+# but peaked at 4218 MiB with two key frames' ICAM at once, against 3810: over the 4 GB target.
 CPU_WARPS_MAX_PIXELS = 1 << 20
 # inputs a graph may have: the merge of an FCPM exported with its evidence gate (fcpm_net.FCPMConfig)
 OPTIONAL_INPUTS = {"fcpm_merge": ("evidence",), "fcpm_merge_mix": ("wev",)}
@@ -61,6 +63,12 @@ BAND_PIXELS = 1 << 18
 # Merges of frames above this many pixels run one at a time: at 1920x1080 one call holds ~1.3 GB
 # (its 54-channel input and the graph's own activations) and two at once made a render's peak
 MERGE_ALONE_PIXELS = 1 << 20
+# From this many pixels on, freed heap memory goes back to the system (glibc malloc_trim) after each
+# key frame's ICAM and each merge, as after every chunk's recurrence: at 1920x1080 the heap kept
+# what one stage freed while the next allocated elsewhere (a render's peak RSS 4872 -> 3810 MiB,
+# scripts/memory_trace.py). Not below: the pages freed are faulted in again by the next graph run
+# (trimming after every run cost 19 % at 512x512).
+TRIM_PIXELS = 1 << 20
 BAND_HALO = {"fcpm_back": 3, "fcpm_fwd": 3, "fcpm_fuse": 2,  # stacked 3x3 convolutions after the warp
              "fcpm_back_cpu": 3, "fcpm_fwd_cpu": 3}
 
@@ -195,12 +203,14 @@ class Engine:
         self.ref_gate = float(ref_gate)
         self.clip_level = float(to_linear(np.float32(threshold), transfer))
         self.flow_fn = DISFlow()
-        self.flows = ByteLRU(cache_bytes // 4 - cache_bytes // 64)
+        # pre-flows at DIS's working size (<= 0.8 MB a pair): 1/8 of the cache holds the ~150 pairs
+        # between two uses of a pair (neighbouring chunks share their margins' neighbour flows)
+        self.flows = ByteLRU(cache_bytes // 8)
         # each frame's linear luma at DIS's working size, the pre-flow's input: a frame takes part in many
         # pairs (a key frame in 12, a merged frame in 5), and f^-1 + luma of a 1080p frame cost ~25 ms
         # each time; at most 320 px on a side, so 1/64 of the cache holds hundreds of frames
         self.lumas = ByteLRU(cache_bytes // 64)
-        self.results = ByteLRU(cache_bytes - cache_bytes // 4)
+        self.results = ByteLRU(cache_bytes - cache_bytes // 8 - cache_bytes // 64)
         # Bands bound the host's memory on the CPU. On CUDA they would make every band height (which
         # follows the flow's reach) a new input shape, and each new shape a new cuDNN algorithm search
         # (EXHAUSTIVE by default): a 1080p render on an H200 did not get past its warm-up in 110 s.
@@ -273,18 +283,23 @@ class Engine:
         code_a/code_b: HxWx3 code values, or functions giving them (only called on a cache miss)."""
         return self._preflow(a, code_a, b, code_b)[:2]
 
-    def _preflow(self, a: int, code_a, b: int, code_b) -> tuple[np.ndarray, np.float32, float]:
-        """preflow() and, third, flow.reference_clue of b for key a (from the same reduced images)."""
+    def _preflow(self, a: int, code_a, b: int, code_b, full_res: bool = True) -> tuple[np.ndarray | None, np.float32, float]:
+        """preflow() and, third, flow.reference_clue of b for key a (from the same reduced images).
+        The cache holds the flow at DIS's working size, upsampled on each use (~5 ms at 1080p): a
+        full-resolution 1080p flow is 16.6 MB, so the cache held only ~14 of them and a chunk's pairs
+        were made again. full_res=False: no flow (None), for callers that need only the clue."""
         key = (a, b, self.exposure_norm)
         hit = self.flows.get(key)
         if hit is None:
             (sa, pa, full), (sb, pb, _) = self._luma(a, code_a), self._luma(b, code_b)
             if self.ref_gate > 0:
-                hit = align_reduced(sa, sb, full, self.flow_fn, self.exposure_norm, peaks=(pa, pb, self.clip_level))
+                small = align_small(sa, sb, self.flow_fn, self.exposure_norm, peaks=(pa, pb, self.clip_level))
             else:  # nothing reads the clue
-                hit = align_reduced(sa, sb, full, self.flow_fn, self.exposure_norm) + (1.0,)
+                small = align_small(sa, sb, self.flow_fn, self.exposure_norm) + (1.0,)
+            hit = small + (full,)
             self.flows.put(key, hit)
-        return hit
+        flow, e, clue, full = hit
+        return (self.flow_fn.upsample(flow, *full) if full_res else None), e, clue
 
     def _luma(self, n: int, code) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
         """(linear luma and, with a ref_gate, linear max channel of frame n at DIS's working size (else
@@ -305,7 +320,7 @@ class Engine:
         """The references of key k that pass the gate (all of them when ref_gate is 0), in order."""
         if self.ref_gate <= 0:
             return list(refs)
-        return [(r, c) for r, c in refs if self._preflow(k, code_k, r, c)[2] >= self.ref_gate]
+        return [(r, c) for r, c in refs if self._preflow(k, code_k, r, c, full_res=False)[2] >= self.ref_gate]
 
     def _pad_flow(self, flow: np.ndarray) -> np.ndarray:
         return self._pad(flow.transpose(2, 0, 1))[None]
@@ -315,8 +330,9 @@ class Engine:
         """Y for key frame k (HxWx3 linear, >= f^-1(L)), references added one by one, nearest first,
         and how much reference evidence backs it per pixel (HxW in [0, 1); zeros from older graphs).
 
-        refs: (frame number, HxWx3 code values or a function giving them), all of them run (the
-        caller gates them with useful_refs)."""
+        refs: (frame id, HxWx3 code values or a function giving them), all of them run (the
+        caller gates them with useful_refs). The id keys the luma and pre-flow caches: a frame
+        number, or any hashable naming those pixels (itm: (r, "rgb24") for 8-bit references)."""
         key = self.input(code_k)
         if self.bind_device:
             dev, did = self.bind_device, getattr(self.backend, "device_id", 0)
@@ -332,6 +348,8 @@ class Engine:
             del code_r
             fl, g = self._ref_split(feeds) if split else run("icam_ref", feeds)[:2]
         out = run("icam_decode", {"key": key, "fl": fl, "g": g})
+        if key.shape[-1] * key.shape[-2] >= TRIM_PIXELS:
+            _trim_heap()
         if self.bind_device:
             out = [o.numpy() for o in out]
         h, w = code_k.shape[:2]
@@ -371,8 +389,12 @@ class Engine:
         hp, wp = cur.shape[-2:]
         if hp * wp > MERGE_ALONE_PIXELS:
             with self.merge_lock:
-                return self._merge(t, code_t, keys, cur)
-        return self._merge(t, code_t, keys, cur)
+                x = self._merge(t, code_t, keys, cur)
+        else:
+            x = self._merge(t, code_t, keys, cur)
+        if hp * wp >= TRIM_PIXELS:
+            _trim_heap()
+        return x
 
     def _merge(self, t: int, code_t: np.ndarray, keys: list, cur: np.ndarray) -> np.ndarray:
         kn = self.fcpm_keys

@@ -130,13 +130,21 @@ def align_reduced(sk: np.ndarray, sr: np.ndarray, full: tuple[int, int], flow_fn
 
     peaks=(key peak, ref peak, clip level): the frames' linear max-channel images at the working
     size; then a third value is returned, reference_clue() of the pair."""
+    small = align_small(sk, sr, flow_fn, exposure_norm, peaks)
+    return (flow_fn.upsample(small[0], *full),) + small[1:]
+
+
+def align_small(sk: np.ndarray, sr: np.ndarray, flow_fn: DISFlow, exposure_norm: bool = True,
+                peaks: tuple[np.ndarray, np.ndarray, float] | None = None):
+    """align_reduced() with the flow left at the working size (what the plugin caches: 0.46 MB for a
+    1080p pair instead of 16.6 MB; flow_fn.upsample makes the full-resolution flow when it is used)."""
     e = exposure_ratio(sk, sr) if exposure_norm else 1.0
     flow = flow_fn.calc(_encode(sk), _encode(sr * e))
     # the ratio through the flow (None: too few pixels well exposed in both to tell)
     e_flow = exposure_ratio(sk, warp_np(sr, flow), default=None) if exposure_norm or peaks is not None else None
     if exposure_norm:
         e = 1.0 if e_flow is None else e_flow
-    out = flow_fn.upsample(flow, *full), np.float32(e)
+    out = flow, np.float32(e)
     if peaks is None:
         return out
     pk, pr, level = peaks
