@@ -243,3 +243,33 @@ def test_padded_buffers_equal_pad_to():
     np.testing.assert_array_equal(padded, want)
     same = np.ones((2, 16, 24), np.float16)
     assert pad_to(same, 8)[0] is same
+
+
+@pytest.mark.parametrize("fmt,color", [
+    (vs.YUV420P8, [255, 128, 255]),      # superwhite, out-of-gamut red: clamped
+    (vs.YUV444P8, [16, 128, 128]),
+    (vs.YUV420P10, [700, 300, 800]),
+    (vs.RGB24, [255, 7, 128]),
+    (vs.RGBS, [2.0, -0.5, 0.25]),
+    (vs.GRAY16, [40000]),
+])
+def test_rgb48_form_matches_rgbs(fmt, color):
+    """to_display_rgb(format=vs.RGB48), what ITM holds its frames as: the RGBS code values to within
+    half a 16-bit step (clamped to [0, 1] by zimg), exact for 8-bit RGB; NaN/Inf still become finite.
+    format=vs.RGB24 (ITM's references from 8-bit sources): within half an 8-bit step."""
+    from vsvitm.vsnp import frame_to_code
+    src = blank(fmt, color, w=16, h=8)
+    src = core.std.Expr(src, ["x 0 0 / *"] + ["x"] * (src.format.num_planes - 1)) if fmt == vs.RGBS else src
+    want = rgb_of(to_display_rgb(src))
+    f = to_display_rgb(src, format=vs.RGB48).get_frame(0)
+    assert f.format.id == vs.RGB48
+    got = frame_to_code(f)
+    assert got.dtype == np.float32 and np.all(np.isfinite(got))
+    np.testing.assert_allclose(got, np.nan_to_num(want), atol=0.51 / 65535 + 1e-7)
+    if fmt == vs.RGB24:
+        np.testing.assert_array_equal(np.round(got * 255), np.array(color, np.float32)[None, None].repeat(8, 0).repeat(16, 1))
+    f8 = to_display_rgb(src, format=vs.RGB24).get_frame(0)   # ITM's references from 8-bit sources
+    assert f8.format.id == vs.RGB24
+    np.testing.assert_allclose(frame_to_code(f8), np.nan_to_num(want), atol=0.51 / 255 + 1e-7)
+    with pytest.raises(ValueError, match="RGBS, vs.RGB48 or vs.RGB24"):
+        to_display_rgb(src, format=vs.RGBH)

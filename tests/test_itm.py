@@ -43,6 +43,24 @@ def test_modes_give_finite_linear_rgb(src, tiny_models, mode):
         assert (arr >= lin - 1e-5).all()
 
 
+@pytest.mark.parametrize("mode", ["linear", "icam", "full"])
+def test_source_props_reach_the_output(src, tiny_models, mode):
+    """The plugin holds its frames as RGB48 and makes output frames from blank RGBS ones: each output
+    frame still carries its own source frame's props (timestamps, scene changes, a user's own)."""
+    tagged = core.std.ModifyFrame(src, src, lambda n, f: _tag(n, f))
+    out = vsvitm.ITM(tagged, mode=mode, models=tiny_models)
+    for n in (0, 4, 9):
+        p = out.get_frame(n).props
+        assert p["MyFrame"] == n and p["_DurationNum"] == 1 + n and p["_Transfer"] == 8
+
+
+def _tag(n, f):
+    out = f.copy()
+    out.props["MyFrame"] = n
+    out.props["_DurationNum"] = 1 + n
+    return out
+
+
 def test_rgbh_output(src, tiny_models):
     out = vsvitm.ITM(src, mode="icam", fp16_output=True, models=tiny_models)
     assert out.format.id == vs.RGBH
@@ -69,9 +87,13 @@ def test_num_refs_zero_is_single_frame(src, tiny_models):
     assert not np.array_equal(frame_to_array(a.get_frame(10)), frame_to_array(c.get_frame(10)))
 
 
-@pytest.mark.parametrize("threads", [1, 4])
-def test_request_order_does_not_change_results(tiny_models, threads):
+@pytest.mark.parametrize("threads,yuv", [(1, False), (4, False), (4, True)])
+def test_request_order_does_not_change_results(tiny_models, threads, yuv):
+    """Frames come out the same whatever order they are requested in; yuv: an 8-bit YUV source, whose
+    references the plugin holds as RGB24 next to the RGB48 form of the same frames."""
     src = clip_from_array(moving_clip(40))
+    if yuv:
+        src = core.resize.Bicubic(src, format=vs.YUV420P8, matrix_s="709")
     old = core.num_threads
     core.num_threads = threads
     try:
@@ -351,25 +373,31 @@ def test_prewarped_step_graph_equals_step_on_warped_state(tiny_models):
         np.testing.assert_allclose(b, a, atol=1e-4)
 
 
-def test_preflow_keeps_each_frames_luma(tiny_models):
+@pytest.mark.parametrize("h,w", [(48, 64), (240, 400)])
+def test_preflow_keeps_each_frames_luma(tiny_models, h, w):
     """Engine.preflow = flow.align_pair of the two frames, with each frame's f^-1 and luma made once
-    (a key frame takes part in 12 pairs): the frame functions are called once per frame."""
+    (a key frame takes part in 12 pairs): the frame functions are called once per frame. The cache
+    holds each pair's flow at DIS's working size (a 400 px wide frame: 320), and a pair asked for
+    again comes from it, upsampled to the same full-resolution flow."""
     from vsvitm import engine
     from vsvitm.curves import to_linear
     from vsvitm.flow import align_pair
     eng = engine.Engine(tiny_models, None, need_fcpm=True, transfer="gamma2.2", threshold=0.95,
                         exposure_norm=True, cache_bytes=1 << 26)
-    frames = moving_clip(6, h=48, w=64).astype(np.float32) / 255
+    frames = moving_clip(6, h=h, w=w).astype(np.float32) / 255
     calls = []
 
     def code(n):
         return lambda: calls.append(n) or frames[n]
-    for b in (1, 2, 3, 4):
-        flow, e = eng.preflow(0, code(0), b, code(b))
-        want_flow, want_e = align_pair(to_linear(frames[0]), to_linear(frames[b]), eng.flow_fn, True)
-        np.testing.assert_array_equal(flow, want_flow)
-        assert e == want_e
+    for again in (False, True):
+        for b in (1, 2, 3, 4):
+            flow, e = eng.preflow(0, code(0), b, code(b))
+            want_flow, want_e = align_pair(to_linear(frames[0]), to_linear(frames[b]), eng.flow_fn, True)
+            np.testing.assert_array_equal(flow, want_flow)
+            assert flow.shape == (h, w, 2) and e == want_e
     assert sorted(calls) == [0, 1, 2, 3, 4]
+    sh, sw = eng.flow_fn.work_size(h, w)
+    assert eng.flows.size_bytes <= 4 * (sh * sw * 2 * 4 + 256)
 
 
 @pytest.mark.parametrize("h,w", [(120, 160), (540, 960)])

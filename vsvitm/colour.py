@@ -125,8 +125,11 @@ def _sanitize_props(clip: vs.VideoNode, fam) -> vs.VideoNode:
 
 
 def to_display_rgb(clip: vs.VideoNode, *, matrix=None, transfer=None, primaries=None, range=None,
-                   name: str = "ITM") -> vs.VideoNode:
+                   name: str = "ITM", format: int = vs.RGBS) -> vs.VideoNode:
     """Any constant-format clip -> RGBS, full range, display-referred code values clamped to [0, 1].
+    format=vs.RGB48: the same code values as 16-bit integers (65535 = 1; exact for 8-bit sources,
+    within 2^-17 otherwise) in half the memory: what ITM holds its source frames as. vs.RGB24:
+    rounded to 8 bits (ITM's references from 8-bit sources).
 
     The clip's own frame props decide the conversion: ``_Matrix`` (BT.709 when missing or
     unspecified) and ``_Range`` (the legacy ``_ColorRange`` is mapped onto it by VapourSynth; missing
@@ -173,8 +176,11 @@ def to_display_rgb(clip: vs.VideoNode, *, matrix=None, transfer=None, primaries=
     kwargs = {"matrix_in": vs.MATRIX_BT709} if fam == vs.YUV else {}
     # No transfer/primaries arguments: zimg keeps them as they are (no conversion), and the
     # output only changes matrix (-> RGB) and range (-> full).
-    rgb = resize(src, format=vs.RGBS, **kwargs)
-    return core.std.Expr(rgb, sanitize_expr(0, 1))
+    if format not in (vs.RGBS, vs.RGB48, vs.RGB24):
+        raise ValueError(f"to_display_rgb: format must be vs.RGBS, vs.RGB48 or vs.RGB24, got {format!r}")
+    rgb = resize(src, format=format, **kwargs)
+    # integer output is clamped to its range by zimg itself
+    return core.std.Expr(rgb, sanitize_expr(0, 1)) if format == vs.RGBS else rgb
 
 
 def set_linear_props(clip: vs.VideoNode) -> vs.VideoNode:

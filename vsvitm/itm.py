@@ -1,10 +1,13 @@
 """vsvitm.ITM: the VapourSynth filter graph around the engine.
 
 Stages, each a clip whose frames are produced on demand by VapourSynth:
-  rgb     the input as RGBS display-referred code values (each source frame converted once)
+  rgb     the input as display-referred code values, RGB48 (each source frame converted once; half
+          the memory of RGBS: at 1920x1080 VapourSynth holds dozens of these frames in flight);
+          ICAM's references from an 8-bit source as RGB24
+  tmpl    blank RGBS frames carrying each source frame's props: what output frames are made from
   cuts    per frame: does a new shot start here (source props or a thumbnail detector)
   window  per frame n: the cut positions within n +- reach (a ModifyFrame over shifted `cuts`)
-  keyres  per key frame k: ICAM's Y_k, from k and its references (requested as shifted `rgb` clips),
+  keyres  per key frame k: ICAM's Y_k (half floats), from k and its references (requested as shifted `rgb` clips),
           with the reference evidence behind it as a frame property when the merge reads it
   merged  per frame t: X^_t from the nearest key results (FCPM merge; half floats)
   out     per frame t: the chunk's bidirectional refinement, blended with f^-1(L) (eq. 1)
@@ -22,7 +25,7 @@ from .colour import set_linear_props, to_display_rgb, validate_clip
 from .curves import check_transfer
 from .engine import Engine
 from .schedule import Schedule
-from .vsnp import array_to_frame, frame_to_array, frame_to_planes
+from .vsnp import array_to_frame, frame_to_array, frame_to_code, frame_to_planes
 
 MODES = ("full", "icam", "linear")
 PROP_KEY = "VSVITM_KeyFrame"
@@ -67,7 +70,7 @@ def _scene_cuts(core, rgb: vs.VideoNode, threshold: float) -> vs.VideoNode:
     (normalised so exposure changes, the temporal clues we are after, are not cuts); a cut is a
     d(i) above `threshold` that also stands out from its neighbours d(i-1), d(i+1) (fast pans do not).
     """
-    thumb = core.resize.Bilinear(rgb, 64, 36)
+    thumb = core.resize.Bilinear(rgb, 64, 36, format=vs.RGBS)
     at = _Shifter(thumb)
     blank = core.std.BlankClip(thumb, width=1, height=1, format=vs.GRAYS, keep=True)
     n_frames = rgb.num_frames
@@ -125,9 +128,12 @@ def ITM(clip: vs.VideoNode, *, key_stride: int = 6, ref_stride: int = 15, num_re
         raise ValueError(f"vsvitm.ITM: cache_mb must be at least 16, got {cache_mb}")
     core = vs.core
     sched = Schedule(clip.num_frames, key_stride, ref_stride, num_refs, chunk=chunk, margin=margin)
-    rgb = to_display_rgb(clip)
+    rgb = to_display_rgb(clip, format=vs.RGB48)
     out_fmt = vs.RGBH if fp16_output else vs.RGBS
     blank = core.std.BlankClip(rgb, format=vs.RGBS, keep=True)
+    tmpl = core.std.CopyFrameProps(blank, rgb)
+    # key results (Y, linear, <= Y_MAX) as half floats, like the chunks' results: 2^-11 relative
+    ykey = core.std.BlankClip(rgb, format=vs.RGBH, keep=True)
 
     def finish(out: vs.VideoNode) -> vs.VideoNode:
         out = set_linear_props(out)
@@ -137,10 +143,10 @@ def ITM(clip: vs.VideoNode, *, key_stride: int = 6, ref_stride: int = 15, num_re
         from .curves import to_linear
 
         def lin(n, f):
-            out = f.copy()
-            array_to_frame(to_linear(frame_to_array(f), transfer), out)
+            out = f[0].copy()
+            array_to_frame(to_linear(frame_to_code(f[1]), transfer), out)
             return out
-        return finish(core.std.ModifyFrame(rgb, rgb, lin))
+        return finish(core.std.ModifyFrame(tmpl, [tmpl, rgb], lin))
 
     eng = Engine(models, backend, need_fcpm=(mode == "full"), transfer=transfer, threshold=threshold,
                  exposure_norm=exposure_norm, cache_bytes=cache_mb << 20, ref_gate=ref_gate)
@@ -153,6 +159,21 @@ def ITM(clip: vs.VideoNode, *, key_stride: int = 6, ref_stride: int = 15, num_re
     reach = sched.reach
     n_frames = clip.num_frames
     rgb_at = _Shifter(rgb)
+    # ICAM's references only feed the network (trained on 8-bit LDR). VapourSynth fetches a key
+    # frame's 12 references as soon as the key is requested and holds them until its ICAM has run,
+    # for every key a chunk waits on (~9): from an 8-bit source they are held as RGB24, 6 MB a
+    # frame at 1920x1080 instead of 12 (a render's peak: BENCHMARKS.md, stop 17).
+    fmt = clip.format
+    ref_rgb, ref_id = rgb, (lambda r: r)
+    if fmt.sample_type == vs.INTEGER and fmt.bits_per_sample <= 8:
+        ref_rgb = to_display_rgb(clip, format=vs.RGB24)
+        # the engine caches each frame's reduced luma and pre-flows by id: an 8-bit reference is not
+        # the same pixels as that frame in `rgb`, and sharing an entry would make results depend on
+        # which form was requested first
+        ref_id = lambda r: (r, "rgb24")  # noqa: E731
+        # a frame is a reference of keys up to 90 frames apart: VapourSynth's cache would hold it in vain
+        core.std.SetVideoCache(ref_rgb, mode=0)
+    ref_at = _Shifter(ref_rgb)
     cuts = _scene_cuts(core, rgb, scene_threshold)
     cut_at = _Shifter(cuts)
     tiny = core.std.BlankClip(cuts, keep=True)
@@ -192,34 +213,38 @@ def ITM(clip: vs.VideoNode, *, key_stride: int = 6, ref_stride: int = 15, num_re
     def key_node(n: int, f: vs.VideoFrame, every_frame: bool) -> vs.VideoNode:
         c = cuts_of(f)
         if not every_frame and not sched.is_key(n, c):
-            return blank
+            return ykey
         refs = sched.references(n, c)
         hit = eng.results.get(("key", n))
         if hit is not None:
-            return core.std.ModifyFrame(blank, blank, lambda n, f: with_result(f.copy(), hit, refs))
+            return core.std.ModifyFrame(ykey, ykey, lambda n, f: with_result(f.copy(), hit, refs))
 
         def compute(n, f):
             frames = f
-            code_k = frame_to_array(frames[1])
-            used = eng.useful_refs(n, code_k, [(r, lambda fr=fr: frame_to_array(fr)) for r, fr in zip(refs, frames[2:])])
-            res = eng.icam(n, code_k, used) + ([r for r, _ in used],)
+            code_k = frame_to_code(frames[1])
+            used = eng.useful_refs(n, code_k, [(ref_id(r), lambda fr=fr: frame_to_code(fr))
+                                               for r, fr in zip(refs, frames[2:])])
+            res = eng.icam(n, code_k, used) + ([r for r in refs if ref_id(r) in {i for i, _ in used}],)
             eng.results.put(("key", n), res)
             return with_result(frames[0].copy(), res, refs)
-        return core.std.ModifyFrame(blank, [blank, rgb] + [rgb_at(r - n) for r in refs], compute)
+        return core.std.ModifyFrame(ykey, [ykey, rgb] + [ref_at(r - n) for r in refs], compute)
 
     if mode == "icam":
-        keyres = core.std.FrameEval(blank, lambda n, f: key_node(n, f, True), prop_src=[window])
+        keyres = core.std.FrameEval(ykey, lambda n, f: key_node(n, f, True), prop_src=[window])
 
         def blend_icam(n, f):
             out = f[0].copy()
-            array_to_frame(eng.blend(frame_to_array(f[0]), frame_to_array(f[1])), out)
+            array_to_frame(eng.blend(frame_to_code(f[1]), frame_to_array(f[2])), out)
             out.props[PROP_KEY] = 1
-            out.props[PROP_REFS] = f[1].props.get(PROP_REFS, [-1])
-            out.props[PROP_REFS_USED] = f[1].props.get(PROP_REFS_USED, [-1])
+            out.props[PROP_REFS] = f[2].props.get(PROP_REFS, [-1])
+            out.props[PROP_REFS_USED] = f[2].props.get(PROP_REFS_USED, [-1])
             return out
-        return finish(core.std.ModifyFrame(rgb, [rgb, keyres], blend_icam))
+        return finish(core.std.ModifyFrame(tmpl, [tmpl, rgb, keyres], blend_icam))
 
-    keyres = core.std.FrameEval(blank, lambda n, f: key_node(n, f, False), prop_src=[window])
+    keyres = core.std.FrameEval(ykey, lambda n, f: key_node(n, f, False), prop_src=[window])
+    # The engine caches key results and merged frames itself (eng.results): a VapourSynth cache of
+    # these 12 MB frames (1920x1080) would hold them twice
+    core.std.SetVideoCache(keyres, mode=0)
     key_at = _Shifter(keyres)
 
     # --- stage 2a: merge the nearest key results into frame t (a padded RGBH frame holding X^_t) ---
@@ -240,12 +265,12 @@ def ITM(clip: vs.VideoNode, *, key_stride: int = 6, ref_stride: int = 15, num_re
 
         def compute(n, f):
             frames = f
-            code_t = frame_to_array(frames[1])
+            code_t = frame_to_code(frames[1])
             def evidence(fr: vs.VideoFrame) -> np.ndarray | None:
                 if not eng.merge_evidence:
                     return None
                 return np.frombuffer(fr.props[PROP_EVIDENCE], np.float16).reshape(fr.height, fr.width)
-            ks = [(k, lambda j=j: frame_to_array(frames[2 + 2 * j]), lambda j=j: frame_to_array(frames[3 + 2 * j]),
+            ks = [(k, lambda j=j: frame_to_code(frames[2 + 2 * j]), lambda j=j: frame_to_array(frames[3 + 2 * j]),
                    lambda j=j: evidence(frames[3 + 2 * j])) for j, k in enumerate(keys)]
             x = np.ascontiguousarray(eng.merge(t, code_t, ks)[0].transpose(1, 2, 0), np.float16)
             eng.results.put(mkey, x)
@@ -259,6 +284,7 @@ def ITM(clip: vs.VideoNode, *, key_stride: int = 6, ref_stride: int = 15, num_re
         return core.std.ModifyFrame(xclip, clips, compute)
 
     merged = core.std.FrameEval(xclip, merge_node, prop_src=[window])
+    core.std.SetVideoCache(merged, mode=0)
     merged_at = _Shifter(merged)
 
     locks: dict = {}
@@ -283,28 +309,28 @@ def ITM(clip: vs.VideoNode, *, key_stride: int = 6, ref_stride: int = 15, num_re
             y = hit[t]
 
             def done(n, f):
-                out = f.copy()
-                array_to_frame(eng.blend(frame_to_array(f), y), out)
+                out = f[0].copy()
+                array_to_frame(eng.blend(frame_to_code(f[1]), y), out)
                 out.props.update(props)
                 return out
-            return core.std.ModifyFrame(rgb, rgb, done)
+            return core.std.ModifyFrame(tmpl, [tmpl, rgb], done)
         run = list(range(run_s, run_e))
 
         def compute(n, f):
-            frames = f
+            template, frames = f[0], f[1:]
             ckey = ("chunk", core_s, core_e, run_s, run_e)
             with chunk_lock(ckey):  # neighbours requested together share one computation
                 ys = eng.results.get(ckey)
                 if ys is None:
                     # frames become arrays when the engine needs them, not all at once (memory at 1080p)
-                    ys = eng.propagate(run, lambda i: frame_to_array(frames[i]),
+                    ys = eng.propagate(run, lambda i: frame_to_code(frames[i]),
                                        lambda i: frame_to_planes(frames[len(run) + i])[None], range(core_s, core_e))
                     eng.results.put(ckey, ys)
-            out = frames[run.index(t)].copy()
-            array_to_frame(eng.blend(frame_to_array(frames[run.index(t)]), ys[t]), out)
+            out = template.copy()
+            array_to_frame(eng.blend(frame_to_code(frames[run.index(t)]), ys[t]), out)
             out.props.update(props)
             return out
-        clips = [rgb_at(tt - t) for tt in run] + [merged_at(tt - t) for tt in run]
-        return core.std.ModifyFrame(rgb, clips, compute)
+        clips = [tmpl] + [rgb_at(tt - t) for tt in run] + [merged_at(tt - t) for tt in run]
+        return core.std.ModifyFrame(tmpl, clips, compute)
 
-    return finish(core.std.FrameEval(rgb, out_node, prop_src=[window]))
+    return finish(core.std.FrameEval(blank, out_node, prop_src=[window]))

@@ -16,6 +16,16 @@ def frame_to_array(frame: vs.VideoFrame) -> np.ndarray:
     return np.stack(planes, axis=-1)
 
 
+_TO_UNIT = {np.dtype(np.uint16): np.float32(1 / 65535), np.dtype(np.uint8): np.float32(1 / 255)}
+
+
+def frame_to_code(frame: vs.VideoFrame) -> np.ndarray:
+    """An RGBS, RGB48 or RGB24 frame (colour.to_display_rgb) -> HxWx3 float32 code values in [0, 1]."""
+    a = frame_to_array(frame)
+    scale = _TO_UNIT.get(a.dtype)
+    return a if scale is None else np.multiply(a, scale, dtype=np.float32)
+
+
 def frame_to_planes(frame: vs.VideoFrame) -> np.ndarray:
     """Planar frame -> CxHxW array (a copy): the networks' layout, without a transposed copy."""
     return np.stack([np.asarray(frame[p]) for p in range(frame.format.num_planes)], axis=0)
