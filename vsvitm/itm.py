@@ -171,8 +171,6 @@ def ITM(clip: vs.VideoNode, *, key_stride: int = 6, ref_stride: int = 15, num_re
         # the same pixels as that frame in `rgb`, and sharing an entry would make results depend on
         # which form was requested first
         ref_id = lambda r: (r, "rgb24")  # noqa: E731
-        # a frame is a reference of keys up to 90 frames apart: VapourSynth's cache would hold it in vain
-        core.std.SetVideoCache(ref_rgb, mode=0)
     ref_at = _Shifter(ref_rgb)
     cuts = _scene_cuts(core, rgb, scene_threshold)
     cut_at = _Shifter(cuts)
@@ -242,9 +240,6 @@ def ITM(clip: vs.VideoNode, *, key_stride: int = 6, ref_stride: int = 15, num_re
         return finish(core.std.ModifyFrame(tmpl, [tmpl, rgb, keyres], blend_icam))
 
     keyres = core.std.FrameEval(ykey, lambda n, f: key_node(n, f, False), prop_src=[window])
-    # The engine caches key results and merged frames itself (eng.results): a VapourSynth cache of
-    # these 12 MB frames (1920x1080) would hold them twice
-    core.std.SetVideoCache(keyres, mode=0)
     key_at = _Shifter(keyres)
 
     # --- stage 2a: merge the nearest key results into frame t (a padded RGBH frame holding X^_t) ---
@@ -284,7 +279,6 @@ def ITM(clip: vs.VideoNode, *, key_stride: int = 6, ref_stride: int = 15, num_re
         return core.std.ModifyFrame(xclip, clips, compute)
 
     merged = core.std.FrameEval(xclip, merge_node, prop_src=[window])
-    core.std.SetVideoCache(merged, mode=0)
     merged_at = _Shifter(merged)
 
     locks: dict = {}
