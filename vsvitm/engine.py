@@ -65,9 +65,9 @@ BAND_PIXELS = 1 << 18
 MERGE_ALONE_PIXELS = 1 << 20
 # From this many pixels on, freed heap memory goes back to the system (glibc malloc_trim) after each
 # key frame's ICAM and each merge, as after every chunk's recurrence: at 1920x1080 the heap kept
-# what one stage freed while the next allocated elsewhere (a render's peak RSS 4872 -> 3810 MiB,
-# scripts/memory_trace.py). Not below: the pages freed are faulted in again by the next graph run
-# (trimming after every run cost 19 % at 512x512).
+# what one stage freed while the next allocated elsewhere (a render's peak RSS: 4872 MiB without,
+# 3810 and 4351 with; scripts/memory_trace.py, BENCHMARKS.md stop 17). Not below: the pages freed
+# are faulted in again by the next graph run (trimming after every run cost 19 % at 512x512).
 TRIM_PIXELS = 1 << 20
 BAND_HALO = {"fcpm_back": 3, "fcpm_fwd": 3, "fcpm_fuse": 2,  # stacked 3x3 convolutions after the warp
              "fcpm_back_cpu": 3, "fcpm_fwd_cpu": 3}
