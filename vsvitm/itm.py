@@ -7,7 +7,8 @@ Stages, each a clip whose frames are produced on demand by VapourSynth:
   tmpl    blank RGBS frames carrying each source frame's props: what output frames are made from
   cuts    per frame: does a new shot start here (source props or a thumbnail detector)
   window  per frame n: the cut positions within n +- reach (a ModifyFrame over shifted `cuts`)
-  keyres  per key frame k: ICAM's Y_k (half floats), from k and its references (requested as shifted `rgb` clips),
+  keyres  per key frame k: ICAM's Y_k (half floats), from k and its references (requested as shifted
+          `rgb` clips, or RGB24 ones from an 8-bit source),
           with the reference evidence behind it as a frame property when the merge reads it
   merged  per frame t: X^_t from the nearest key results (FCPM merge; half floats)
   out     per frame t: the chunk's bidirectional refinement, blended with f^-1(L) (eq. 1)
@@ -222,7 +223,8 @@ def ITM(clip: vs.VideoNode, *, key_stride: int = 6, ref_stride: int = 15, num_re
             code_k = frame_to_code(frames[1])
             used = eng.useful_refs(n, code_k, [(ref_id(r), lambda fr=fr: frame_to_code(fr))
                                                for r, fr in zip(refs, frames[2:])])
-            res = eng.icam(n, code_k, used) + ([r for r in refs if ref_id(r) in {i for i, _ in used}],)
+            passed = {i for i, _ in used}
+            res = eng.icam(n, code_k, used) + ([r for r in refs if ref_id(r) in passed],)
             eng.results.put(("key", n), res)
             return with_result(frames[0].copy(), res, refs)
         return core.std.ModifyFrame(ykey, [ykey, rgb] + [ref_at(r - n) for r in refs], compute)
