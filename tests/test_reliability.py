@@ -398,6 +398,49 @@ def test_malloc_arena_cap(env, want):
     assert out == [str(expect)] * 2
 
 
+_MMAP_PROBE = """
+import ctypes, numpy as np
+from vsvitm.engine import mmap_large_blocks as f
+class M(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in ("arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split())]
+info = ctypes.CDLL("libc.so.6").mallinfo2
+info.restype = M
+set_to = f(), f()
+# glibc's dynamic threshold rises to the size of a freed mmapped block: after a 8 MB block is freed a
+# 2 MB block comes from the heap, unless the threshold was fixed below it
+a = np.ones(8 << 18, np.float32); del a
+b = np.ones(2 << 18, np.float32)
+print(*set_to, int(info().hblkhd >= (2 << 20)))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc mmap threshold")
+@pytest.mark.parametrize("env,want", [({}, "default"), ({"MALLOC_MMAP_THRESHOLD_": "4194304"}, 0),
+                                      ({"VSVITM_MMAP_THRESHOLD": "0"}, 0), ({"VSVITM_MMAP_THRESHOLD": "1500000"}, 1500000)])
+def test_mmap_threshold(env, want):
+    """engine.mmap_large_blocks: fixes glibc's mmap threshold (1 MiB by default) unless the user chose
+    (MALLOC_MMAP_THRESHOLD_) or turned it off (VSVITM_MMAP_THRESHOLD=0); once per process; a 2 MB
+    block is then mmapped even after a larger one was freed."""
+    from vsvitm import engine
+    base = {k: v for k, v in os.environ.items() if k not in ("MALLOC_MMAP_THRESHOLD_", "VSVITM_MMAP_THRESHOLD")}
+    out = subprocess.run([sys.executable, "-c", _MMAP_PROBE], env={**base, **env}, cwd=ROOT, capture_output=True,
+                         text=True, check=True).stdout.split()
+    expect = engine.MMAP_THRESHOLD if want == "default" else want
+    mmapped = "0" if env.get("MALLOC_MMAP_THRESHOLD_") == "4194304" or want == 0 else "1"
+    assert out == [str(expect), str(expect), mmapped]
+
+
+@pytest.mark.parametrize("big", [False, True])
+def test_mmap_threshold_set_for_large_cpu_renders(tiny_models, monkeypatch, big):
+    """ITM fixes the mmap threshold only for CPU renders from engine.TRIM_PIXELS on."""
+    from vsvitm import engine
+    calls = []
+    monkeypatch.setattr(engine, "TRIM_PIXELS", 48 * 64 if big else 1 << 20)
+    monkeypatch.setattr(engine, "mmap_large_blocks", lambda: calls.append(1))
+    vsvitm.ITM(clip_from_array(moving_clip(8)), models=tiny_models, backend=vsvitm.Backend.ORT_CPU())
+    assert calls == ([1] if big else [])
+
+
 @pytest.mark.parametrize("big", [False, True])
 def test_heap_trimmed_after_large_stages(tiny_models, monkeypatch, big):
     """From engine.TRIM_PIXELS on, freed heap goes back to the system (malloc_trim) after every key

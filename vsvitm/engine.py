@@ -129,6 +129,38 @@ def limit_malloc_arenas() -> int:
 
 _arena_cap = None
 
+# From TRIM_PIXELS on, on the CPU, heap blocks from this size on are mmapped (glibc M_MMAP_THRESHOLD):
+# each goes back to the system when freed instead of staying in the heap. At 1920x1080 the heap kept
+# 1.3-1.5 GB that one stage had freed while the next allocated elsewhere: a render's peak RSS was
+# 4357/4513 MiB, and 3565 MiB with this (scripts/memory_trace.py, BENCHMARKS.md stop 18). Not below
+# 1 MP nor on CUDA: at 512x512 it cost 27 % (every block faulted in again on each graph run).
+MMAP_THRESHOLD = 1 << 20
+
+
+def mmap_large_blocks() -> int:
+    """Set glibc's mmap threshold to MMAP_THRESHOLD, once per process (it is global to the process and
+    never undone: a later small render in the same process keeps it). Returns the threshold set, or 0
+    where nothing was done: off glibc, when the user set MALLOC_MMAP_THRESHOLD_ (glibc read it at start),
+    or with VSVITM_MMAP_THRESHOLD=0; another value of VSVITM_MMAP_THRESHOLD (bytes) is the threshold."""
+    global _mmap_threshold
+    if _mmap_threshold is not None:
+        return _mmap_threshold
+    _mmap_threshold = 0
+    want = os.environ.get("VSVITM_MMAP_THRESHOLD", "")
+    if "MALLOC_MMAP_THRESHOLD_" in os.environ or want == "0" or not sys.platform.startswith("linux"):
+        return 0
+    try:
+        size = int(want) if want else MMAP_THRESHOLD
+        import ctypes
+        if size > 0 and ctypes.CDLL("libc.so.6").mallopt(-3, size) == 1:   # -3: M_MMAP_THRESHOLD (malloc.h)
+            _mmap_threshold = size
+    except (OSError, AttributeError, ValueError):
+        pass
+    return _mmap_threshold
+
+
+_mmap_threshold = None
+
 
 def _trim_heap() -> None:
     """Give freed heap memory back to the OS (glibc). With ORT's arena off, activations are malloc'ed
@@ -193,6 +225,7 @@ class Engine:
         # On CUDA, ICAM's state stays on the GPU between reference steps (IO binding); None: plain runs
         on_cuda = all(s.get_providers()[0] == "CUDAExecutionProvider" for s in self.sess.values())
         self.bind_device = "cuda" if on_cuda else None
+        self.on_cpu = all(s.get_providers()[0] == "CPUExecutionProvider" for s in self.sess.values())
         self.merge_evidence = need_fcpm and "evidence" in {i.name for i in self.sess["fcpm_merge"].get_inputs()}
         if self.split_merge and self.merge_evidence != ("wev" in {i.name for i in self.sess["fcpm_merge_mix"].get_inputs()}):
             raise ValueError(f"vsvitm: {folder} mixes merge graphs with and without the evidence gate; "

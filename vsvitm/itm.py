@@ -24,6 +24,7 @@ import vapoursynth as vs
 
 from .colour import set_linear_props, to_display_rgb, validate_clip
 from .curves import check_transfer
+from . import engine
 from .engine import Engine
 from .schedule import Schedule
 from .vsnp import array_to_frame, frame_to_array, frame_to_code, frame_to_planes
@@ -151,6 +152,8 @@ def ITM(clip: vs.VideoNode, *, key_stride: int = 6, ref_stride: int = 15, num_re
 
     eng = Engine(models, backend, need_fcpm=(mode == "full"), transfer=transfer, threshold=threshold,
                  exposure_norm=exposure_norm, cache_bytes=cache_mb << 20, ref_gate=ref_gate)
+    if eng.on_cpu and clip.width * clip.height >= engine.TRIM_PIXELS:
+        engine.mmap_large_blocks()  # large blocks back to the system when freed (why: engine.MMAP_THRESHOLD)
     if mode == "full":
         if fcpm_keys is not None and not (isinstance(fcpm_keys, int) and 1 <= fcpm_keys <= eng.fcpm_keys):
             raise ValueError(f"vsvitm.ITM: fcpm_keys must be an integer from 1 to {eng.fcpm_keys} (the model's), "
