@@ -247,7 +247,7 @@ class _Counter:
 
         def session(path, backend):
             s = orig_session(path, backend)
-            counter.names[id(s)] = Path(path).stem.replace("_fp16", "")
+            counter.names[id(s)] = Path(path).stem.replace("_fp16", "").replace("_int8", "")
             return s
 
         inside = threading.local()  # a graph run band by band: one call, the bands' run times summed
@@ -333,8 +333,8 @@ def child(cfg: dict) -> dict:
     src = source_clip(core, cfg)
     backend = None
     if cfg["mode"] != "linear":
-        if cfg["backend"] == "cpu":
-            backend = Backend.ORT_CPU(num_threads=cfg["ort_threads"])
+        if cfg["backend"] in ("cpu", "cpu-int8"):
+            backend = Backend.ORT_CPU(num_threads=cfg["ort_threads"], int8=cfg["backend"] == "cpu-int8")
         else:
             backend = Backend.ORT_CUDA(fp16=cfg["backend"] == "cuda-fp16")
     t0 = time.perf_counter()
@@ -375,7 +375,7 @@ def child(cfg: dict) -> dict:
         "peak_rss_mib": vm_hwm_mib() or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "ru_maxrss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "rss_before_timing_mib": rss_before,
-        "gpu_mib": gpu_memory_mib(os.getpid()) if cfg["backend"] != "cpu" else None,
+        "gpu_mib": gpu_memory_mib(os.getpid()) if cfg["backend"].startswith("cuda") else None,
         "calls": {k: {"calls": v[0], "per_frame": v[0] / n, "ms_per_frame": 1000 * v[1] / n}
                   for k, v in sorted(counter.stats.items())},
         "python_import_s": t0 - t_import,
@@ -450,7 +450,8 @@ def main(argv=None):
                     help="comma-separated WIDTHxHEIGHT list (default 512x512,960x540,1920x1080)")
     ap.add_argument("--modes", default="full,icam,linear", help="comma-separated subset of full,icam,linear")
     ap.add_argument("--backends", default="auto",
-                    help="comma-separated subset of cpu,cuda,cuda-fp16; auto: cpu, plus both CUDA ones when usable")
+                    help="comma-separated subset of cpu,cpu-int8,cuda,cuda-fp16; auto: cpu, plus both CUDA ones "
+                         "when usable (cpu-int8: Backend.ORT_CPU(int8=True))")
     ap.add_argument("--frames", type=int, default=24, help="timed frames per CPU configuration (default 24 = 2 FCPM chunks)")
     ap.add_argument("--frames-cuda", type=int, default=96, help="timed frames per CUDA configuration (default 96)")
     ap.add_argument("--start", type=int, default=120,
@@ -496,13 +497,13 @@ def main(argv=None):
         backends = ["cpu"] + (["cuda", "cuda-fp16"] if has_cuda else [])
     else:
         backends = [b.strip() for b in a.backends.split(",") if b.strip()]
-        if any(b not in ("cpu", "cuda", "cuda-fp16") for b in backends):
-            ap.error("--backends: choose from cpu,cuda,cuda-fp16")
-        if any(b != "cpu" for b in backends):
+        if any(b not in ("cpu", "cpu-int8", "cuda", "cuda-fp16") for b in backends):
+            ap.error("--backends: choose from cpu,cpu-int8,cuda,cuda-fp16")
+        if any(b.startswith("cuda") for b in backends):
             has_cuda = cuda_ok()
             if not has_cuda:
                 print("benchmark: no usable CUDA provider: skipping the CUDA configurations", file=sys.stderr)
-                backends = [b for b in backends if b == "cpu"]
+                backends = [b for b in backends if not b.startswith("cuda")]
     net_modes = [m for m in modes if m != "linear"]
     tmp = None
     models, model_desc = None, "none needed (pass-through only)"
@@ -514,7 +515,7 @@ def main(argv=None):
             for mode in modes:
                 for b in (["cpu"] if mode == "linear" else backends):
                     configs.append({"size": [w, h], "mode": mode, "backend": b,
-                                    "frames": a.frames if b == "cpu" else a.frames_cuda,
+                                    "frames": a.frames_cuda if b.startswith("cuda") else a.frames,
                                     "start": a.start, "warmup": a.warmup, "models": str(models) if models else None,
                                     "src": str(a.src), "synthetic": a.synthetic, "threads": a.threads,
                                     "ort_threads": a.ort_threads, "prefetch": a.prefetch, "cache_mb": a.cache_mb,

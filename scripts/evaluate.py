@@ -99,11 +99,12 @@ def make_method_clip(ldr: np.ndarray, kwargs: dict, fps: tuple[int, int] = (24, 
 
 
 BACKENDS = {"cpu": lambda v: v.Backend.ORT_CPU(), "cpu-fp16": lambda v: v.Backend.ORT_CPU(fp16=True),
+            "cpu-int8": lambda v: v.Backend.ORT_CPU(int8=True),
             "cuda": lambda v: v.Backend.ORT_CUDA(), "cuda-fp16": lambda v: v.Backend.ORT_CUDA(fp16=True)}
 
 
 def with_backend(kwargs: dict) -> dict:
-    """Method kwargs are JSON: a backend is named ("cpu", "cpu-fp16", "cuda", "cuda-fp16")."""
+    """Method kwargs are JSON: a backend is named ("cpu", "cpu-fp16", "cpu-int8", "cuda", "cuda-fp16")."""
     import vsvitm
     b = kwargs.get("backend")
     if b is None or not isinstance(b, str):
@@ -478,7 +479,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--method", action="append", default=[], metavar="NAME:KWARGS_JSON",
                     help="extra row: vsvitm.ITM(clip, **KWARGS_JSON), e.g. "
                          "'no-expnorm:{\"exposure_norm\": false}'; repeatable; reusing a default name replaces it; "
-                         "a backend by name: {\"backend\": \"cpu-fp16\"} (cpu, cpu-fp16, cuda, cuda-fp16)")
+                         "a backend by name: {\"backend\": \"cpu-fp16\"} (cpu, cpu-fp16, cpu-int8, cuda, cuda-fp16)")
     ap.add_argument("--only", default=None, help="comma-separated method names to run (default: all)")
     ap.add_argument("--ldr-videos", default=None, metavar="DIR",
                     help="review mode: run on real LDR videos (dir or file), write picture sheets only")

@@ -27,6 +27,11 @@ class Backend:
         # sum of their peaks. Off, with the FCPM state changes: peak RSS 3660 -> 2337 MiB for the full
         # pipeline at 512x512 (scripts/benchmark.py, BENCHMARKS.md).
         mem_arena: bool = False
+        # int8 variants of the graphs that have one (scripts/quantize_models.py): ~7 % faster at 512x512
+        # on a VNNI/AMX CPU, 0.02-0.03 dB lower in over-exposed pixels (BENCHMARKS.md, stop 18), so not
+        # the default. None: on when the CPU has 8-bit dot-product instructions (x86 VNNI/AMX, Arm
+        # dotprod); True: also without them, where x86 int8 kernels may saturate.
+        int8: bool | None = False
 
         name = "cpu"
 
@@ -110,6 +115,31 @@ def _announce(msg: str):
             return
         _announced.add(msg)
     log.warning(msg)
+
+
+_INT8_DOT_FLAGS = {"avx512_vnni", "avx_vnni", "amx_int8", "asimddp"}
+
+
+def cpu_has_int8_dot() -> bool:
+    """True when the CPU has 8-bit dot-product instructions (Linux: /proc/cpuinfo flags). There
+    ONNX Runtime's integer convolutions are exact sums; on plain AVX2 its u8 x s8 kernel adds pairs in
+    16 bits, which can saturate."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith(("flags", "Features")):
+                    return bool(_INT8_DOT_FLAGS & set(line.split(":", 1)[1].split()))
+    except OSError:
+        pass
+    return False
+
+
+def use_int8(backend) -> bool:
+    """Whether this backend runs the int8 graph variants."""
+    if getattr(backend, "name", "") != "cpu" or getattr(backend, "fp16", False):
+        return False
+    want = getattr(backend, "int8", None)
+    return cpu_has_int8_dot() if want is None else bool(want)
 
 
 def default_cpu_threads() -> int:

@@ -202,10 +202,17 @@ class Engine:
             self.hidden = int(self.fcpm_meta["hidden"])
         # Sessions are created now, so a broken or truncated file fails at ITM() time, not mid-encode.
         self.sess = {g: backends.session(p, self.backend) for g, p in {**icam_paths, **fcpm_paths}.items()}
+        int8 = backends.use_int8(self.backend)
+        self.int8_graphs: list[str] = []  # graphs run as their int8 variant
+
         def cpu_graphs(names) -> bool:  # the CPU graphs (fp32), loaded when the folder has all of them
             paths = {g: folder / f"{g}.onnx" for g in names}
             if not all(p.exists() for p in paths.values()):
                 return False
+            if int8:  # a graph's int8 variant where there is one (why: scripts/quantize_models.py)
+                paths = {g: folder / f"{g}_int8.onnx" if (folder / f"{g}_int8.onnx").exists() else p
+                         for g, p in paths.items()}
+                self.int8_graphs += [g for g, p in paths.items() if p.stem.endswith("_int8")]
             self.sess.update({g: backends.session(p, self.backend) for g, p in paths.items()})
             fcpm_paths.update(paths)
             return True

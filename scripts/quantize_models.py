@@ -1,0 +1,176 @@
+#!/usr/bin/env python3
+"""Int8 variants of the CPU graphs whose convolutions dominate (ONNX Runtime static quantization).
+
+    python scripts/quantize_models.py [--models vsvitm/models] [--data data/valset] [--frames 48] [--samples 6]
+                                      [--graphs icam_ref_d,fcpm_merge_flows,fcpm_merge_mix]
+
+Renders the first --frames frames of every sequence in --data (the validation renders of *training*
+sources by default: never the development set) through vsvitm.ITM on the CPU with the fp32 graphs,
+records the real inputs of each graph, calibrates (min/max) on up to --samples of them, and writes
+`<graph>_int8.onnx` next to the fp32 graph: QDQ form, convolutions only, weights int8 per output
+channel, activations uint8 per tensor. ONNX Runtime fuses each QuantizeLinear -> Conv -> Dequantize
+into an integer convolution (VNNI/AMX on x86). Then it checks every int8 graph against its fp32
+graph on held-out inputs (largest and mean absolute difference, time of one call on one thread).
+
+Why only these graphs (BENCHMARKS.md, stop 18): the reference step's last part (icam_ref_d: the
+deformable fusion's and the U-Net's convolutions) ran 1.6x faster in int8; icam_ref_c predicts the
+deformable offsets, and int8 moved them by 0.5 px on average, so it stays fp32; FCPM's recurrent
+and fuse graphs are 16-channel full-resolution convolutions, which int8 made slower (the
+quantize/dequantize of their inputs costs more than it saves).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+DEFAULT_GRAPHS = ("icam_ref_d", "fcpm_merge_flows", "fcpm_merge_mix")
+
+
+def default_data() -> Path:
+    for p in (ROOT / "data" / "valset", ROOT.parent / "shared" / "data" / "valset"):
+        if p.is_dir():
+            return p
+    return ROOT / "samples"
+
+
+def sequences(data: Path, frames: int):
+    """(name, uint8 LDR [T,H,W,3]) for each .npz (make_devset.py's format) or video in `data`."""
+    from evaluate import load_sequence, load_video
+    files = sorted(p for p in data.iterdir() if p.suffix in (".npz", ".mp4", ".mkv", ".mov", ".y4m"))
+    if not files:
+        raise SystemExit(f"quantize_models: no .npz sequences or videos in {data}")
+    for p in files:
+        ldr = load_sequence(p, frames)["ldr"] if p.suffix == ".npz" else load_video(p, frames)[0]
+        yield p.stem, ldr
+
+
+def capture(models: Path, data: Path, frames: int, graphs: tuple[str, ...], per_seq: int) -> dict[str, list[list[dict]]]:
+    """Real inputs of each graph while ITM renders each sequence: {graph: [inputs of one sequence, ...]},
+    up to per_seq calls per sequence, spread evenly over the render's calls."""
+    import vapoursynth as vs
+
+    import vsvitm
+    from vsvitm import backends
+    from vsvitm.vsnp import clip_from_array
+
+    got: dict[str, list[dict]] = {g: [] for g in graphs}  # the sequence being rendered
+    out: dict[str, list[list[dict]]] = {g: [] for g in graphs}
+    lock = threading.Lock()
+    orig = backends.run
+
+    def run(sess, feeds):
+        g = Path(getattr(sess, "_model_path", "") or "").stem
+        if g in got:
+            with lock:
+                got[g].append({k: np.array(v, np.float32) for k, v in feeds.items()})
+        return orig(sess, feeds)
+
+    backends.run = run
+    try:
+        for name, ldr in sequences(data, frames):
+            core = vs.core
+            clip = vsvitm.ITM(clip_from_array(ldr), models=str(models), backend=vsvitm.Backend.ORT_CPU(int8=False))
+            for n in range(len(ldr)):
+                clip.get_frame(n)
+            for g in graphs:  # per_seq of the calls, spread over the render
+                pick = np.unique(np.linspace(0, len(got[g]) - 1, per_seq).round().astype(int)) if got[g] else []
+                out[g].append([got[g][i] for i in pick])
+                got[g] = []
+            print(f"  {name}: {', '.join(f'{g} {len(out[g][-1])}' for g in graphs)} inputs", flush=True)
+            del clip, core
+    finally:
+        backends.run = orig
+    return out
+
+
+def quantize(src: Path, dst: Path, samples: list[dict]) -> None:
+    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
+                                          quantize_static)
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.it = iter(samples)
+
+        def get_next(self):
+            return next(self.it, None)
+
+    with tempfile.TemporaryDirectory() as tmp:  # ORT's quantizer writes its helper models into cwd otherwise
+        pre = Path(tmp) / "pre.onnx"
+        quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
+        cwd = os.getcwd()
+        os.chdir(tmp)
+        try:
+            quantize_static(str(pre), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, op_types_to_quantize=["Conv"],
+                            calibrate_method=CalibrationMethod.MinMax)
+        finally:
+            os.chdir(cwd)
+
+
+def compare(fp32: Path, int8: Path, feeds: list[dict]) -> str:
+    import onnxruntime as ort
+
+    def sess(p):
+        so = ort.SessionOptions()
+        so.intra_op_num_threads, so.inter_op_num_threads, so.enable_cpu_mem_arena = 1, 1, False
+        return ort.InferenceSession(str(p), so, providers=["CPUExecutionProvider"])
+    a, b = sess(fp32), sess(int8)
+    worst, mean, scale, ta, tb = 0.0, [], [], [], []
+    for f in feeds:
+        t = time.perf_counter()
+        oa = a.run(None, f)
+        ta.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        ob = b.run(None, f)
+        tb.append(time.perf_counter() - t)
+        for x, y in zip(oa, ob):
+            d = np.abs(x.astype(np.float64) - y)
+            worst = max(worst, float(d.max()))
+            mean.append(float(d.mean()))
+            scale.append(float(np.abs(x).mean()))
+    return (f"max |diff| {worst:.3g}, mean |diff| {np.mean(mean):.3g} (mean |output| {np.mean(scale):.3g}); "
+            f"one call {1000 * np.median(ta):.1f} ms fp32, {1000 * np.median(tb):.1f} ms int8 (one thread)")
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", default=str(ROOT / "vsvitm" / "models"), help="model folder (fp32 graphs in, int8 out)")
+    ap.add_argument("--data", default=None, help="calibration sequences (default: data/valset, else samples/)")
+    ap.add_argument("--frames", type=int, default=48, help="frames rendered per sequence (default 48)")
+    ap.add_argument("--samples", type=int, default=6, help="calibration inputs per graph and sequence (default 6)")
+    ap.add_argument("--graphs", default=",".join(DEFAULT_GRAPHS), help=f"default {','.join(DEFAULT_GRAPHS)}")
+    a = ap.parse_args(argv)
+    models = Path(a.models)
+    graphs = tuple(g for g in a.graphs.split(",") if g)
+    missing = [g for g in graphs if not (models / f"{g}.onnx").exists()]
+    if missing:
+        raise SystemExit(f"quantize_models: {models} has no {', '.join(missing)} graph(s); export them first")
+    data = Path(a.data) if a.data else default_data()
+    print(f"capturing graph inputs from {data} ({a.frames} frames a sequence)", flush=True)
+    got = capture(models, data, a.frames, graphs, a.samples + 1)
+    for g in graphs:
+        # the last input of each sequence is held out: checked against fp32, not calibrated on
+        held = [seq[-1] for seq in got[g] if len(seq) > 1]
+        calib = [f for seq in got[g] for f in (seq[:-1] if len(seq) > 1 else seq)]
+        if not calib:
+            raise SystemExit(f"quantize_models: {g} never ran on {data}; nothing to calibrate on")
+        dst = models / f"{g}_int8.onnx"
+        quantize(models / f"{g}.onnx", dst, calib)
+        print(f"{dst.name}: {dst.stat().st_size / 1e6:.2f} MB, calibrated on {len(calib)} inputs; "
+              f"{compare(models / f'{g}.onnx', dst, held or calib[-1:])}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
