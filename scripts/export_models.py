@@ -63,6 +63,13 @@ def main(argv=None):
         ps = export_fcpm(m, out, fp16=not a.no_fp16, meta={"trained_steps": st["step"],
                                                           **provenance(a.fcpm, st, "fcpm", a.note)})
         print("FCPM:", ", ".join(f"{p.name} {p.stat().st_size / 1e6:.2f} MB" for p in ps))
+    # int8 variants were made from the graphs just replaced: remove them (the engine would refuse them)
+    stale = [p for p in out.glob("*_int8.onnx") if (out / p.name.replace("_int8", "")).exists()
+             and ((a.icam and p.name.startswith("icam")) or (a.fcpm and p.name.startswith("fcpm")))]
+    for p in stale:
+        p.unlink()
+    if stale:
+        print(f"removed {', '.join(p.name for p in stale)}: make them again with scripts/quantize_models.py --models {out}")
 
 
 if __name__ == "__main__":

@@ -77,9 +77,11 @@ def capture(models: Path, data: Path, frames: int, graphs: tuple[str, ...], per_
         return orig(sess, feeds)
 
     backends.run = run
+    core = vs.core
+    threads = core.num_threads
+    core.num_threads = 1  # frames one at a time: the same calls in the same order on every run (reproducible)
     try:
         for name, ldr in sequences(data, frames):
-            core = vs.core
             clip = vsvitm.ITM(clip_from_array(ldr), models=str(models), backend=vsvitm.Backend.ORT_CPU(int8=False))
             for n in range(len(ldr)):
                 clip.get_frame(n)
@@ -88,9 +90,10 @@ def capture(models: Path, data: Path, frames: int, graphs: tuple[str, ...], per_
                 out[g].append([got[g][i] for i in pick])
                 got[g] = []
             print(f"  {name}: {', '.join(f'{g} {len(out[g][-1])}' for g in graphs)} inputs", flush=True)
-            del clip, core
+            del clip
     finally:
         backends.run = orig
+        core.num_threads = threads
     return out
 
 
@@ -117,6 +120,15 @@ def quantize(src: Path, dst: Path, samples: list[dict]) -> None:
                             calibrate_method=CalibrationMethod.MinMax)
         finally:
             os.chdir(cwd)
+    import onnx
+    m = onnx.load(str(dst))  # which fp32 graph this was made from: the engine refuses it for another
+    onnx.helper.set_model_props(m, {**{p.key: p.value for p in m.metadata_props}, **int8_source_props(src)})
+    onnx.save(m, str(dst))
+
+
+def int8_source_props(src: Path) -> dict[str, str]:
+    from vsvitm.engine import INT8_SOURCE_KEY, file_sha256
+    return {INT8_SOURCE_KEY: file_sha256(src)}
 
 
 def compare(fp32: Path, int8: Path, feeds: list[dict]) -> str:
@@ -127,6 +139,7 @@ def compare(fp32: Path, int8: Path, feeds: list[dict]) -> str:
         so.intra_op_num_threads, so.inter_op_num_threads, so.enable_cpu_mem_arena = 1, 1, False
         return ort.InferenceSession(str(p), so, providers=["CPUExecutionProvider"])
     a, b = sess(fp32), sess(int8)
+    a.run(None, feeds[0]), b.run(None, feeds[0])  # untimed: first runs allocate
     worst, mean, scale, ta, tb = 0.0, [], [], [], []
     for f in feeds:
         t = time.perf_counter()

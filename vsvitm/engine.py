@@ -102,6 +102,26 @@ def _manifest(folder: Path, name: str, graphs: tuple[str, ...], fp16: bool) -> t
     return meta, paths
 
 
+# metadata key of an int8 graph (scripts/quantize_models.py): the SHA-256 of the fp32 graph it was made from
+INT8_SOURCE_KEY = "vsvitm_fp32_sha256"
+
+
+def file_sha256(path: Path) -> str:
+    import hashlib
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def _check_int8(sess, int8_path: Path, fp32_path: Path) -> None:
+    """An int8 graph made from another fp32 graph (the models were re-exported since) would run other
+    weights: refuse it."""
+    made_from = sess.get_modelmeta().custom_metadata_map.get(INT8_SOURCE_KEY)
+    if made_from != file_sha256(fp32_path):
+        raise ValueError(f"vsvitm: {int8_path} was not made from this {fp32_path.name} (re-exported since?); "
+                         f"make it again with scripts/quantize_models.py --models {int8_path.parent}, "
+                         "or use Backend.ORT_CPU(int8=False)")
+
+
 def limit_malloc_arenas() -> int:
     """Cap glibc's malloc arenas at the number of cores (at least 2), once per process; returns the
     cap, or 0 where nothing was done. Why: glibc makes up to 8 arenas per core, one per thread that
@@ -209,11 +229,15 @@ class Engine:
             paths = {g: folder / f"{g}.onnx" for g in names}
             if not all(p.exists() for p in paths.values()):
                 return False
+            fp32 = paths
             if int8:  # a graph's int8 variant where there is one (why: scripts/quantize_models.py)
                 paths = {g: folder / f"{g}_int8.onnx" if (folder / f"{g}_int8.onnx").exists() else p
                          for g, p in paths.items()}
                 self.int8_graphs += [g for g, p in paths.items() if p.stem.endswith("_int8")]
             self.sess.update({g: backends.session(p, self.backend) for g, p in paths.items()})
+            for g in names:
+                if paths[g] != fp32[g]:
+                    _check_int8(self.sess[g], paths[g], fp32[g])
             fcpm_paths.update(paths)
             return True
         self.prewarp = (need_fcpm and not fp16 and self.sess["fcpm_back"].get_providers()[0] == "CPUExecutionProvider"
