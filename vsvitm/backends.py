@@ -27,8 +27,8 @@ class Backend:
         # sum of their peaks. Off, with the FCPM state changes: peak RSS 3660 -> 2337 MiB for the full
         # pipeline at 512x512 (scripts/benchmark.py, BENCHMARKS.md).
         mem_arena: bool = False
-        # int8 variants of the graphs that have one (scripts/quantize_models.py): ~7 % faster at 512x512
-        # on a VNNI/AMX CPU, 0.02-0.03 dB lower in over-exposed pixels (BENCHMARKS.md, stop 18), so not
+        # int8 variants of the graphs that have one (scripts/quantize_models.py): 5-8 % faster at 512x512
+        # on a VNNI/AMX CPU, up to 0.02 dB lower in over-exposed pixels (BENCHMARKS.md, stop 18), so not
         # the default. None: on when the CPU has 8-bit dot-product instructions (x86 VNNI/AMX, Arm
         # dotprod); True: also without them, where x86 int8 kernels may saturate.
         int8: bool | None = False
