@@ -122,6 +122,29 @@ def _check_int8(sess, int8_path: Path, fp32_path: Path) -> None:
                          "or use Backend.ORT_CPU(int8=False)")
 
 
+def _mallopt_once(param: int, glibc_env: str, own_env: str, default: int) -> int:
+    """glibc's mallopt(param, value) once per process; returns the value set, or 0 where nothing was
+    done: off glibc, when the user set glibc's own variable `glibc_env` (glibc read it at start), or
+    with `own_env`=0; another value of `own_env` is the value."""
+    if param in _mallopt_done:
+        return _mallopt_done[param]
+    _mallopt_done[param] = 0
+    want = os.environ.get(own_env, "")
+    if glibc_env in os.environ or want == "0" or not sys.platform.startswith("linux"):
+        return 0
+    try:
+        value = int(want) if want else default
+        import ctypes
+        if value > 0 and ctypes.CDLL("libc.so.6").mallopt(param, value) == 1:
+            _mallopt_done[param] = value
+    except (OSError, AttributeError, ValueError):
+        pass
+    return _mallopt_done[param]
+
+
+_mallopt_done: dict[int, int] = {}
+
+
 def limit_malloc_arenas() -> int:
     """Cap glibc's malloc arenas at the number of cores (at least 2), once per process; returns the
     cap, or 0 where nothing was done. Why: glibc makes up to 8 arenas per core, one per thread that
@@ -130,24 +153,8 @@ def limit_malloc_arenas() -> int:
     8.5-9.0 GiB with the cap, at no measured speed cost (BENCHMARKS.md, stop 16). Not done when the user set
     MALLOC_ARENA_MAX (glibc read it at start), or with VSVITM_MALLOC_ARENA_MAX=0; another value
     of VSVITM_MALLOC_ARENA_MAX is the cap."""
-    global _arena_cap
-    if _arena_cap is not None:
-        return _arena_cap
-    _arena_cap = 0
-    want = os.environ.get("VSVITM_MALLOC_ARENA_MAX", "")
-    if "MALLOC_ARENA_MAX" in os.environ or want == "0" or not sys.platform.startswith("linux"):
-        return 0
-    try:
-        cap = int(want) if want else max(2, os.cpu_count() or 2)
-        import ctypes
-        if cap > 0 and ctypes.CDLL("libc.so.6").mallopt(-8, cap) == 1:   # -8: M_ARENA_MAX (malloc.h)
-            _arena_cap = cap
-    except (OSError, AttributeError, ValueError):
-        pass
-    return _arena_cap
+    return _mallopt_once(-8, "MALLOC_ARENA_MAX", "VSVITM_MALLOC_ARENA_MAX", max(2, os.cpu_count() or 2))  # M_ARENA_MAX
 
-
-_arena_cap = None
 
 # From TRIM_PIXELS on, on the CPU, heap blocks from this size on are mmapped (glibc M_MMAP_THRESHOLD):
 # each goes back to the system when freed instead of staying in the heap. At 1920x1080 the heap kept
@@ -162,24 +169,7 @@ def mmap_large_blocks() -> int:
     never undone: a later small render in the same process keeps it). Returns the threshold set, or 0
     where nothing was done: off glibc, when the user set MALLOC_MMAP_THRESHOLD_ (glibc read it at start),
     or with VSVITM_MMAP_THRESHOLD=0; another value of VSVITM_MMAP_THRESHOLD (bytes) is the threshold."""
-    global _mmap_threshold
-    if _mmap_threshold is not None:
-        return _mmap_threshold
-    _mmap_threshold = 0
-    want = os.environ.get("VSVITM_MMAP_THRESHOLD", "")
-    if "MALLOC_MMAP_THRESHOLD_" in os.environ or want == "0" or not sys.platform.startswith("linux"):
-        return 0
-    try:
-        size = int(want) if want else MMAP_THRESHOLD
-        import ctypes
-        if size > 0 and ctypes.CDLL("libc.so.6").mallopt(-3, size) == 1:   # -3: M_MMAP_THRESHOLD (malloc.h)
-            _mmap_threshold = size
-    except (OSError, AttributeError, ValueError):
-        pass
-    return _mmap_threshold
-
-
-_mmap_threshold = None
+    return _mallopt_once(-3, "MALLOC_MMAP_THRESHOLD_", "VSVITM_MMAP_THRESHOLD", MMAP_THRESHOLD)  # M_MMAP_THRESHOLD
 
 
 def _trim_heap() -> None:
