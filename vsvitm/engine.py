@@ -160,7 +160,8 @@ def limit_malloc_arenas() -> int:
 # each goes back to the system when freed instead of staying in the heap. At 1920x1080 the heap kept
 # 1.3-1.5 GB that one stage had freed while the next allocated elsewhere: a render's peak RSS was
 # 4357/4513 MiB, and 3565 MiB with this (scripts/memory_trace.py, BENCHMARKS.md stop 18). Not below
-# 1 MP nor on CUDA: at 512x512 it cost 27 % (every block faulted in again on each graph run).
+# 1 MP (at 512x512 it cost 27 %: every block faulted in again on each graph run), nor on CUDA (where
+# speed is the aim and the networks' activations live on the GPU).
 MMAP_THRESHOLD = 1 << 20
 
 
