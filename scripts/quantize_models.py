@@ -61,22 +61,21 @@ def capture(models: Path, data: Path, frames: int, graphs: tuple[str, ...], per_
     import vapoursynth as vs
 
     import vsvitm
-    from vsvitm import backends
+    from vsvitm.engine import Engine
     from vsvitm.vsnp import clip_from_array
 
     got: dict[str, list[dict]] = {g: [] for g in graphs}  # the sequence being rendered
     out: dict[str, list[list[dict]]] = {g: [] for g in graphs}
     lock = threading.Lock()
-    orig = backends.run
+    orig = Engine._run  # every CPU graph call passes here, with the graph's name
 
-    def run(sess, feeds):
-        g = Path(getattr(sess, "_model_path", "") or "").stem
-        if g in got:
+    def run(self, graph, feeds):
+        if graph in got:
             with lock:
-                got[g].append({k: np.array(v, np.float32) for k, v in feeds.items()})
-        return orig(sess, feeds)
+                got[graph].append({k: np.array(v, np.float32) for k, v in feeds.items()})
+        return orig(self, graph, feeds)
 
-    backends.run = run
+    Engine._run = run
     core = vs.core
     threads = core.num_threads
     core.num_threads = 1  # frames one at a time: the same calls in the same order on every run (reproducible)
@@ -92,7 +91,7 @@ def capture(models: Path, data: Path, frames: int, graphs: tuple[str, ...], per_
             print(f"  {name}: {', '.join(f'{g} {len(out[g][-1])}' for g in graphs)} inputs", flush=True)
             del clip
     finally:
-        backends.run = orig
+        Engine._run = orig
         core.num_threads = threads
     return out
 
