@@ -56,6 +56,13 @@ def main(argv=None):
     ap.add_argument("--no-global", action="store_true")
     ap.add_argument("--no-exposure-norm", action="store_true")
     ap.add_argument("--no-clue", action="store_true", help="without the image-level clue accumulation (ours)")
+    ap.add_argument("--parallax", type=float, default=0.0,
+                    help="probability that a still source gets a foreground layer moving against the background "
+                         "(parallax and occlusion: references that no global alignment fits)")
+    ap.add_argument("--max-minutes", type=float, default=0.0,
+                    help="stop (with a checkpoint) after this many minutes of training, e.g. on a lent GPU; "
+                         "the cosine schedule is then fitted to the steps that fit in that time (rate of steps 10..60)")
+    ap.add_argument("--snapshot-every", type=int, default=0, help="also keep the weights of every N-th step (step_N.pt)")
     add_source_and_loss_args(ap)
     a = ap.parse_args(argv)
     if a.size < 64 or a.size % 64:
@@ -94,11 +101,16 @@ def main(argv=None):
     print(f"{len(sources)} training sources", flush=True)
     ds = ICAMBatches(sources, a.batch, a.size, a.max_refs, a.seed, exposure_norm=not a.no_exposure_norm,
                      start_step=step, p_bad_flow=a.bad_flow, p_bad_ratio=a.bad_ratio,
-                     video_weight=a.video_weight, knee=a.knee)
+                     video_weight=a.video_weight, knee=a.knee, p_parallax=a.parallax)
+    if a.workers > 1:  # one core per worker: set here, before the fork (calling it inside a forked worker can hang)
+        import cv2
+        cv2.setNumThreads(1)
     dl = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=a.workers,
                                      persistent_workers=a.workers > 0, prefetch_factor=4 if a.workers else None)
     log = open(out / "log.txt", "a")
     t0, avg = time.time(), None
+    t_end = time.time() + a.max_minutes * 60 if a.max_minutes > 0 else float("inf")
+    fit_at, t_fit = step + 60, None  # the rate is measured over steps +10..+60 (after start-up)
     model.train()
     for batch in dl:
         batch = to_device(batch, dev)
@@ -116,6 +128,8 @@ def main(argv=None):
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step(); sched.step()
         step += 1
+        if step == fit_at - 50:
+            t_fit = time.time()
         vals = np.array([loss.item(), lpix.item(), float(lflow)])
         avg = vals if avg is None else 0.98 * avg + 0.02 * vals
         if step % 10 == 0:
@@ -125,11 +139,21 @@ def main(argv=None):
                     f"flow {avg[2]:.3f} lr {sched.get_last_lr()[0]:.2e} {rate:.2f}s/it eta {rate * (a.steps - step) / 60:.0f}min")
             print(line, flush=True)
             log.write(line + "\n"); log.flush()
-        if step % a.ckpt_every == 0 or step == a.steps:
+        if a.max_minutes > 0 and step == fit_at:  # fit the cosine schedule to the time left, at the rate so far
+            sched.T_max = a.steps = step + int((t_end - time.time()) / ((time.time() - t_fit) / 50))
+            print(f"--max-minutes: schedule fitted to {a.steps} steps", flush=True)
+        out_of_time = time.time() >= t_end
+        if step % a.ckpt_every == 0 or step == a.steps or out_of_time:
             tmp = out / "last.pt.tmp"
             torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
                         "step": step, "config": cfg.to_dict(), "exposure_norm": not a.no_exposure_norm}, tmp)
             tmp.replace(ckpt)
+        if a.snapshot_every and step % a.snapshot_every == 0:
+            torch.save({"model": model.state_dict(), "step": step, "config": cfg.to_dict(),
+                        "exposure_norm": not a.no_exposure_norm}, out / f"step_{step}.pt")
+        if out_of_time:
+            print(f"stopped at step {step}: --max-minutes {a.max_minutes} reached (resume with the same command)", flush=True)
+            break
     print("done", flush=True)
 
 

@@ -238,3 +238,35 @@ def test_fcpm_bad_flow_perturbs_only_other_keys_preflows():
     logy = run_fcpm(gated, batch, log=True)
     assert logy.shape == (3, 1, 3, 64, 64) and torch.isfinite(logy).all()
     logy.mean().backward()
+
+
+def test_train_icam_script_stops_on_time_with_checkpoint_and_snapshots(tmp_path):
+    """scripts/train_icam.py end to end on two tiny stills (parallax layers on): --max-minutes stops it
+    early with a checkpoint a rerun resumes from, and --snapshot-every keeps those steps' weights."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import cv2
+
+    from vsvitm.training.exr import write_exr
+
+    data = tmp_path / "data"
+    data.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        img = 0.18 * np.exp2(2.0 * rng.standard_normal((24, 32, 3))).astype(np.float32)
+        write_exr(data / f"s{i}.exr", cv2.resize(img, (192, 144), interpolation=cv2.INTER_CUBIC).clip(1e-3, None))
+    out = tmp_path / "run"
+    script = Path(__file__).resolve().parents[1] / "scripts" / "train_icam.py"
+    cmd = [sys.executable, str(script), "--data", str(data), "--out", str(out), "--steps", "100000", "--batch", "1",
+           "--size", "64", "--max-refs", "1", "--parallax", "1.0", "--workers", "0", "--threads", "1",
+           "--ckpt-every", "1000", "--snapshot-every", "2", "--max-minutes", "0.02", "--device", "cpu"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "--max-minutes 0.02 reached" in r.stdout
+    st = torch.load(out / "last.pt", map_location="cpu", weights_only=False)
+    assert 2 <= st["step"] < 100000  # stopped on time, and the checkpoint holds that step
+    assert (out / "step_2.pt").exists()
+    r2 = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert r2.returncode == 0 and f"resumed from {out / 'last.pt'} at step {st['step']}" in r2.stdout

@@ -57,8 +57,8 @@ class ICAMBatches(torch.utils.data.IterableDataset):
     def __init__(self, sources, batch: int, size: int, max_refs: int, seed: int, n_frames: int = 181,
                  ref_stride: int = 15, exposure_norm: bool = True, start_step: int = 0,
                  p_bad_flow: float = 0.0, p_bad_ratio: float = 0.0, video_weight: float | None = None,
-                 knee: float = 0.0):
-        self.video_weight, self.knee = video_weight, knee
+                 knee: float = 0.0, p_parallax: float = 0.0):
+        self.video_weight, self.knee, self.p_parallax = video_weight, knee, p_parallax
         self.sources, self.batch, self.size, self.max_refs = sources, batch, size, max_refs
         self.seed, self.n_frames, self.ref_stride = seed, n_frames, ref_stride
         self.exposure_norm, self.start_step = exposure_norm, start_step
@@ -72,7 +72,10 @@ class ICAMBatches(torch.utils.data.IterableDataset):
         samples = []
         while len(samples) < self.batch:
             src = pick_source(self.sources, rng, self.video_weight, self.knee)
-            seq = synth_sequence(src, self.n_frames, (self.size, self.size), seed=int(rng.integers(2**31)))
+            seed = int(rng.integers(2**31))
+            # (no draw without parallax: earlier runs repeat)
+            parallax = self.p_parallax > 0 and rng.random() < self.p_parallax
+            seq = synth_sequence(src, self.n_frames, (self.size, self.size), seed=seed, parallax=parallax)
             key = int(rng.integers(0, self.n_frames))
             cands = [key + o for o in reference_offsets(6, self.ref_stride) if 0 <= key + o < self.n_frames]
             if len(cands) < n_refs:

@@ -388,7 +388,7 @@ class CameraSequence(_SequenceBase):
                  tau: tuple[float, float] = (5.0, 40.0), events_per_100: float = 1.5,
                  event_stops: tuple[float, float] = (0.5, 1.5), max_bias_stops: float = 1.5,
                  start_frame: int | None = None, exposure_scale: float = 1.0,
-                 min_exposure: float | None = None):
+                 min_exposure: float | None = None, parallax: bool = False):
         self.source, self.n_frames, self.size, self.seed = source, int(n_frames), (int(size[0]), int(size[1])), seed
         self.name = source.name
         self.is_video = source.is_video
@@ -423,6 +423,69 @@ class CameraSequence(_SequenceBase):
                                             event_stops, max_bias_stops) * np.float32(exposure_scale)
         if min_exposure is not None:
             self.exposure = np.maximum(self.exposure, np.float32(min_exposure))
+        # --- a foreground layer moving against the background (stills only; its own rng, so
+        # sequences without it are unchanged)
+        self.layer = None
+        if parallax and not self.is_video:
+            self._make_layer(np.random.default_rng([int(seed) & 0xFFFFFFFFFFFF, 11]))
+
+    # -- parallax layer
+    def _make_layer(self, rng) -> None:
+        """A foreground object in front of the scene, moving relative to it: the homographies alone
+        make every reference exactly alignable, which real footage is not (parallax, occlusion).
+
+        The layer is the source itself, shifted (other content) and darkened up to 4x (a tree, a car or a
+        window frame in front of a bright sky), cut out by 1-3 soft ellipses, and drifting
+        0.1..1.2 output pixels per frame against the background plus a smooth wobble. Its image is
+        premultiplied RGBA in source coordinates; frame t samples it at translate(-d_t) @ H_t."""
+        n, (h, w) = self.n_frames, self.size
+        sh, sw = self.source.shape
+        img = self.source.frames[0]
+        fg = np.roll(img, (int(rng.integers(sh // 4, 3 * sh // 4 + 1)), int(rng.integers(sw // 4, 3 * sw // 4 + 1))),
+                     axis=(0, 1)) * np.float32(2.0 ** rng.uniform(-2.0, 0.3))
+        mid = self.homographies[n // 2]
+        scale = _local_scale(mid, h, w)  # source px per output px
+        c = mid @ np.array([(w - 1) / 2, (h - 1) / 2, 1.0])
+        c = c[:2] / c[2]
+        ys, xs = np.mgrid[0:sh, 0:sw].astype(np.float32)
+        alpha = np.zeros((sh, sw), np.float32)
+        for _ in range(int(rng.integers(1, 4))):
+            cx, cy = c + rng.uniform(-0.3, 0.3, 2) * scale * np.array([w, h])
+            rx, ry = rng.uniform(0.05, 0.3, 2) * scale * np.array([w, h])
+            th = rng.uniform(0, math.pi)
+            u = ((xs - cx) * math.cos(th) + (ys - cy) * math.sin(th)) / rx
+            v = (-(xs - cx) * math.sin(th) + (ys - cy) * math.cos(th)) / ry
+            alpha = np.maximum(alpha, (u * u + v * v <= 1).astype(np.float32))
+        soft = max(float(rng.uniform(0.3, 2.0) * scale), 0.5)
+        alpha = cv2.GaussianBlur(alpha, (0, 0), soft)
+        self.layer = Source("layer", [np.ascontiguousarray(np.dstack([fg * alpha[..., None], alpha]), np.float32)])
+        speed = rng.uniform(0.1, 1.2) * scale
+        ang = rng.uniform(0, 2 * math.pi)
+        t = np.arange(n, dtype=np.float64) - rng.uniform(0, n)
+        wob = rng.uniform(0, 8) * scale
+        dx = speed * math.cos(ang) * t + wob * _smooth(rng, n, (20.0, 120.0))
+        dy = speed * math.sin(ang) * t + wob * _smooth(rng, n, (20.0, 120.0))
+        self.layer_homographies = np.stack([_translate(-dx[i], -dy[i]) @ self.homographies[i] for i in range(n)])
+
+    def _layer(self, t: int) -> np.ndarray:
+        """Premultiplied RGBA of the layer as seen in frame t."""
+        return warp(self.layer.pyramid(0), self.layer_homographies[t], self.size)
+
+    def flow(self, t: int, r: int) -> tuple[np.ndarray, np.ndarray]:
+        if self.layer is None:
+            return super().flow(t, r)
+        f_bg, v_bg = camera_flow(self.homographies[t], self.homographies[r], self.size)
+        f_fg, v_fg = camera_flow(self.layer_homographies[t], self.layer_homographies[r], self.size)
+        a_t = self._layer(t)[..., 3]
+        h, w = self.size
+        ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+        # background pixels of t that the layer covers in r are occluded there
+        a_r = cv2.remap(self._layer(r)[..., 3], xs + f_bg[..., 0], ys + f_bg[..., 1], cv2.INTER_LINEAR,
+                        borderMode=cv2.BORDER_REPLICATE)
+        front = a_t > 0.5
+        flow = np.where(front[..., None], f_fg, f_bg)
+        valid = np.where(front, v_fg & (a_t > 0.95), v_bg & (a_t < 0.05) & (a_r < 0.05))
+        return flow.astype(np.float32), valid
 
     # -- camera path
     def _camera_path(self, rng, zoom, motion, max_rot, max_persp, static_prob) -> np.ndarray:
@@ -508,7 +571,11 @@ class CameraSequence(_SequenceBase):
 
     # -- rendering
     def _radiance(self, t: int) -> np.ndarray:
-        return warp(self.source.pyramid(int(self.src_index[t])), self.homographies[t], self.size)
+        bg = warp(self.source.pyramid(int(self.src_index[t])), self.homographies[t], self.size)
+        if self.layer is None:
+            return bg
+        fg = self._layer(t)
+        return bg * (1 - fg[..., 3:]) + fg[..., :3]
 
     def render(self, indices: Sequence[int]) -> dict:
         """ldr uint8 [n, H, W, 3] camera output; hdr float32 [n, H, W, 3] = radiance * T_t (unclipped)."""
