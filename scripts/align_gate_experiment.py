@@ -13,7 +13,6 @@ does not do this.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -36,13 +35,12 @@ def residual(eng, k, code_k, r, code_r) -> float:
     return float(np.mean(np.abs(_encode(sk) - _encode(w))[ok]))
 
 
-def main():
-    argv = sys.argv[1:]
-    rest = argv[argv.index("--") + 1:] if "--" in argv else []
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_args(ap):
     ap.add_argument("--tau", type=float, required=True, help="largest residual a reference may have")
     ap.add_argument("--dump", help="append 'key ref residual' lines to this file")
-    a = ap.parse_args(argv[: argv.index("--")] if "--" in argv else argv)
+
+
+def install(a):
     from vsvitm import engine
     orig = engine.Engine.useful_refs
 
@@ -57,9 +55,8 @@ def main():
                 out.append((r, c))
         return out
     engine.Engine.useful_refs = useful
-    import evaluate
-    evaluate.main(rest)
 
 
 if __name__ == "__main__":
-    main()
+    import evaluate
+    evaluate.main_patched(__doc__, add_args, install)

@@ -504,5 +504,16 @@ def main(argv: list[str] | None = None):
     return evaluate_devset(args, methods)
 
 
+def main_patched(doc: str, add_args, install, argv: list[str] | None = None):
+    """For experiment scripts that change the plugin and then run this one:
+    `script.py OWN-ARGS -- EVALUATE-ARGS`. add_args(parser) declares OWN-ARGS; install(args) patches."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    own, rest = (argv[: argv.index("--")], argv[argv.index("--") + 1:]) if "--" in argv else (argv, [])
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_args(ap)
+    install(ap.parse_args(own))
+    return main(rest)
+
+
 if __name__ == "__main__":
     main()

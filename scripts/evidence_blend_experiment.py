@@ -13,7 +13,6 @@ network gathered little evidence?
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -24,13 +23,12 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 
-def main():
-    argv = sys.argv[1:]
-    rest = argv[argv.index("--") + 1:] if "--" in argv else []
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_args(ap):
     ap.add_argument("--power", type=float, required=True, help="weight of the references' result = evidence ** power")
     ap.add_argument("--dump", help="append 'key refs mean-evidence-where-clipped' lines to this file")
-    a = ap.parse_args(argv[: argv.index("--")] if "--" in argv else argv)
+
+
+def install(a):
     from vsvitm import engine
     orig = engine.Engine.icam
 
@@ -40,16 +38,16 @@ def main():
             return yr, ev
         y0, _ = orig(self, k, code_k, [])
         w = np.power(ev, a.power, dtype=np.float32)[..., None]
-        y = np.exp(np.log(np.maximum(y0, 1e-6)) + w * (np.log(np.maximum(yr, 1e-6)) - np.log(np.maximum(y0, 1e-6))))
+        log0 = np.log(np.maximum(y0, 1e-6))
+        y = np.exp(log0 + w * (np.log(np.maximum(yr, 1e-6)) - log0))
         if a.dump:
             clipped = code_k.max(-1) >= 0.95
             with open(a.dump, "a") as f:
                 f.write(f"{k} {len(refs)} {float(ev[clipped].mean()) if clipped.any() else float('nan'):.4f}\n")
         return y.astype(np.float32), ev  # between y0 and yr, so never below f^-1(L)
     engine.Engine.icam = icam
-    import evaluate
-    evaluate.main(rest)
 
 
 if __name__ == "__main__":
-    main()
+    import evaluate
+    evaluate.main_patched(__doc__, add_args, install)

@@ -114,6 +114,18 @@ def test_sequence_filter(devset, tmp_path, capsys):
     assert [(r["sequence"], r["method"]) for r in rows] == [("seqb", "f^-1(L)"), ("mean", "f^-1(L)")]
 
 
+def test_main_patched_splits_own_and_evaluate_arguments(devset, tmp_path, capsys):
+    """Experiment scripts (scripts/*_experiment.py): their own options before '--', evaluate's after;
+    the patch is installed before anything renders."""
+    seen = []
+    rows = ev.main_patched("doc", lambda ap: ap.add_argument("--tau", type=float, required=True),
+                           lambda a: seen.append(a.tau),
+                           ["--tau", "0.5", "--", "--data", str(devset), "--out", str(tmp_path / "e"), "--no-cvvdp",
+                            "--sequences", "seqb", "--only", "f^-1(L)"])
+    assert seen == [0.5]
+    assert [(r["sequence"], r["method"]) for r in rows] == [("seqb", "f^-1(L)"), ("mean", "f^-1(L)")]
+
+
 def test_sheet_helpers():
     ldr, hdr = fake_sequence(t=3, h=40, w=64)
     assert ev.pick_frame(np.zeros_like(ldr)) == 1
