@@ -4,7 +4,8 @@ A :class:`CameraSequence` simulates a camera filming a linear HDR :class:`Source
 
 * a smooth random camera path, one homography per frame (pan, zoom, small rotation and perspective)
   that always keeps the view inside the source; video sources also advance through their frames
-  (ping-pong looping);
+  (ping-pong looping); optionally (``parallax=True``, stills) a foreground layer moving against the
+  background, so that no single homography aligns a reference;
 * auto-exposure: every view is metered on a 32x32 render and followed with a first-order lag
   (time constant 5..40 frames), plus occasional exposure ramps and steps -- regions clipped in one
   frame are well exposed some frames away ("temporal clues");
@@ -434,10 +435,11 @@ class CameraSequence(_SequenceBase):
         """A foreground object in front of the scene, moving relative to it: the homographies alone
         make every reference exactly alignable, which real footage is not (parallax, occlusion).
 
-        The layer is the source itself, shifted (other content) and darkened up to 4x (a tree, a car or a
-        window frame in front of a bright sky), cut out by 1-3 soft ellipses, and drifting
-        0.1..1.2 output pixels per frame against the background plus a smooth wobble. Its image is
-        premultiplied RGBA in source coordinates; frame t samples it at translate(-d_t) @ H_t."""
+        The layer is the source itself, shifted (other content) and scaled by 0.25..1.2 (mostly darker:
+        a tree, a car or a window frame in front of a bright sky), cut out by 1-3 soft ellipses, and
+        drifting 0.1..1.2 output pixels per frame against the background plus a smooth wobble. Its image
+        is premultiplied RGBA in source coordinates; frame t samples it at translate(-d_t) @ H_t. The
+        auto-exposure meters the background only, and to_npz_dict does not record the layer."""
         n, (h, w) = self.n_frames, self.size
         sh, sw = self.source.shape
         img = self.source.frames[0]
