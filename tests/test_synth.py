@@ -223,3 +223,18 @@ def test_shared_splits_disjoint():
     tr_dirs = {str(Path(p).parent) for _, ps in train for p in ps if len(ps) > 1}
     assert not tr_dirs & {str(Path(p).parent) for _, ps in test for p in ps if len(ps) > 1}
     assert not any("seine" in p or "ultraHDR" in p for p in tr)
+
+
+def test_max_channel_and_lazy_knee_frames(video):
+    """The fast max over 3 channels is exact, and a graded video computes a frame only when asked,
+    the same values each time."""
+    a = np.random.default_rng(1).standard_normal((5, 7, 3)).astype(np.float32)
+    np.testing.assert_array_equal(synth.max_channel(a), a.max(axis=-1))
+    graded = synth.highlight_knee(video, np.random.default_rng(3))
+    assert len(graded.frames) == len(video.frames) and graded.is_video
+    assert not graded.frames._done  # nothing graded yet
+    f2 = graded.frames[2]
+    assert list(graded.frames._done) == [2] and graded.frames[-4] is f2
+    assert graded.shape == video.shape
+    assert f2.dtype == np.float32 and (f2 <= video.frames[2] + 1e-6).all()
+    assert len(graded.frames[1:3]) == 2
