@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from vsvitm.training import add_source_and_loss_args, pick_device, to_device  # noqa: E402
+from vsvitm.training import add_source_and_loss_args, batch_loader, pick_device, to_device  # noqa: E402
 from vsvitm.training.fcpm_data import FCPMBatches, run_fcpm  # noqa: E402
 from vsvitm.training.fcpm_net import EPS, FCPM, FCPMConfig  # noqa: E402
 from vsvitm.training.nets_common import input_linear  # noqa: E402
@@ -104,8 +104,7 @@ def main(argv=None):
     sources = load_sources(a.data, split="train")
     ds = FCPMBatches(sources, icam, a.batch, a.size, a.run, a.seed, start_step=step,
                      video_weight=a.video_weight, knee=a.knee, p_bad_flow=a.bad_flow)
-    dl = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=a.workers,
-                                     persistent_workers=a.workers > 0, prefetch_factor=4 if a.workers else None)
+    dl = batch_loader(ds, a.workers)
     log = open(out / "log.txt", "a")
     t0, avg = time.time(), None
     for b in dl:

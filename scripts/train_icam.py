@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from vsvitm.training import add_source_and_loss_args, pick_device, to_device  # noqa: E402
+from vsvitm.training import add_source_and_loss_args, batch_loader, pick_device, to_device  # noqa: E402
 from vsvitm.training.icam_data import ICAMBatches  # noqa: E402
 from vsvitm.training.icam_net import ICAM, ICAMConfig, load_compatible  # noqa: E402
 from vsvitm.training.losses import flow_l1, log_l1  # noqa: E402
@@ -102,11 +102,7 @@ def main(argv=None):
     ds = ICAMBatches(sources, a.batch, a.size, a.max_refs, a.seed, exposure_norm=not a.no_exposure_norm,
                      start_step=step, p_bad_flow=a.bad_flow, p_bad_ratio=a.bad_ratio,
                      video_weight=a.video_weight, knee=a.knee, p_parallax=a.parallax)
-    if a.workers > 1:  # one core per worker: set here, before the fork (calling it inside a forked worker can hang)
-        import cv2
-        cv2.setNumThreads(1)
-    dl = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=a.workers,
-                                     persistent_workers=a.workers > 0, prefetch_factor=4 if a.workers else None)
+    dl = batch_loader(ds, a.workers)
     log = open(out / "log.txt", "a")
     t0, avg = time.time(), None
     t_end = time.time() + a.max_minutes * 60 if a.max_minutes > 0 else float("inf")

@@ -26,3 +26,15 @@ def to_device(obj, dev):
     if isinstance(obj, list):
         return [to_device(v, dev) for v in obj]
     return obj.to(dev, non_blocking=True) if hasattr(obj, "to") else obj
+
+
+def batch_loader(dataset, workers: int):
+    """The training scripts' DataLoader over an endless batch dataset, `workers` processes prefetching.
+    With several workers OpenCV runs one thread in each (set here, before the fork: set inside a forked
+    worker it can hang), so synthesis does not oversubscribe the cores the workers already fill."""
+    import torch
+    if workers > 1:
+        import cv2
+        cv2.setNumThreads(1)
+    return torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=workers,
+                                       persistent_workers=workers > 0, prefetch_factor=4 if workers else None)
