@@ -13,7 +13,8 @@ each in its own subprocess, so that the peak RSS (ru_maxrss / VmHWM) belongs to 
 Frames `start .. start+warmup-1` are rendered first and not timed (the first output frame of the full
 pipeline pays for key frames and a whole FCPM chunk); then `--frames` consecutive frames are timed
 with VapourSynth's own prefetching (clip.frames(prefetch=...), like vspipe). With the defaults
-(--start 120, warm-up 6, 24 frames) the timed window is exactly two FCPM chunks (frames 120..143), and
+(--start 120, warm-up 6, 24 frames) the timed window is exactly whole FCPM chunks (frames 120..143: one of
+24 frames below 1 MP, two of 12 from 1 MP on; ITM's default chunk), and
 every key frame it uses has all 12 references (they reach 6 x 15 = 90 frames back): steady state.
 
 Prints a Markdown table (ms/frame, fps, ratio to the pass-through chain at the same size, peak RSS,
@@ -452,7 +453,7 @@ def main(argv=None):
     ap.add_argument("--backends", default="auto",
                     help="comma-separated subset of cpu,cpu-int8,cuda,cuda-fp16; auto: cpu, plus both CUDA ones "
                          "when usable (cpu-int8: Backend.ORT_CPU(int8=True))")
-    ap.add_argument("--frames", type=int, default=24, help="timed frames per CPU configuration (default 24 = 2 FCPM chunks)")
+    ap.add_argument("--frames", type=int, default=24, help="timed frames per CPU configuration (default 24: whole FCPM chunks)")
     ap.add_argument("--frames-cuda", type=int, default=96, help="timed frames per CUDA configuration (default 96)")
     ap.add_argument("--start", type=int, default=120,
                     help="first timed frame (default 120: a chunk boundary, and key frames there have all 12 references)")

@@ -75,6 +75,20 @@ def test_key_and_reference_props(src, tiny_models):
     assert as_list(p4["VSVITM_Keys"]) == [3, 9, 15, 21, 27]
 
 
+def test_default_chunk_by_size(src):
+    """chunk=None: 24 frames below 1 MP, 12 from 1 MP on (memory); the default renders as that chunk.
+    The shipped models: the tiny random ones give the same frames for both chunks here."""
+    from vsvitm.itm import default_chunk
+    assert default_chunk(512, 512) == 24 and default_chunk(1280, 720) == 24
+    assert default_chunk(1920, 1080) == 12 and default_chunk(1024, 1024) == 12
+    a, b, c = (vsvitm.ITM(src, **kw) for kw in ({}, {"chunk": 24}, {"chunk": 12}))
+    frames = range(6, 13)   # frame 12 starts a chunk of 12; the recurrences reach these from other ends
+    ra, rb, rc = ([frame_to_array(x.get_frame(n)) for n in frames] for x in (a, b, c))
+    for x, y in zip(ra, rb):
+        np.testing.assert_array_equal(x, y)
+    assert any(np.abs(x - y).max() > 0 for x, y in zip(ra, rc))
+
+
 def test_num_refs_zero_is_single_frame(src, tiny_models):
     a = vsvitm.ITM(src, mode="icam", num_refs=0, models=tiny_models)
     assert as_list(a.get_frame(10).props["VSVITM_References"]) == [-1]

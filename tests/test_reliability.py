@@ -456,7 +456,7 @@ def test_heap_trimmed_after_large_stages(tiny_models, monkeypatch, big):
             calls[_n] += 1
             return _f(self, *a, **kw)
         monkeypatch.setattr(engine.Engine, name, counted)
-    out = vsvitm.ITM(clip_from_array(moving_clip(24)), models=tiny_models)
+    out = vsvitm.ITM(clip_from_array(moving_clip(24)), models=tiny_models, chunk=12)   # two chunks
     for n in range(24):
         out.get_frame(n)
     assert calls["icam"] >= 4 and calls["merge"] >= 24 and calls["propagate"] >= 2
