@@ -126,6 +126,19 @@ def test_main_patched_splits_own_and_evaluate_arguments(devset, tmp_path, capsys
     assert [(r["sequence"], r["method"]) for r in rows] == [("seqb", "f^-1(L)"), ("mean", "f^-1(L)")]
 
 
+def test_ref_order_experiment_reorders():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("vsvitm_ref_order", Path(ev.__file__).parent / "ref_order_experiment.py")
+    ro = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ro)
+    refs = [(45, "a"), (75, "b"), (30, "c"), (90, "d")]   # the plugin's order: nearest first, past first
+    assert ro.reorder(refs, "near-first") == refs
+    assert ro.reorder(refs, "far-first") == refs[::-1]
+    assert ro.reorder(refs, "far-first", nearest=2) == [(75, "b"), (45, "a")]
+    with pytest.raises(ValueError, match="order"):
+        ro.reorder(refs, "random")
+
+
 def test_sheet_helpers():
     ldr, hdr = fake_sequence(t=3, h=40, w=64)
     assert ev.pick_frame(np.zeros_like(ldr)) == 1
