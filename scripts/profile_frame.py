@@ -142,16 +142,16 @@ def main(argv=None):
     ap.add_argument("--num-refs", type=int, default=6, help="references each way (default 6: up to 12 in all)")
     ap.add_argument("--fcpm-keys", type=int, default=None, help="default: the FCPM model's (5)")
     ap.add_argument("--chunk", type=int, help="default: ITM's at --size (24 below 1 MP, 12 from 1 MP on)")
-    ap.add_argument("--margin", type=int, default=6)
+    ap.add_argument("--margin", type=int, help="default: ITM's at --size (3 below 1 MP, 6 from 1 MP on)")
     ap.add_argument("--merge-per-frame", type=float, default=1.0,
                     help="fcpm_merge calls per output frame (default 1: VapourSynth's cache keeps merged frames "
                          "that two chunks share; 'run/core' = 2 if it does not)")
     ap.add_argument("--json", metavar="FILE", help="write the numbers as JSON")
     a = ap.parse_args(argv)
     (w, h), = bm.parse_sizes(a.size)
-    if a.chunk is None:
-        from vsvitm.itm import default_chunk
-        a.chunk = default_chunk(w, h)
+    from vsvitm.itm import default_chunk
+    a.chunk = default_chunk(w, h)[0] if a.chunk is None else a.chunk
+    a.margin = default_chunk(w, h)[1] if a.margin is None else a.margin
 
     import numpy as np
     import vapoursynth as vs

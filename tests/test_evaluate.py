@@ -139,6 +139,16 @@ def test_ref_order_experiment_reorders():
         ro.reorder(refs, "random")
 
 
+def test_margin_check_edge_frames():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("vsvitm_margin_check", Path(ev.__file__).parent / "margin_check.py")
+    mc = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mc)
+    assert mc.edge_frames(72, 24) == [23, 24, 47, 48]
+    assert mc.edge_frames(24, 24) == []
+    assert mc.edge_frames(30, 12) == [11, 12, 23, 24]
+
+
 def test_sheet_helpers():
     ldr, hdr = fake_sequence(t=3, h=40, w=64)
     assert ev.pick_frame(np.zeros_like(ldr)) == 1

@@ -101,21 +101,29 @@ def _scene_cuts(core, rgb: vs.VideoNode, threshold: float) -> vs.VideoNode:
     return core.std.ModifyFrame(blank, [blank, at(-2), at(-1), thumb, at(1)], flag)
 
 
-# ITM(chunk=None): the FCPM recurrence runs over chunk + 2 * margin frames to output `chunk` of them,
-# so 24 costs 1.5 recurrence steps per output frame where 12 costs 2, with the same scores on the
-# development and validation sets (BENCHMARKS.md, stop 20). From 1 MP on a chunk's source and merged frames (~24 MB a
-# frame at 1920x1080) weigh on the CPU render's 4 GB peak: 12 there.
-CHUNK_SMALL, CHUNK_LARGE, CHUNK_LARGE_PIXELS = 24, 12, 1 << 20
+# ITM(chunk=None, margin=None): the FCPM recurrence runs over chunk + 2 * margin frames to output
+# `chunk` of them. Below 1 MP: chunk 24, margin 3 = 1.25 recurrent steps per output frame (stop 19:
+# 12 and 6, 2 steps), with the same scores on the development and validation sets; a margin of 3
+# changes no pixel by more than 0.3 % against a margin of 12, chunk edges included
+# (scripts/margin_check.py; BENCHMARKS.md, stop 20). From 1 MP on, stop 19's 12 and 6: a chunk's
+# source and merged frames (~24 MB a frame at 1920x1080) and the keys it waits on weigh on the CPU
+# render's 4 GB peak (one 1080p render with margin 3 peaked at 4023 MiB against 3534-3565 with 6).
+CHUNK_SMALL, MARGIN_SMALL = 24, 3
+CHUNK_LARGE, MARGIN_LARGE = 12, 6
+LARGE_PIXELS = 1 << 20
 
 
-def default_chunk(width: int, height: int) -> int:
-    return CHUNK_LARGE if width * height >= CHUNK_LARGE_PIXELS else CHUNK_SMALL
+def default_chunk(width: int, height: int) -> tuple[int, int]:
+    """(chunk, margin) that ITM uses at this frame size when they are not given."""
+    if width * height >= LARGE_PIXELS:
+        return CHUNK_LARGE, MARGIN_LARGE
+    return CHUNK_SMALL, MARGIN_SMALL
 
 
 def ITM(clip: vs.VideoNode, *, key_stride: int = 6, ref_stride: int = 15, num_refs: int = 6,
         transfer: str = "gamma2.2", threshold: float = 0.95, mode: str = "full", exposure_norm: bool = True,
         fp16_output: bool = False, backend=None, models=None, cache_mb: int = 1024,
-        scene_threshold: float = 0.2, chunk: int | None = None, margin: int = 6,
+        scene_threshold: float = 0.2, chunk: int | None = None, margin: int | None = None,
         fcpm_keys: int | None = None, ref_gate: float = 0.0) -> vs.VideoNode:
     """Inverse tone mapping LDR -> HDR with temporal clues.
 
@@ -123,7 +131,8 @@ def ITM(clip: vs.VideoNode, *, key_stride: int = 6, ref_stride: int = 15, num_re
     mode: "full" (ICAM on key frames + FCPM on every frame), "icam" (ICAM on every frame, no FCPM:
     the paper's ablation), "linear" (f^-1(L) only, nothing recovered). num_refs=0: single-frame;
     2 or 3 are faster at a measured cost (BENCHMARKS.md, stop 20).
-    chunk: FCPM recurrence chunk (default 24 frames below 1 MP, 12 from 1 MP on).
+    chunk: FCPM recurrence chunk, run with `margin` extra frames each side (defaults: 24 and 3 below
+    1 MP, 12 and 6 from 1 MP on).
     fcpm_keys: how many of the nearest key-frame results FCPM merges into a frame (default: the
     model's, 5 = the paper's); fewer reach less far in time.
     ref_gate: a reference step runs only when the reference shows, unclipped and brighter than the
@@ -143,7 +152,9 @@ def ITM(clip: vs.VideoNode, *, key_stride: int = 6, ref_stride: int = 15, num_re
         raise ValueError(f"vsvitm.ITM: cache_mb must be at least 16, got {cache_mb}")
     core = vs.core
     if chunk is None:
-        chunk = default_chunk(clip.width, clip.height)
+        chunk = default_chunk(clip.width, clip.height)[0]
+    if margin is None:
+        margin = default_chunk(clip.width, clip.height)[1]
     sched = Schedule(clip.num_frames, key_stride, ref_stride, num_refs, chunk=chunk, margin=margin)
     rgb = to_display_rgb(clip, format=vs.RGB48)
     out_fmt = vs.RGBH if fp16_output else vs.RGBS
