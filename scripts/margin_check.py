@@ -10,7 +10,7 @@ ITM(chunk=C, margin=m) for each m and for --reference, and prints per margin: PU
 against the reference result (all pixels; over-exposed pixels, where FCPM's output counts), over all
 frames and over the chunk-edge frames only (the first and last core frame of each chunk: where a
 short margin would show), and the largest relative difference in linear light. Scores against the
-ground truth hide this (the mean of 410 frames moved by less than 0.005 dB for margins 3-6).
+ground truth hide this (for margins 3, 4 and 6 every score was the same at two decimals).
 """
 from __future__ import annotations
 
