@@ -2,7 +2,7 @@
 """Where the memory goes: RSS of one ITM render sampled every 0.1 s, with the engine stages running
 (Engine.icam / merge / propagate) when it peaked.
 
-    python scripts/memory_trace.py --size 1920x1080 [--frames 3] [--start 0] [--num-refs 6] [--vs-cache-mb 0]
+    python scripts/memory_trace.py --size 1920x1080 [--frames 3] [--start 0] [--num-refs 6] [--chunk C --margin M] [--vs-cache-mb 0]
                                    [--cache-mb 1024] [--src samples/london_pan_320x240.mp4]
 
 Renders frames start.. of the sample clip resized to --size through vsvitm.ITM (shipped models, CPU),
@@ -73,6 +73,8 @@ def main(argv=None) -> int:
                     help="first frame rendered (default 0, the clip's start: few references; 114 = benchmark.py's "
                          "steady-state warm-up, every key frame with all 12 references)")
     ap.add_argument("--num-refs", type=int, default=6)
+    ap.add_argument("--chunk", type=int, help="ITM(chunk=...) (default: ITM's at --size)")
+    ap.add_argument("--margin", type=int, help="ITM(margin=...) (default: ITM's at --size)")
     ap.add_argument("--vs-cache-mb", type=int, default=0, help="core.max_cache_size (default: VapourSynth's)")
     ap.add_argument("--cache-mb", type=int, default=1024, help="ITM(cache_mb=...)")
     ap.add_argument("--src", default=str(ROOT / "samples" / "london_pan_320x240.mp4"))
@@ -135,7 +137,7 @@ def main(argv=None) -> int:
                     peak[:] = [r, {k: v for k, v in active.items() if v}, parts]
             time.sleep(0.1)
     threading.Thread(target=monitor, daemon=True).start()
-    out = vsvitm.ITM(src, num_refs=a.num_refs, cache_mb=a.cache_mb, models=a.models)
+    out = vsvitm.ITM(src, num_refs=a.num_refs, cache_mb=a.cache_mb, models=a.models, chunk=a.chunk, margin=a.margin)
     t0 = time.time()
     for i, _ in enumerate(out[a.start:].frames(prefetch=2)):
         if i == 0 or i + 1 == a.frames:
@@ -144,7 +146,7 @@ def main(argv=None) -> int:
         if i + 1 >= a.frames:
             break
     done.set()
-    print(f"{a.size} start={a.start} num_refs={a.num_refs} vs_cache_mb={a.vs_cache_mb or core.max_cache_size} cache_mb={a.cache_mb} "
+    print(f"{a.size} start={a.start} num_refs={a.num_refs} chunk={a.chunk or 'default'} margin={a.margin if a.margin is not None else 'default'} vs_cache_mb={a.vs_cache_mb or core.max_cache_size} cache_mb={a.cache_mb} "
           f"threads={core.num_threads}: "
           f"peak RSS {peak[0]} MiB while {peak[1] or 'nothing'} ran; then (MiB) {peak[2]}; malloc arenas {malloc_arenas()} "
           f"(cap {engine.limit_malloc_arenas() or 'none'})")
