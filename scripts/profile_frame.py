@@ -149,9 +149,8 @@ def main(argv=None):
     ap.add_argument("--json", metavar="FILE", help="write the numbers as JSON")
     a = ap.parse_args(argv)
     (w, h), = bm.parse_sizes(a.size)
-    from vsvitm.itm import default_chunk
-    a.chunk = default_chunk(w, h)[0] if a.chunk is None else a.chunk
-    a.margin = default_chunk(w, h)[1] if a.margin is None else a.margin
+    from vsvitm.itm import chunk_and_margin
+    a.chunk, a.margin = chunk_and_margin(w, h, a.chunk, a.margin)
 
     import numpy as np
     import vapoursynth as vs

@@ -78,9 +78,9 @@ def test_key_and_reference_props(src, tiny_models):
 def test_default_chunk_by_size(src):
     """chunk=None, margin=None: 24 and 3 below 1 MP, 12 and 6 from 1 MP on (memory); the default
     renders as those. The shipped models: the tiny random ones give the same frames for both here."""
-    from vsvitm.itm import default_chunk
-    assert default_chunk(512, 512) == (24, 3) and default_chunk(1280, 720) == (24, 3)
-    assert default_chunk(1920, 1080) == (12, 6) and default_chunk(1024, 1024) == (12, 6)
+    from vsvitm.itm import chunk_and_margin
+    assert chunk_and_margin(512, 512) == (24, 3) and chunk_and_margin(1280, 720) == (24, 3)
+    assert chunk_and_margin(1920, 1080) == (12, 6) and chunk_and_margin(1024, 1024) == (12, 6)
     a, b, c = (vsvitm.ITM(src, **kw) for kw in ({}, {"chunk": 24, "margin": 3}, {"chunk": 12, "margin": 6}))
     frames = range(6, 13)   # frame 12 starts a chunk of 12; the recurrences reach these from other ends
     ra, rb, rc = ([frame_to_array(x.get_frame(n)) for n in frames] for x in (a, b, c))

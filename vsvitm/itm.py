@@ -113,11 +113,10 @@ CHUNK_LARGE, MARGIN_LARGE = 12, 6
 LARGE_PIXELS = 1 << 20
 
 
-def default_chunk(width: int, height: int) -> tuple[int, int]:
-    """(chunk, margin) that ITM uses at this frame size when they are not given."""
-    if width * height >= LARGE_PIXELS:
-        return CHUNK_LARGE, MARGIN_LARGE
-    return CHUNK_SMALL, MARGIN_SMALL
+def chunk_and_margin(width: int, height: int, chunk: int | None = None, margin: int | None = None) -> tuple[int, int]:
+    """(chunk, margin) that ITM uses at this frame size: the ones given, the size's defaults for None."""
+    dc, dm = (CHUNK_LARGE, MARGIN_LARGE) if width * height >= LARGE_PIXELS else (CHUNK_SMALL, MARGIN_SMALL)
+    return (dc if chunk is None else chunk), (dm if margin is None else margin)
 
 
 def ITM(clip: vs.VideoNode, *, key_stride: int = 6, ref_stride: int = 15, num_refs: int = 6,
@@ -151,10 +150,7 @@ def ITM(clip: vs.VideoNode, *, key_stride: int = 6, ref_stride: int = 15, num_re
     if cache_mb < 16:
         raise ValueError(f"vsvitm.ITM: cache_mb must be at least 16, got {cache_mb}")
     core = vs.core
-    if chunk is None:
-        chunk = default_chunk(clip.width, clip.height)[0]
-    if margin is None:
-        margin = default_chunk(clip.width, clip.height)[1]
+    chunk, margin = chunk_and_margin(clip.width, clip.height, chunk, margin)
     sched = Schedule(clip.num_frames, key_stride, ref_stride, num_refs, chunk=chunk, margin=margin)
     rgb = to_display_rgb(clip, format=vs.RGB48)
     out_fmt = vs.RGBH if fp16_output else vs.RGBS
