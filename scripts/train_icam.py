@@ -67,6 +67,8 @@ def main(argv=None):
     a = ap.parse_args(argv)
     if a.size < 64 or a.size % 64:
         ap.error(f"--size must be a positive multiple of 64 (ICAM works on 1/16 resolution in 4x4 windows), got {a.size}")
+    if not 0 <= a.max_refs <= 12:
+        ap.error(f"--max-refs must be 0..12 (the plugin's 6 each way at most), got {a.max_refs}")
     if not a.data or not Path(a.data).exists():
         ap.error("no data folder: pass --data DIR (HDR stills/videos; see ../shared/data/README.md)")
     torch.manual_seed(a.seed)

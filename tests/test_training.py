@@ -270,3 +270,18 @@ def test_train_icam_script_stops_on_time_with_checkpoint_and_snapshots(tmp_path)
     assert (out / "step_2.pt").exists()
     r2 = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert r2.returncode == 0 and f"resumed from {out / 'last.pt'} at step {st['step']}" in r2.stdout
+
+
+def test_pick_key_fits_the_reference_count():
+    """Training draws keys that have n_refs run-time references inside the sequence: 12 at stride 15
+    in 181 frames fit only at frame 90 (before, such draws were thrown away with their sequence)."""
+    from vsvitm.training.icam_data import pick_key, reference_offsets_inside
+    assert reference_offsets_inside(20, 181) == [5, 35, 50, 65, 80, 95, 110]
+    rng = np.random.default_rng(0)
+    for n_refs in (0, 4, 11, 12):
+        for _ in range(20):
+            key, cands = pick_key(rng, 181, n_refs)
+            assert len(cands) >= n_refs and cands == reference_offsets_inside(key, 181)
+    assert {pick_key(rng, 181, 12)[0] for _ in range(10)} == {90}
+    with pytest.raises(ValueError, match="max-refs"):
+        pick_key(rng, 60, 12)

@@ -18,6 +18,28 @@ def reference_offsets(num_refs: int, ref_stride: int = 15) -> list[int]:
     return out
 
 
+def reference_offsets_inside(key: int, n_frames: int, ref_stride: int = 15) -> list[int]:
+    """The run-time references of key (up to 6 each way, nearest first) that lie in 0..n_frames-1."""
+    return [key + o for o in reference_offsets(6, ref_stride) if 0 <= key + o < n_frames]
+
+
+def pick_key(rng: np.random.Generator, n_frames: int, n_refs: int, ref_stride: int = 15) -> tuple[int, list[int]]:
+    """A key frame with at least n_refs run-time references inside the sequence, and those references.
+    The first draw is uniform (as in every earlier run); a key too near an end for this many
+    references (12 fit only mid-sequence) is drawn again among the positions that have them, rather
+    than synthesising a new sequence."""
+    key = int(rng.integers(0, n_frames))
+    cands = reference_offsets_inside(key, n_frames, ref_stride)
+    if len(cands) >= n_refs:
+        return key, cands
+    ok = [k for k in range(n_frames) if len(reference_offsets_inside(k, n_frames, ref_stride)) >= n_refs]
+    if not ok:
+        raise ValueError(f"{n_refs} references at stride {ref_stride} do not fit in {n_frames} frames: "
+                         f"use --max-refs {len(reference_offsets_inside(n_frames // 2, n_frames, ref_stride))} or fewer")
+    key = ok[int(rng.integers(len(ok)))]
+    return key, reference_offsets_inside(key, n_frames, ref_stride)
+
+
 def perturb_flow(flow: np.ndarray, rng: np.random.Generator, max_px: float = 12.0) -> np.ndarray:
     """flow + a smooth random displacement field (std. dev. up to max_px / 2): what a pre-flow looks like where DIS
     fails (parallax, large motion, occlusion). Taught with this, ICAM learns to correct small errors
@@ -76,10 +98,7 @@ class ICAMBatches(torch.utils.data.IterableDataset):
             # (no draw without parallax: earlier runs repeat)
             parallax = self.p_parallax > 0 and rng.random() < self.p_parallax
             seq = synth_sequence(src, self.n_frames, (self.size, self.size), seed=seed, parallax=parallax)
-            key = int(rng.integers(0, self.n_frames))
-            cands = [key + o for o in reference_offsets(6, self.ref_stride) if 0 <= key + o < self.n_frames]
-            if len(cands) < n_refs:
-                continue
+            key, cands = pick_key(rng, self.n_frames, n_refs, self.ref_stride)
             # Mostly the run-time order (nearest first); sometimes a random subset, for robustness.
             refs = cands[:n_refs] if rng.random() < 0.5 else sorted(rng.choice(cands, n_refs, replace=False).tolist(), key=lambda r: abs(r - key))
             samples.append(make_sample(seq, key, refs, flow_fn, self.exposure_norm, rng, self.p_bad_flow,
