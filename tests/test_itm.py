@@ -479,3 +479,27 @@ def test_ref_gate(tiny_models):
         vsvitm.ITM(swing, ref_gate=1.5, models=tiny_models)
     with pytest.raises(ValueError, match="ref_gate"):
         vsvitm.ITM(swing, ref_gate=-0.1, models=tiny_models)
+
+
+def test_ref_keep(tiny_models):
+    """ITM(ref_gate=g, ref_keep=m): the m nearest references each way always run, in the plugin's order,
+    and the gate decides only the farther ones."""
+    flat = moving_clip(40)
+    flat[:] = flat[17]                           # same exposure everywhere: the gate passes nothing
+    kw = dict(mode="icam", ref_stride=5, num_refs=3, models=tiny_models)
+    for keep, near in ((1, [15, 25]), (2, [15, 25, 10, 30]), (3, [15, 25, 10, 30, 5, 35])):
+        gated = vsvitm.ITM(clip_from_array(flat), ref_gate=0.001, ref_keep=keep, **kw).get_frame(20)
+        assert as_list(gated.props["VSVITM_References"]) == [15, 25, 10, 30, 5, 35]
+        assert as_list(gated.props["VSVITM_ReferencesUsed"]) == near
+        # the same reference steps as asking for only the nearest `keep` each way
+        plain = vsvitm.ITM(clip_from_array(flat), **dict(kw, num_refs=keep)).get_frame(20)
+        np.testing.assert_array_equal(frame_to_array(gated), frame_to_array(plain))
+    swing = clip_from_array(moving_clip(40))     # exposure 0.6 + 0.5 sin(t / 5)
+    gate_only = vsvitm.ITM(swing, ref_gate=0.001, **kw).get_frame(14)
+    kept = vsvitm.ITM(swing, ref_gate=0.001, ref_keep=1, **kw).get_frame(14)
+    far_passed = [r for r in as_list(gate_only.props["VSVITM_ReferencesUsed"]) if abs(r - 14) > 5]
+    assert far_passed  # the swing makes some far reference useful
+    assert as_list(kept.props["VSVITM_ReferencesUsed"]) == [9, 19] + far_passed
+    for bad in (-1, 1.5, "2"):
+        with pytest.raises(ValueError, match="ref_keep"):
+            vsvitm.ITM(swing, ref_gate=0.001, ref_keep=bad, models=tiny_models)

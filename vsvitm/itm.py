@@ -123,7 +123,7 @@ def ITM(clip: vs.VideoNode, *, key_stride: int = 6, ref_stride: int = 15, num_re
         transfer: str = "gamma2.2", threshold: float = 0.95, mode: str = "full", exposure_norm: bool = True,
         fp16_output: bool = False, backend=None, models=None, cache_mb: int = 1024,
         scene_threshold: float = 0.2, chunk: int | None = None, margin: int | None = None,
-        fcpm_keys: int | None = None, ref_gate: float = 0.0) -> vs.VideoNode:
+        fcpm_keys: int | None = None, ref_gate: float = 0.0, ref_keep: int = 0) -> vs.VideoNode:
     """Inverse tone mapping LDR -> HDR with temporal clues.
 
     Returns RGBS (RGBH with fp16_output=True), linear light, BT.709 primaries, 1.0 = the input's white.
@@ -137,6 +137,8 @@ def ITM(clip: vs.VideoNode, *, key_stride: int = 6, ref_stride: int = 15, num_re
     ref_gate: a reference step runs only when the reference shows, unclipped and brighter than the
     key's clip level once brought to the key's exposure, at least this fraction of the frame where
     the key is clipped (from the pre-flow at <= 320 px); 0 runs every reference.
+    ref_keep: with a ref_gate, the nearest ref_keep references each way always run and the gate
+    decides only the farther ones.
     """
     validate_clip(clip, "ITM")
     if mode not in MODES:
@@ -147,6 +149,9 @@ def ITM(clip: vs.VideoNode, *, key_stride: int = 6, ref_stride: int = 15, num_re
     if not (isinstance(ref_gate, (int, float)) and 0.0 <= ref_gate < 1.0):
         raise ValueError(f"vsvitm.ITM: ref_gate must be a fraction of the frame in [0, 1) (0 runs every reference), "
                          f"got {ref_gate!r}")
+    if not (isinstance(ref_keep, int) and 0 <= ref_keep):
+        raise ValueError(f"vsvitm.ITM: ref_keep must be a whole number of references each way (0 or more), "
+                         f"got {ref_keep!r}")
     if cache_mb < 16:
         raise ValueError(f"vsvitm.ITM: cache_mb must be at least 16, got {cache_mb}")
     core = vs.core
@@ -246,8 +251,11 @@ def ITM(clip: vs.VideoNode, *, key_stride: int = 6, ref_stride: int = 15, num_re
         def compute(n, f):
             frames = f
             code_k = frame_to_code(frames[1])
-            used = eng.useful_refs(n, code_k, [(ref_id(r), lambda fr=fr: frame_to_code(fr))
-                                               for r, fr in zip(refs, frames[2:])])
+            given = [(ref_id(r), lambda fr=fr: frame_to_code(fr)) for r, fr in zip(refs, frames[2:])]
+            # refs are nearest first: the ref_keep nearest each way always run, the gate decides the rest
+            near = [abs(r - n) <= ref_keep * ref_stride for r in refs]
+            used = ([g for g, is_near in zip(given, near) if is_near]
+                    + eng.useful_refs(n, code_k, [g for g, is_near in zip(given, near) if not is_near]))
             passed = {i for i, _ in used}
             res = eng.icam(n, code_k, used) + ([r for r in refs if ref_id(r) in passed],)
             eng.results.put(("key", n), res)
