@@ -357,11 +357,12 @@ def child(cfg: dict) -> dict:
     rss_before = vm_hwm_mib()
     window = out[a + w: a + w + n]
     prefetch = cfg["prefetch"] or core.num_threads
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     stamps = []
     for _f in window.frames(prefetch=prefetch, backlog=max(prefetch, 1) * 3):
         stamps.append(time.perf_counter() - t0)
-    elapsed = time.perf_counter() - t0
+    elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     counter.on = False
     gaps = sorted(b - a_ for a_, b in zip([0.0] + stamps[:-1], stamps))
     return {
@@ -371,6 +372,9 @@ def child(cfg: dict) -> dict:
         "init_s": t_init, "first_frame_s": first, "warmup_s": t_warm,
         "elapsed_s": elapsed, "ms_per_frame": 1000 * elapsed / n, "fps": n / elapsed,
         "max_gap_ms": 1000 * gaps[-1] if gaps else None,
+        # CPU time of all this process's threads over the timed frames: below cores x elapsed, threads
+        # waited (on each other or on memory), which no faster network removes
+        "cpu_ms_per_frame": 1000 * cpu / n, "cpu_use": cpu / (elapsed * cores), "cores": cores,
         # VmHWM: the high-water mark of this process's own address space. ru_maxrss is kept for the record
         # only: Linux carries the parent's RSS at fork into the child's ru_maxrss across exec.
         "peak_rss_mib": vm_hwm_mib() or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -429,13 +433,17 @@ def calls_table(results: list[dict]) -> list[str]:
         return []
     lines = ["Per output frame in the timed window: calls × summed ms over all threads (so it can exceed "
              "ms/frame when VapourSynth runs frames in parallel):", "",
-             "| size | mode | backend | " + " | ".join(names) + " |", "|---|---|---|" + "---:|" * len(names)]
+             "| size | mode | backend | " + " | ".join(names) + " | process CPU ms (busy) |",
+             "|---|---|---|" + "---:|" * (len(names) + 1)]
     for r in rows:
         cells = []
         for k in names:
             c = r["calls"].get(k)
             cells.append("–" if c is None else f"{c['per_frame']:.2f} × → {c['ms_per_frame']:.0f} ms")
-        lines.append(f"| {r['size'][0]}×{r['size'][1]} | {r['mode']} | {r['backend']} | " + " | ".join(cells) + " |")
+        busy = (f"{r['cpu_ms_per_frame']:.0f} ({100 * r['cpu_use']:.0f} % of {r['cores']} cores)"
+                if "cpu_use" in r else "–")  # (older JSON files have no CPU time)
+        lines.append(f"| {r['size'][0]}×{r['size'][1]} | {r['mode']} | {r['backend']} | " + " | ".join(cells)
+                     + f" | {busy} |")
     for r in rows:  # each output frame should need exactly one fcpm_fuse (one chunk computation per chunk)
         fuse = r["calls"].get("fcpm_fuse", {}).get("per_frame")
         if r["mode"] == "full" and fuse and fuse > 1.05:
@@ -540,7 +548,8 @@ def main(argv=None):
                 print(f"benchmark:   FAILED: {r['error']}", file=sys.stderr, flush=True)
             else:
                 print(f"benchmark:   {r['ms_per_frame']:.1f} ms/frame, {r['fps']:.2f} fps, peak RSS {r['peak_rss_mib']:.0f} MiB "
-                      f"(init {r['init_s']:.1f} s, first frame {r['first_frame_s']:.2f} s)", file=sys.stderr, flush=True)
+                      f"(init {r['init_s']:.1f} s, first frame {r['first_frame_s']:.2f} s, CPU busy {100 * r['cpu_use']:.0f} % "
+                      f"of {r['cores']} cores)", file=sys.stderr, flush=True)
         r0 = next((r for r in results if "error" not in r), None)
         if r0:
             header.insert(-2, f"- VapourSynth threads {r0['vs_threads']}, prefetch {r0['prefetch']}, "
