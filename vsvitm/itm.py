@@ -32,7 +32,7 @@ from .vsnp import array_to_frame, frame_to_array, frame_to_code, frame_to_planes
 MODES = ("full", "icam", "linear")
 PROP_KEY = "VSVITM_KeyFrame"
 PROP_REFS = "VSVITM_References"
-PROP_REFS_USED = "VSVITM_ReferencesUsed"   # the references that passed ref_gate (icam mode, key results)
+PROP_REFS_USED = "VSVITM_ReferencesUsed"   # the references whose step ran: ref_keep nearest + passed ref_gate (icam mode, key results)
 PROP_KEYS = "VSVITM_Keys"
 PROP_CUT = "_VSVITM_Cut"
 PROP_EVIDENCE = "_VSVITM_Evidence"  # a key result's reference evidence (bytes of HxW half floats)
