@@ -372,8 +372,8 @@ def child(cfg: dict) -> dict:
         "init_s": t_init, "first_frame_s": first, "warmup_s": t_warm,
         "elapsed_s": elapsed, "ms_per_frame": 1000 * elapsed / n, "fps": n / elapsed,
         "max_gap_ms": 1000 * gaps[-1] if gaps else None,
-        # CPU time of all this process's threads over the timed frames: below cores x elapsed, threads
-        # waited (on each other or on memory), which no faster network removes
+        # CPU time of all this process's threads over the timed frames: below cores x elapsed, cores sat
+        # idle (threads waiting on each other or on frame requests), which no faster network removes
         "cpu_ms_per_frame": 1000 * cpu / n, "cpu_use": cpu / (elapsed * cores), "cores": cores,
         # VmHWM: the high-water mark of this process's own address space. ru_maxrss is kept for the record
         # only: Linux carries the parent's RSS at fork into the child's ru_maxrss across exec.
