@@ -252,10 +252,10 @@ def ITM(clip: vs.VideoNode, *, key_stride: int = 6, ref_stride: int = 15, num_re
             frames = f
             code_k = frame_to_code(frames[1])
             given = [(ref_id(r), lambda fr=fr: frame_to_code(fr)) for r, fr in zip(refs, frames[2:])]
-            # refs are nearest first: the ref_keep nearest each way always run, the gate decides the rest
-            near = [abs(r - n) <= ref_keep * ref_stride for r in refs]
-            used = ([g for g, is_near in zip(given, near) if is_near]
-                    + eng.useful_refs(n, code_k, [g for g, is_near in zip(given, near) if not is_near]))
+            # refs are nearest first, so the ref_keep nearest each way are a prefix: they always run,
+            # the gate decides the rest
+            keep = sum(abs(r - n) <= ref_keep * ref_stride for r in refs)
+            used = given[:keep] + eng.useful_refs(n, code_k, given[keep:])
             passed = {i for i, _ in used}
             res = eng.icam(n, code_k, used) + ([r for r in refs if ref_id(r) in passed],)
             eng.results.put(("key", n), res)
