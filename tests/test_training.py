@@ -285,3 +285,36 @@ def test_pick_key_fits_the_reference_count():
     assert {pick_key(rng, 181, 12)[0] for _ in range(10)} == {90}
     with pytest.raises(ValueError, match="max-refs"):
         pick_key(rng, 60, 12)
+
+
+def test_soup_is_the_weighted_mean_and_refuses_other_networks(tmp_path):
+    """scripts/soup.py: weights average with the given weights into a checkpoint ICAM loads;
+    a checkpoint of another shape of network is refused by name."""
+    import importlib.util
+    from dataclasses import asdict
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("soup", Path(__file__).resolve().parents[1] / "scripts" / "soup.py")
+    soup = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(soup)
+    cfg = ICAMConfig(c1=8, c2=8, c3=8, c4=16, offsets=2)
+    paths = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        p = tmp_path / f"m{seed}.pt"
+        torch.save({"model": ICAM(cfg).state_dict(), "config": asdict(cfg), "step": 5}, p)
+        paths.append(p)
+    out = tmp_path / "soup.pt"
+    soup.main(["--out", str(out), str(paths[0]), f"{paths[1]}:3"])
+    st = torch.load(out, map_location="cpu", weights_only=False)
+    a, b = (torch.load(p, weights_only=False)["model"] for p in paths)
+    k = next(k for k, v in a.items() if v.is_floating_point() and not torch.equal(v, b[k]))
+    assert torch.allclose(st["model"][k], 0.25 * a[k] + 0.75 * b[k], atol=1e-6)
+    assert [d["weight"] for d in st["soup"]] == [1.0, 3.0]
+    ICAM(ICAMConfig(**st["config"])).load_state_dict(st["model"])
+    other = ICAMConfig(c1=8, c2=8, c3=8, c4=24, offsets=2)
+    torch.save({"model": ICAM(other).state_dict(), "config": asdict(other), "step": 1}, tmp_path / "o.pt")
+    with pytest.raises(ValueError, match="config"):
+        soup.soup([(str(paths[0]), 1.0), (str(tmp_path / "o.pt"), 1.0)])
+    with pytest.raises(ValueError, match="no such checkpoint"):
+        soup.soup([(str(tmp_path / "missing.pt"), 1.0)])

@@ -1,0 +1,78 @@
+#!/usr/bin/env python3
+"""Average the weights of several fine-tunes of one model (a "model soup", Wortsman et al., ICML 2022).
+
+Fine-tunes that start from the same weights usually stay in one basin of the loss, so their mean is a
+model too, and often a better one than each: run-to-run noise averages out. All inputs must be the same
+network (same config, same parameter names and shapes); each may carry a weight (PATH:W, default 1).
+
+    python scripts/soup.py --out runs/soup/icam.pt runs/shipped/icam.pt runs/icam_r12/last.pt:2
+
+The output is a checkpoint like the training scripts write (model, config, step, exposure_norm) plus
+"soup": the inputs and weights. Export it with scripts/export_models.py as usual.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+
+def parse_item(s: str) -> tuple[str, float]:
+    path, sep, w = s.rpartition(":")
+    if sep and path and Path(path).exists():
+        try:
+            return path, float(w)
+        except ValueError:
+            pass
+    return s, 1.0
+
+
+def soup(items: list[tuple[str, float]]) -> dict:
+    if not items:
+        raise ValueError("soup: give at least one checkpoint")
+    total = sum(w for _, w in items)
+    if any(w < 0 for _, w in items) or total <= 0:
+        raise ValueError("soup: weights must be >= 0 and not all 0")
+    first = None
+    acc: dict[str, torch.Tensor] = {}
+    for path, w in items:
+        if not Path(path).exists():
+            raise ValueError(f"soup: no such checkpoint {path}")
+        st = torch.load(path, map_location="cpu", weights_only=False)
+        sd = st["model"]
+        if first is None:
+            first = st
+            acc = {k: (v.double() * (w / total) if v.is_floating_point() else v.clone()) for k, v in sd.items()}
+            continue
+        if st["config"] != first["config"]:
+            raise ValueError(f"soup: {path} has config {st['config']}, the first has {first['config']}")
+        if st.get("exposure_norm", True) != first.get("exposure_norm", True):
+            raise ValueError(f"soup: {path} differs from the first in exposure_norm")
+        if set(sd) != set(acc):
+            raise ValueError(f"soup: {path} has other parameters than the first "
+                             f"({sorted(set(sd) ^ set(acc))[:4]} ...)")
+        for k, v in sd.items():
+            if v.shape != acc[k].shape:
+                raise ValueError(f"soup: {path}: {k} has shape {tuple(v.shape)}, the first {tuple(acc[k].shape)}")
+            if v.is_floating_point():
+                acc[k] += v.double() * (w / total)
+    model = {k: (v.to(first["model"][k].dtype) if v.is_floating_point() else v) for k, v in acc.items()}
+    return {"model": model, "config": first["config"], "step": 0,
+            "exposure_norm": first.get("exposure_norm", True),
+            "soup": [{"checkpoint": Path(p).as_posix(), "weight": w} for p, w in items]}
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", required=True, help="output checkpoint (.pt)")
+    ap.add_argument("checkpoints", nargs="+", help="PATH or PATH:WEIGHT")
+    a = ap.parse_args(argv)
+    st = soup([parse_item(s) for s in a.checkpoints])
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    torch.save(st, a.out)
+    print(f"{a.out}: mean of " + ", ".join(f"{d['checkpoint']} ×{d['weight']:g}" for d in st["soup"]))
+
+
+if __name__ == "__main__":
+    main()
