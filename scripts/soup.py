@@ -3,7 +3,7 @@
 
 Fine-tunes that start from the same weights usually stay in one basin of the loss, so their mean is a
 model too, and often a better one than each: run-to-run noise averages out. All inputs must be the same
-network (same config, same parameter names and shapes); each may carry a weight (PATH:W, default 1).
+network (no config value differs, same parameter names and shapes); each may carry a weight (PATH:W, default 1).
 
     python scripts/soup.py --out runs/soup/icam.pt runs/shipped/icam.pt runs/icam_r12/last.pt:2
 
@@ -45,8 +45,9 @@ def soup(items: list[tuple[str, float]]) -> dict:
             first = st
             acc = {k: (v.double() * (w / total) if v.is_floating_point() else v.clone()) for k, v in sd.items()}
             continue
-        if st["config"] != first["config"]:
-            raise ValueError(f"soup: {path} has config {st['config']}, the first has {first['config']}")
+        clash = {k for k in set(st["config"]) & set(first["config"]) if st["config"][k] != first["config"][k]}
+        if clash:  # a key only one has (added by a later version) is fine when the parameters match below
+            raise ValueError(f"soup: {path} differs from the first in config {sorted(clash)}")
         if st.get("exposure_norm", True) != first.get("exposure_norm", True):
             raise ValueError(f"soup: {path} differs from the first in exposure_norm")
         if set(sd) != set(acc):
