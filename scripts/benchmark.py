@@ -122,6 +122,8 @@ def resolve_models(a, need_fcpm: bool, need_fp16: bool) -> tuple[Path | None, st
         meta = json.loads((folder / "icam.json").read_text())
         if meta.get("random_weights"):
             desc += " (random weights)"
+        elif meta.get("soup"):
+            desc += f" (ICAM: mean weights of {len(meta['soup'])} fine-tunes)"
         elif "trained_steps" in meta:
             desc += f" (ICAM trained {meta['trained_steps']} steps)"
         desc += f", ICAM config {json.dumps(meta.get('config', {}), sort_keys=True)}"

@@ -33,6 +33,8 @@ def provenance(path: str, st: dict, name: str, note: str | None) -> dict:
     src = Path(st["from_onnx"]) / f"{name}.json" if st.get("from_onnx") else None
     if src is not None and src.exists():
         meta["checkpoint"] = json.loads(src.read_text()).get("checkpoint", meta["checkpoint"])
+    if st.get("soup"):  # scripts/soup.py: the weights are a mean of these checkpoints
+        meta["soup"] = st["soup"]
     if note:
         meta["reexported"] = note
     return meta

@@ -13,6 +13,7 @@ The output is a checkpoint like the training scripts write (model, config, step,
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import torch
@@ -28,6 +29,10 @@ def parse_item(s: str) -> tuple[str, float]:
     return s, 1.0
 
 
+def _net_name(st: dict) -> str:
+    return "icam" if "c1" in st["config"] else "fcpm"
+
+
 def soup(items: list[tuple[str, float]]) -> dict:
     if not items:
         raise ValueError("soup: give at least one checkpoint")
@@ -36,11 +41,17 @@ def soup(items: list[tuple[str, float]]) -> dict:
         raise ValueError("soup: weights must be >= 0 and not all 0")
     first = None
     acc: dict[str, torch.Tensor] = {}
+    sources = []
     for path, w in items:
         if not Path(path).exists():
             raise ValueError(f"soup: no such checkpoint {path}")
         st = torch.load(path, map_location="cpu", weights_only=False)
         sd = st["model"]
+        src = {"checkpoint": Path(path).as_posix(), "weight": w, "step": st.get("step")}
+        manifest = Path(st["from_onnx"]) / f"{_net_name(st)}.json" if st.get("from_onnx") else None
+        if manifest is not None and manifest.exists():  # rebuilt from shipped graphs: name their checkpoint
+            src["rebuilt_from"] = json.loads(manifest.read_text()).get("checkpoint")
+        sources.append(src)
         if first is None:
             first = st
             acc = {k: (v.double() * (w / total) if v.is_floating_point() else v.clone()) for k, v in sd.items()}
@@ -61,7 +72,7 @@ def soup(items: list[tuple[str, float]]) -> dict:
     model = {k: (v.to(first["model"][k].dtype) if v.is_floating_point() else v) for k, v in acc.items()}
     return {"model": model, "config": first["config"], "step": 0,
             "exposure_norm": first.get("exposure_norm", True),
-            "soup": [{"checkpoint": Path(p).as_posix(), "weight": w} for p, w in items]}
+            "soup": sources}
 
 
 def main(argv=None):
