@@ -26,6 +26,11 @@ def load(path, cls, cfg_cls):
     return m.eval(), st
 
 
+def steps(st: dict) -> dict:
+    """A soup has no step count of its own: its manifest lists each ingredient's instead."""
+    return {} if st.get("soup") else {"trained_steps": st["step"]}
+
+
 def provenance(path: str, st: dict, name: str, note: str | None) -> dict:
     """Manifest fields naming the weights: for a checkpoint rebuilt from shipped graphs
     (checkpoint_from_onnx.py) the training checkpoint those graphs came from, not the rebuild."""
@@ -55,14 +60,14 @@ def main(argv=None):
     out = Path(a.out)
     if a.icam:
         m, st = load(a.icam, ICAM, ICAMConfig)
-        ps = export_icam(m, out, fp16=not a.no_fp16, meta={"trained_steps": st["step"], "exposure_norm": st.get("exposure_norm", True),
+        ps = export_icam(m, out, fp16=not a.no_fp16, meta={**steps(st), "exposure_norm": st.get("exposure_norm", True),
                                                           **provenance(a.icam, st, "icam", a.note)})
         print("ICAM:", ", ".join(f"{p.name} {p.stat().st_size / 1e6:.2f} MB" for p in ps))
     if a.fcpm:
         m, st = load(a.fcpm, FCPM, FCPMConfig)
         if a.evidence_gate is not None:
             m.cfg.evidence_gate = a.evidence_gate
-        ps = export_fcpm(m, out, fp16=not a.no_fp16, meta={"trained_steps": st["step"],
+        ps = export_fcpm(m, out, fp16=not a.no_fp16, meta={**steps(st),
                                                           **provenance(a.fcpm, st, "fcpm", a.note)})
         print("FCPM:", ", ".join(f"{p.name} {p.stat().st_size / 1e6:.2f} MB" for p in ps))
     # int8 variants were made from the graphs just replaced: remove them (the engine would refuse them)

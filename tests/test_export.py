@@ -152,7 +152,7 @@ def test_shipped_models_recoverable(tmp_path):
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     st = torch.load(tmp_path / "icam.pt", weights_only=False)
-    assert st["step"] > 0 and st["config"]["c1"] > 0
+    assert (st["step"] > 0 or st["soup"]) and st["config"]["c1"] > 0   # trained, or a mean of trained runs
 
 
 def _check_fp16_pairs(folder):

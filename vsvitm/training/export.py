@@ -265,5 +265,8 @@ def checkpoint_from_models(models_dir: Path, which: str) -> dict:
         raise ValueError(f"{models_dir}: parameters not recoverable from the graphs: {', '.join(missing)} "
                          "(their values equal another parameter's and were merged at export)")
     model.load_state_dict(state, strict=True)  # nothing left over either
-    return {"model": model.state_dict(), "config": model.cfg.to_dict(), "step": meta.get("trained_steps", 0),
-            "exposure_norm": meta.get("exposure_norm", True), "from_onnx": str(models_dir)}
+    st = {"model": model.state_dict(), "config": model.cfg.to_dict(), "step": meta.get("trained_steps", 0),
+          "exposure_norm": meta.get("exposure_norm", True), "from_onnx": str(models_dir)}
+    if meta.get("soup"):  # mean weights of fine-tunes (scripts/soup.py): no step count of its own
+        st["soup"] = meta["soup"]
+    return st
