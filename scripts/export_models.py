@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from vsvitm.training.export import export_fcpm, export_icam  # noqa: E402
+from vsvitm.training.export import export_fcpm, export_icam, source_checkpoint  # noqa: E402
 from vsvitm.training.fcpm_net import FCPM, FCPMConfig  # noqa: E402
 from vsvitm.training.icam_net import ICAM, ICAMConfig  # noqa: E402
 
@@ -34,10 +33,7 @@ def steps(st: dict) -> dict:
 def provenance(path: str, st: dict, name: str, note: str | None) -> dict:
     """Manifest fields naming the weights: for a checkpoint rebuilt from shipped graphs
     (checkpoint_from_onnx.py) the training checkpoint those graphs came from, not the rebuild."""
-    meta = {"checkpoint": Path(path).as_posix()}
-    src = Path(st["from_onnx"]) / f"{name}.json" if st.get("from_onnx") else None
-    if src is not None and src.exists():
-        meta["checkpoint"] = json.loads(src.read_text()).get("checkpoint", meta["checkpoint"])
+    meta = {"checkpoint": source_checkpoint(st, name) or Path(path).as_posix()}
     if st.get("soup"):  # scripts/soup.py: the weights are a mean of these checkpoints
         meta["soup"] = st["soup"]
     if note:

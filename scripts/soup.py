@@ -13,10 +13,13 @@ The output is a checkpoint like the training scripts write (model, config, step,
 from __future__ import annotations
 
 import argparse
-import json
+import sys
 from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from vsvitm.training.export import source_checkpoint  # noqa: E402
 
 
 def parse_item(s: str) -> tuple[str, float]:
@@ -27,10 +30,6 @@ def parse_item(s: str) -> tuple[str, float]:
         except ValueError:
             pass
     return s, 1.0
-
-
-def _net_name(st: dict) -> str:
-    return "icam" if "c1" in st["config"] else "fcpm"
 
 
 def soup(items: list[tuple[str, float]]) -> dict:
@@ -48,9 +47,9 @@ def soup(items: list[tuple[str, float]]) -> dict:
         st = torch.load(path, map_location="cpu", weights_only=False)
         sd = st["model"]
         src = {"checkpoint": Path(path).as_posix(), "weight": w, "step": st.get("step")}
-        manifest = Path(st["from_onnx"]) / f"{_net_name(st)}.json" if st.get("from_onnx") else None
-        if manifest is not None and manifest.exists():  # rebuilt from shipped graphs: name their checkpoint
-            src["rebuilt_from"] = json.loads(manifest.read_text()).get("checkpoint")
+        rebuilt_from = source_checkpoint(st, "icam" if "c1" in st["config"] else "fcpm")
+        if rebuilt_from:  # rebuilt from shipped graphs: name their checkpoint
+            src["rebuilt_from"] = rebuilt_from
         sources.append(src)
         if first is None:
             first = st

@@ -266,7 +266,21 @@ def checkpoint_from_models(models_dir: Path, which: str) -> dict:
                          "(their values equal another parameter's and were merged at export)")
     model.load_state_dict(state, strict=True)  # nothing left over either
     st = {"model": model.state_dict(), "config": model.cfg.to_dict(), "step": meta.get("trained_steps", 0),
-          "exposure_norm": meta.get("exposure_norm", True), "from_onnx": str(models_dir)}
+          "exposure_norm": meta.get("exposure_norm", True), "from_onnx": str(models_dir), "net": which,
+          # named now: the folder's manifest changes when other weights are exported there later
+          "source_checkpoint": meta.get("checkpoint")}
     if meta.get("soup"):  # mean weights of fine-tunes (scripts/soup.py): no step count of its own
         st["soup"] = meta["soup"]
     return st
+
+
+def source_checkpoint(st: dict, name: str) -> str | None:
+    """For a checkpoint rebuilt from exported graphs (checkpoint_from_models), the training checkpoint
+    those graphs came from; None for any other checkpoint. Rebuilds older than the "source_checkpoint"
+    field fall back to their folder's manifest, which is right only until other weights go there."""
+    if not st.get("from_onnx"):
+        return None
+    if "source_checkpoint" in st:
+        return st["source_checkpoint"]
+    manifest = Path(st["from_onnx"]) / f"{st.get('net', name)}.json"
+    return json.loads(manifest.read_text()).get("checkpoint") if manifest.exists() else None
