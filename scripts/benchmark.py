@@ -15,7 +15,7 @@ pipeline pays for key frames and a whole FCPM chunk); then `--frames` consecutiv
 with VapourSynth's own prefetching (clip.frames(prefetch=...), like vspipe). With the defaults
 (--start 120, warm-up 6, 24 frames) the timed window is exactly whole FCPM chunks (frames 120..143: one of
 24 frames below 1 MP, two of 12 from 1 MP on; ITM's default chunk), and
-every key frame it uses has all 12 references (they reach 6 x 15 = 90 frames back): steady state.
+every key frame it uses has all its references (at most 6 x 15 = 90 frames back): steady state.
 
 Prints a Markdown table (ms/frame, fps, ratio to the pass-through chain at the same size, peak RSS,
 GPU memory) headed by a description of the machine; --append FILE appends the same text to FILE.
@@ -466,7 +466,7 @@ def main(argv=None):
     ap.add_argument("--frames", type=int, default=24, help="timed frames per CPU configuration (default 24: whole FCPM chunks)")
     ap.add_argument("--frames-cuda", type=int, default=96, help="timed frames per CUDA configuration (default 96)")
     ap.add_argument("--start", type=int, default=120,
-                    help="first timed frame (default 120: a chunk boundary, and key frames there have all 12 references)")
+                    help="first timed frame (default 120: a chunk boundary, and key frames there have all their references)")
     ap.add_argument("--warmup", type=int, default=6, help="frames start-warmup..start-1 rendered, not timed (default 6)")
     ap.add_argument("--models", help="model folder (default: the package's vsvitm/models); with --random-models: "
                     "where to export them (reused on later runs)")

@@ -2,7 +2,7 @@
 """Where the memory goes: RSS of one ITM render sampled every 0.1 s, with the engine stages running
 (Engine.icam / merge / propagate) when it peaked.
 
-    python scripts/memory_trace.py --size 1920x1080 [--frames 3] [--start 0] [--num-refs 6] [--chunk C --margin M] [--vs-cache-mb 0]
+    python scripts/memory_trace.py --size 1920x1080 [--frames 3] [--start 0] [--num-refs 4] [--chunk C --margin M] [--vs-cache-mb 0]
                                    [--cache-mb 1024] [--src samples/london_pan_320x240.mp4]
 
 Renders frames start.. of the sample clip resized to --size through vsvitm.ITM (shipped models, CPU),
@@ -71,8 +71,8 @@ def main(argv=None) -> int:
     ap.add_argument("--frames", type=int, default=3)
     ap.add_argument("--start", type=int, default=0,
                     help="first frame rendered (default 0, the clip's start: few references; 114 = benchmark.py's "
-                         "steady-state warm-up, every key frame with all 12 references)")
-    ap.add_argument("--num-refs", type=int, default=6)
+                         "steady-state warm-up, every key frame with all its references)")
+    ap.add_argument("--num-refs", type=int, default=4, help="references each way (default 4, the plugin's)")
     ap.add_argument("--chunk", type=int, help="ITM(chunk=...) (default: ITM's at --size)")
     ap.add_argument("--margin", type=int, help="ITM(margin=...) (default: ITM's at --size)")
     ap.add_argument("--vs-cache-mb", type=int, default=0, help="core.max_cache_size (default: VapourSynth's)")

@@ -75,6 +75,16 @@ def test_key_and_reference_props(src, tiny_models):
     assert as_list(p4["VSVITM_Keys"]) == [3, 9, 15, 21, 27]
 
 
+def test_default_reference_count(tiny_models):
+    """4 references each way by default (the paper's 6 scored the same on the validation set and
+    runs 11 % slower: BENCHMARKS.md, stop 23); num_refs=6 gives the paper's 12."""
+    clip = clip_from_array(moving_clip(200))
+    p = vsvitm.ITM(clip, mode="icam", models=tiny_models).get_frame(99).props
+    assert as_list(p["VSVITM_References"]) == [84, 114, 69, 129, 54, 144, 39, 159]
+    p6 = vsvitm.ITM(clip, mode="icam", num_refs=6, models=tiny_models).get_frame(99).props
+    assert len(as_list(p6["VSVITM_References"])) == 12
+
+
 def test_default_chunk_by_size(src):
     """chunk=None, margin=None: 24 and 3 below 1 MP, 12 and 6 from 1 MP on (memory); the default
     renders as those. The shipped models: the tiny random ones give the same frames for both here."""

@@ -119,7 +119,7 @@ def chunk_and_margin(width: int, height: int, chunk: int | None = None, margin: 
     return (dc if chunk is None else chunk), (dm if margin is None else margin)
 
 
-def ITM(clip: vs.VideoNode, *, key_stride: int = 6, ref_stride: int = 15, num_refs: int = 6,
+def ITM(clip: vs.VideoNode, *, key_stride: int = 6, ref_stride: int = 15, num_refs: int = 4,
         transfer: str = "gamma2.2", threshold: float = 0.95, mode: str = "full", exposure_norm: bool = True,
         fp16_output: bool = False, backend=None, models=None, cache_mb: int = 1024,
         scene_threshold: float = 0.2, chunk: int | None = None, margin: int | None = None,
@@ -128,8 +128,9 @@ def ITM(clip: vs.VideoNode, *, key_stride: int = 6, ref_stride: int = 15, num_re
 
     Returns RGBS (RGBH with fp16_output=True), linear light, BT.709 primaries, 1.0 = the input's white.
     mode: "full" (ICAM on key frames + FCPM on every frame), "icam" (ICAM on every frame, no FCPM:
-    the paper's ablation), "linear" (f^-1(L) only, nothing recovered). num_refs=0: single-frame;
-    2 or 3 are faster at a measured cost (BENCHMARKS.md, stop 20).
+    the paper's ablation), "linear" (f^-1(L) only, nothing recovered). num_refs: references each
+    way; 4 by default (11 % faster than the paper's 6 and level with it on the validation set:
+    BENCHMARKS.md, stop 23); 0: single-frame; 2 or 3 are faster at a measured cost (stop 20).
     chunk: FCPM recurrence chunk, run with `margin` extra frames each side (defaults: 24 and 3 below
     1 MP, 12 and 6 from 1 MP on).
     fcpm_keys: how many of the nearest key-frame results FCPM merges into a frame (default: the
@@ -191,8 +192,8 @@ def ITM(clip: vs.VideoNode, *, key_stride: int = 6, ref_stride: int = 15, num_re
     n_frames = clip.num_frames
     rgb_at = _Shifter(rgb)
     # ICAM's references only feed the network (trained on 8-bit LDR). VapourSynth fetches a key
-    # frame's 12 references as soon as the key is requested and holds them until its ICAM has run,
-    # for every key a chunk waits on (~9): from an 8-bit source they are held as RGB24, 6 MB a
+    # frame's references (8 by default, up to 12) as soon as the key is requested and holds them
+    # until its ICAM has run, for every key a chunk waits on (~9): from an 8-bit source they are held as RGB24, 6 MB a
     # frame at 1920x1080 instead of 12 (a render's peak: BENCHMARKS.md, stop 17).
     fmt = clip.format
     ref_rgb, ref_id = rgb, (lambda r: r)
