@@ -77,7 +77,7 @@ def test_key_and_reference_props(src, tiny_models):
 
 def test_default_reference_count(tiny_models):
     """4 references each way by default (the paper's 6 scored the same on the validation set and
-    runs 11 % slower: BENCHMARKS.md, stop 23); num_refs=6 gives the paper's 12."""
+    runs 12 % slower: BENCHMARKS.md, stop 23); num_refs=6 gives the paper's 12."""
     clip = clip_from_array(moving_clip(200))
     p = vsvitm.ITM(clip, mode="icam", models=tiny_models).get_frame(99).props
     assert as_list(p["VSVITM_References"]) == [84, 114, 69, 129, 54, 144, 39, 159]
