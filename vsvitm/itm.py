@@ -192,9 +192,10 @@ def ITM(clip: vs.VideoNode, *, key_stride: int = 6, ref_stride: int = 15, num_re
     n_frames = clip.num_frames
     rgb_at = _Shifter(rgb)
     # ICAM's references only feed the network (trained on 8-bit LDR). VapourSynth fetches a key
-    # frame's references (8 by default, up to 12) as soon as the key is requested and holds them
-    # until its ICAM has run, for every key a chunk waits on (~9): from an 8-bit source they are held as RGB24, 6 MB a
-    # frame at 1920x1080 instead of 12 (a render's peak: BENCHMARKS.md, stop 17).
+    # frame's references (2 * num_refs, 8 by default) as soon as the key is requested and holds
+    # them until its ICAM has run, for every key a chunk waits on (~9): from an 8-bit source they
+    # are held as RGB24, 6 MB a frame at 1920x1080 instead of 12 (a render's peak: BENCHMARKS.md,
+    # stop 17).
     fmt = clip.format
     ref_rgb, ref_id = rgb, (lambda r: r)
     if fmt.sample_type == vs.INTEGER and fmt.bits_per_sample <= 8:
