@@ -72,7 +72,7 @@ def main(argv=None) -> int:
     ap.add_argument("--start", type=int, default=0,
                     help="first frame rendered (default 0, the clip's start: few references; 114 = benchmark.py's "
                          "steady-state warm-up, every key frame with all its references)")
-    ap.add_argument("--num-refs", type=int, default=4, help="references each way (default 4, the plugin's)")
+    ap.add_argument("--num-refs", type=int, help="references each way (default: ITM's, itm.NUM_REFS)")
     ap.add_argument("--chunk", type=int, help="ITM(chunk=...) (default: ITM's at --size)")
     ap.add_argument("--margin", type=int, help="ITM(margin=...) (default: ITM's at --size)")
     ap.add_argument("--vs-cache-mb", type=int, default=0, help="core.max_cache_size (default: VapourSynth's)")
@@ -85,6 +85,8 @@ def main(argv=None) -> int:
     import vapoursynth as vs
     import vsvitm
     from vsvitm import engine
+    from vsvitm.itm import NUM_REFS
+    a.num_refs = NUM_REFS if a.num_refs is None else a.num_refs
     core = vs.core
     if a.vs_cache_mb:
         core.max_cache_size = a.vs_cache_mb

@@ -139,7 +139,7 @@ def main(argv=None):
     ap.add_argument("--ort-profile", action="store_true", help="also print ONNX Runtime's per-operator profile")
     ap.add_argument("--key-stride", type=int, default=6)
     ap.add_argument("--ref-stride", type=int, default=15)
-    ap.add_argument("--num-refs", type=int, default=4, help="references each way (default 4, the plugin's: 8 in all)")
+    ap.add_argument("--num-refs", type=int, help="references each way (default: ITM's, itm.NUM_REFS)")
     ap.add_argument("--fcpm-keys", type=int, default=None, help="default: the FCPM model's (5)")
     ap.add_argument("--chunk", type=int, help="default: ITM's at --size (24 below 1 MP, 12 from 1 MP on)")
     ap.add_argument("--margin", type=int, help="default: ITM's at --size (3 below 1 MP, 6 from 1 MP on)")
@@ -149,8 +149,9 @@ def main(argv=None):
     ap.add_argument("--json", metavar="FILE", help="write the numbers as JSON")
     a = ap.parse_args(argv)
     (w, h), = bm.parse_sizes(a.size)
-    from vsvitm.itm import chunk_and_margin
+    from vsvitm.itm import NUM_REFS, chunk_and_margin
     a.chunk, a.margin = chunk_and_margin(w, h, a.chunk, a.margin)
+    a.num_refs = NUM_REFS if a.num_refs is None else a.num_refs
 
     import numpy as np
     import vapoursynth as vs

@@ -153,7 +153,6 @@ def test_shipped_models_recoverable(tmp_path):
     assert r.returncode == 0, r.stderr
     st = torch.load(tmp_path / "icam.pt", weights_only=False)
     assert (st["step"] > 0 or st["soup"]) and st["config"]["c1"] > 0   # trained, or a mean of trained runs
-    import json
     assert st["source_checkpoint"] == json.loads((MODEL_DIR / "icam.json").read_text())["checkpoint"]
 
 

@@ -111,6 +111,9 @@ def _scene_cuts(core, rgb: vs.VideoNode, threshold: float) -> vs.VideoNode:
 CHUNK_SMALL, MARGIN_SMALL = 24, 3
 CHUNK_LARGE, MARGIN_LARGE = 12, 6
 LARGE_PIXELS = 1 << 20
+# references each way by default: the paper's 6 scored the same on the validation set with the
+# shipped weights and took 12 % more time (BENCHMARKS.md, stop 23)
+NUM_REFS = 4
 
 
 def chunk_and_margin(width: int, height: int, chunk: int | None = None, margin: int | None = None) -> tuple[int, int]:
@@ -119,7 +122,7 @@ def chunk_and_margin(width: int, height: int, chunk: int | None = None, margin: 
     return (dc if chunk is None else chunk), (dm if margin is None else margin)
 
 
-def ITM(clip: vs.VideoNode, *, key_stride: int = 6, ref_stride: int = 15, num_refs: int = 4,
+def ITM(clip: vs.VideoNode, *, key_stride: int = 6, ref_stride: int = 15, num_refs: int = NUM_REFS,
         transfer: str = "gamma2.2", threshold: float = 0.95, mode: str = "full", exposure_norm: bool = True,
         fp16_output: bool = False, backend=None, models=None, cache_mb: int = 1024,
         scene_threshold: float = 0.2, chunk: int | None = None, margin: int | None = None,
