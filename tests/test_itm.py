@@ -424,8 +424,9 @@ def test_preflow_keeps_each_frames_luma(tiny_models, h, w):
     assert eng.flows.size_bytes <= 4 * (sh * sw * 2 * 4 + 256)
 
 
+@pytest.mark.parametrize("preset", ["fast", "medium"])
 @pytest.mark.parametrize("h,w", [(120, 160), (540, 960)])
-def test_preflow_finds_shift_and_exposure(h, w):
+def test_preflow_finds_shift_and_exposure(h, w, preset):
     """flow.align_pair on a textured frame shifted by (-6, +4) px and darkened 2x: the ratio and
     the flow come out right, at the frame's own size (<= 320 px) and at DIS's reduced working size."""
     import cv2
@@ -436,7 +437,7 @@ def test_preflow_finds_shift_and_exposure(h, w):
     lin = np.clip(to_linear(np.clip(tex, 0, 1)) * 0.7 + 0.05, 0, 1)
     key = np.repeat(lin[32:32 + h, 32:32 + w, None], 3, 2)
     ref = np.repeat(lin[32 - 4:32 - 4 + h, 32 + 6:32 + 6 + w, None], 3, 2) * 0.5  # key(p) = 2 ref(p + (-6, +4))
-    flow, e = align_pair(key, ref, DISFlow())
+    flow, e = align_pair(key, ref, DISFlow(preset))
     assert flow.shape == (h, w, 2) and flow.dtype == np.float32
     assert abs(e - 2.0) < 0.05
     inner = flow[h // 8: -h // 8, w // 8: -w // 8]
@@ -513,3 +514,24 @@ def test_ref_keep(tiny_models):
     for bad in (-1, 1.5, "2"):
         with pytest.raises(ValueError, match="ref_keep"):
             vsvitm.ITM(swing, ref_gate=0.001, ref_keep=bad, models=tiny_models)
+
+
+def test_preflow_preset(tiny_models):
+    """The plugin's pre-flow is DIS MEDIUM (BENCHMARKS.md stop 24); training keeps FAST (DISFlow's default,
+    what the shipped networks saw); ITM(preflow="fast") reaches the engine; anything else is refused."""
+    import cv2
+    from vsvitm import engine
+    from vsvitm.flow import DISFlow
+    assert DISFlow().preset == cv2.DISOPTICAL_FLOW_PRESET_FAST
+    kw = dict(need_fcpm=False, transfer="gamma2.2", threshold=0.95, exposure_norm=True, cache_bytes=1 << 26)
+    assert engine.Engine(tiny_models, None, **kw).flow_fn.preset == cv2.DISOPTICAL_FLOW_PRESET_MEDIUM
+    assert engine.Engine(tiny_models, None, preflow="fast", **kw).flow_fn.preset == cv2.DISOPTICAL_FLOW_PRESET_FAST
+    clip = clip_from_array(moving_clip(20))
+    a = frame_to_array(vsvitm.ITM(clip, mode="icam", ref_stride=5, num_refs=2, models=tiny_models).get_frame(10))
+    b = frame_to_array(vsvitm.ITM(clip, mode="icam", ref_stride=5, num_refs=2, models=tiny_models,
+                                  preflow="fast").get_frame(10))
+    assert np.isfinite(a).all() and np.isfinite(b).all()
+    assert not np.array_equal(a, b)  # another pre-flow, another alignment of the references
+    for bad in ("slow", 2, None, ["fast"]):
+        with pytest.raises(ValueError, match="preflow"):
+            vsvitm.ITM(clip, preflow=bad, models=tiny_models)

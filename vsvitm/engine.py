@@ -18,7 +18,7 @@ import numpy as np
 from . import backends
 from .cache import ByteLRU
 from .curves import overexposure_mask, to_linear
-from .flow import DISFlow, align_small, luma, warp_np, warp_planes
+from .flow import RUNTIME_PRESET, DISFlow, align_small, luma, warp_np, warp_planes
 from .prep import MAX_REL, fill_padded, net_input, pad_to, padded_size
 
 MODEL_DIR = Path(__file__).resolve().parent / "models"
@@ -198,7 +198,7 @@ def _given(x):
 
 class Engine:
     def __init__(self, models: str | Path | None, backend, *, need_fcpm: bool, transfer: str, threshold: float,
-                 exposure_norm: bool, cache_bytes: int, ref_gate: float = 0.0):
+                 exposure_norm: bool, cache_bytes: int, ref_gate: float = 0.0, preflow: str = RUNTIME_PRESET):
         limit_malloc_arenas()
         folder = Path(models) if models is not None else MODEL_DIR
         self.backend = backends.resolve(backend)
@@ -257,7 +257,7 @@ class Engine:
         # the key clipped (flow.reference_clue, from the pre-flow's reduced images); 0: every reference
         self.ref_gate = float(ref_gate)
         self.clip_level = float(to_linear(np.float32(threshold), transfer))
-        self.flow_fn = DISFlow()
+        self.flow_fn = DISFlow(preflow)  # the DIS preset by name (flow.PRESETS)
         # pre-flows at DIS's working size (<= 0.8 MB a pair): 1/8 of the cache holds the ~150 pairs
         # between two uses of a pair (neighbouring chunks share their margins' neighbour flows)
         self.flows = ByteLRU(cache_bytes // 8)

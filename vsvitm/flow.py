@@ -10,6 +10,14 @@ import numpy as np
 
 _LUMA = np.array([0.2126, 0.7152, 0.0722], np.float32)
 
+# OpenCV DIS presets by name (ITM(preflow=...)).
+PRESETS = {"fast": cv2.DISOPTICAL_FLOW_PRESET_FAST, "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM}
+# The plugin's pre-flow. The shipped networks were trained on FAST pre-flows (DISFlow's default, kept
+# for training), and their flow correction refines what they get. MEDIUM (finer last scale, denser
+# patches, more iterations) still scored higher on the validation set (+0.09 dB over-exposed, full
+# pipeline; BENCHMARKS.md stop 24) for ~7 ms more per pair at the working size.
+RUNTIME_PRESET = "medium"
+
 
 def luma(lin: np.ndarray) -> np.ndarray:
     return lin @ _LUMA
@@ -39,8 +47,8 @@ def exposure_ratio(lin_key: np.ndarray, lin_ref: np.ndarray, lo: float = 0.01, h
 class DISFlow:
     """DIS optical flow at reduced resolution (the longer side at most `max_side`), upsampled back."""
 
-    def __init__(self, preset: int = cv2.DISOPTICAL_FLOW_PRESET_FAST, max_side: int = 320):
-        self.preset = preset
+    def __init__(self, preset: int | str = cv2.DISOPTICAL_FLOW_PRESET_FAST, max_side: int = 320):
+        self.preset = PRESETS[preset] if isinstance(preset, str) else preset
         self.max_side = max_side
 
     def work_size(self, h: int, w: int) -> tuple[int, int]:
