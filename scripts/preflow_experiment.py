@@ -1,17 +1,19 @@
 #!/usr/bin/env python3
 """Experiment (stop 24): the plugin's pre-flow with another OpenCV DIS preset or working size.
 
-    python scripts/preflow_experiment.py --preset medium [--max-side 320] -- <scripts/evaluate.py arguments>
+    python scripts/preflow_experiment.py --preset medium [--max-side 320] [--fcpm-preset fast] -- <scripts/evaluate.py arguments>
 
 e.g. `... --preset medium -- --data data/valset --no-cvvdp --only "ICAM only,full"`. Runs scripts/evaluate.py
-with the Engine's DISFlow (vsvitm/flow.py; preset FAST, longer side at most 320 px) replaced. The pre-flow
-feeds ICAM (key -> reference) and FCPM's merge (key -> frame) alike. The networks were trained on FAST
-pre-flows, which their flow-correction layers refine; a better pre-flow may still align far references
-that FAST loses (forward driving, large motion).
+with the Engine's DISFlow (vsvitm/flow.py) replaced, in place of ITM(preflow=...). The pre-flow feeds ICAM
+(key -> reference) and FCPM's merge (key -> frame) and recurrence (neighbours) alike; --fcpm-preset gives
+the pairs made outside ICAM their own preset (ICAM's pairs and FCPM's never coincide: a key frame is never
+another key's reference, so the cache keeps them apart). The networks were trained on FAST pre-flows, which
+their flow-correction layers refine; a better pre-flow may still align far references that FAST loses.
 """
 from __future__ import annotations
 
 import sys
+import threading
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,11 +26,28 @@ PRESETS = {"ultrafast": 0, "fast": 1, "medium": 2}
 def add_args(ap):
     ap.add_argument("--preset", choices=tuple(PRESETS), required=True)
     ap.add_argument("--max-side", type=int, default=320, help="DIS working size: longer side at most this")
+    ap.add_argument("--fcpm-preset", choices=tuple(PRESETS), help="preset of the pairs made outside ICAM")
 
 
 def install(a):
     from vsvitm import engine, flow
     engine.DISFlow = lambda preset=None: flow.DISFlow(PRESETS[a.preset], a.max_side)  # in place of ITM(preflow=...)
+    if a.fcpm_preset is None:
+        return
+    other = flow.DISFlow(PRESETS[a.fcpm_preset], a.max_side)
+    inside = threading.local()   # VapourSynth runs frames on several threads: a flag per thread
+    icam, align = engine.Engine.icam, engine.align_small
+
+    def icam_flagged(self, *args, **kw):
+        inside.icam = True
+        try:
+            return icam(self, *args, **kw)
+        finally:
+            inside.icam = False
+
+    def align_small(sk, sr, flow_fn, *args, **kw):
+        return align(sk, sr, flow_fn if getattr(inside, "icam", False) else other, *args, **kw)
+    engine.Engine.icam, engine.align_small = icam_flagged, align_small
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ PRESETS = {"fast": cv2.DISOPTICAL_FLOW_PRESET_FAST, "medium": cv2.DISOPTICAL_FLO
 # The plugin's pre-flow. The shipped networks were trained on FAST pre-flows (DISFlow's default, kept
 # for training), and their flow correction refines what they get. MEDIUM (finer last scale, denser
 # patches, more iterations) still scored higher on the validation set (+0.09 dB over-exposed, full
-# pipeline; BENCHMARKS.md stop 24) for ~7 ms more per pair at the working size.
+# pipeline; BENCHMARKS.md stop 24) for ~8 ms more per pair at the working size.
 RUNTIME_PRESET = "medium"
 
 

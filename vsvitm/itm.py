@@ -146,7 +146,7 @@ def ITM(clip: vs.VideoNode, *, key_stride: int = 6, ref_stride: int = 15, num_re
     ref_keep: with a ref_gate, the nearest ref_keep references each way always run and the gate
     decides only the farther ones.
     preflow: the OpenCV DIS preset of the pre-flows, "medium" (default) or "fast" (what the networks
-    were trained on; 0.09 dB lower on the validation set, ~4 % faster: BENCHMARKS.md, stop 24).
+    were trained on; 0.09 dB lower on the validation set, ~6 % faster: BENCHMARKS.md, stop 24).
     """
     validate_clip(clip, "ITM")
     if mode not in MODES:
