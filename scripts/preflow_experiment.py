@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Experiment (stop 24): the plugin's pre-flow with another OpenCV DIS preset or working size.
 
-    python scripts/preflow_experiment.py --preset medium [--max-side 320] [--fcpm-preset fast] -- <scripts/evaluate.py arguments>
+    python scripts/preflow_experiment.py --preset medium [--max-side 320] [--fcpm-preset fast] [--finest-scale 2] \
+        -- <scripts/evaluate.py arguments>
 
 e.g. `... --preset medium -- --data data/valset --no-cvvdp --only "ICAM only,full"`. Runs scripts/evaluate.py
 with the Engine's DISFlow (vsvitm/flow.py) replaced, in place of ITM(preflow=...). The pre-flow feeds ICAM
@@ -27,11 +28,19 @@ def add_args(ap):
     ap.add_argument("--preset", choices=tuple(PRESETS), required=True)
     ap.add_argument("--max-side", type=int, default=320, help="DIS working size: longer side at most this")
     ap.add_argument("--fcpm-preset", choices=tuple(PRESETS), help="preset of the pairs made outside ICAM")
+    ap.add_argument("--finest-scale", type=int, help="DIS's finest pyramid level (the presets: FAST 2, MEDIUM 1)")
 
 
 def install(a):
     from vsvitm import engine, flow
-    engine.DISFlow = lambda preset=None: flow.DISFlow(PRESETS[a.preset], a.max_side)  # in place of ITM(preflow=...)
+    class Tuned(flow.DISFlow):
+        def calc(self, y_key, y_ref):  # flow.DISFlow.calc with the preset's finest scale changed
+            p, r = ((y * 255 + 0.5).astype("uint8") for y in (y_key, y_ref))
+            dis = flow.cv2.DISOpticalFlow.create(self.preset)
+            dis.setFinestScale(a.finest_scale)
+            return dis.calc(p, r, None)
+    make = flow.DISFlow if a.finest_scale is None else Tuned
+    engine.DISFlow = lambda preset=None: make(PRESETS[a.preset], a.max_side)  # in place of ITM(preflow=...)
     if a.fcpm_preset is None:
         return
     other = flow.DISFlow(PRESETS[a.fcpm_preset], a.max_side)
