@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Generate the development test set (fixed seed) from the held-out 'test' split only.
 
-    python scripts/make_devset.py [--data ../shared/data] [--out data/devset]
+    python scripts/make_devset.py [--data ../shared/data] [--out data/devset] [--max-side 480] [--still-size 256x384]
 
 One sequence per test source: video sources run twice their length (ping-pong) at the source size
 (longer side <= 480, even dimensions) with a mild camera path on top; stills run 96 frames at
@@ -39,6 +39,8 @@ def main(argv=None) -> int:
                     help="train: a validation set from the training sources (other renders than training "
                          "sees), for choosing settings that are not learned without looking at the test set")
     ap.add_argument("--limit", type=int, help="at most this many sources (videos first, then stills by seed)")
+    ap.add_argument("--max-side", type=int, default=480, help="longer side of video sequences, at most (default 480)")
+    ap.add_argument("--still-size", default="256x384", help="HxW of still sequences (default 256x384)")
     args = ap.parse_args(argv)
     data = args.data or (ROOT / ".." / "shared" / "data").resolve()
     if not Path(data).is_dir():
@@ -47,6 +49,11 @@ def main(argv=None) -> int:
     if args.limit is not None and len(srcs) > args.limit:
         order = np.random.default_rng(args.seed).permutation(len(srcs))
         srcs = sorted((srcs[i] for i in order), key=lambda s: not s.is_video)[: args.limit]
+    try:
+        still = tuple(int(v) for v in args.still_size.lower().split("x"))
+        assert len(still) == 2 and min(still) >= 32
+    except (ValueError, AssertionError):
+        ap.error(f"--still-size must be HxW with both at least 32, e.g. 256x384; got {args.still_size!r}")
     args.out.mkdir(parents=True, exist_ok=True)
     lines = []
     for i, src in enumerate(srcs):
@@ -54,10 +61,10 @@ def main(argv=None) -> int:
                     mean_weight=(0.0, 0.0), clip_percentile=(90.0, 98.0))
         if src.is_video:
             n = 2 * len(src.frames)
-            size = video_size(*src.shape)
+            size = video_size(*src.shape, max_side=args.max_side)
             opts.update(start_frame=0, zoom=(0.8, 0.95), motion=0.5)
         else:
-            n, size = STILL_FRAMES, STILL_SIZE
+            n, size = STILL_FRAMES, still
         seq = synth_sequence(src, n, size, seed=args.seed + i, **opts)
         d = seq.to_npz_dict()
         name = Path(src.name).name
@@ -74,6 +81,8 @@ def main(argv=None) -> int:
          "vsvitm validation set: other renders of the training sources (for settings that are not learned).\n")
         + f"command: python scripts/make_devset.py --seed {args.seed} --split {args.split}"
         + (f" --limit {args.limit}" if args.limit is not None else "")
+        + (f" --max-side {args.max_side}" if args.max_side != 480 else "")
+        + (f" --still-size {args.still_size}" if still != STILL_SIZE else "")
         + f"  (from the repository root; default seed {SEED})\n"
         "camera curve gamma 2.2, noise on, no JPEG, exposure events <= 1 stop,\n"
         "metering on the 90-98th percentile. Files: <source>.npz with ldr uint8 [T,H,W,3], hdr float16\n"

@@ -29,17 +29,26 @@ def add_args(ap):
     ap.add_argument("--max-side", type=int, default=320, help="DIS working size: longer side at most this")
     ap.add_argument("--fcpm-preset", choices=tuple(PRESETS), help="preset of the pairs made outside ICAM")
     ap.add_argument("--finest-scale", type=int, help="DIS's finest pyramid level (the presets: FAST 2, MEDIUM 1)")
+    ap.add_argument("--reduce-at-most", type=float,
+                    help="working size: the longer side at most max(--max-side, frame's longer side / this)")
 
 
 def install(a):
     from vsvitm import engine, flow
+
     class Tuned(flow.DISFlow):
-        def calc(self, y_key, y_ref):  # flow.DISFlow.calc with the preset's finest scale changed
-            p, r = ((y * 255 + 0.5).astype("uint8") for y in (y_key, y_ref))
-            dis = flow.cv2.DISOpticalFlow.create(self.preset)
-            dis.setFinestScale(a.finest_scale)
-            return dis.calc(p, r, None)
-    make = flow.DISFlow if a.finest_scale is None else Tuned
+        def create(self):  # the preset with its finest scale changed
+            dis = super().create()
+            if a.finest_scale is not None:
+                dis.setFinestScale(a.finest_scale)
+            return dis
+
+        def work_size(self, h, w):  # flow.DISFlow.work_size with the working size following the frame's
+            if a.reduce_at_most is None:
+                return super().work_size(h, w)
+            s = min(1.0, max(self.max_side, max(h, w) / a.reduce_at_most) / max(h, w))
+            return max(32, round(h * s)), max(32, round(w * s))
+    make = flow.DISFlow if a.finest_scale is None and a.reduce_at_most is None else Tuned
     engine.DISFlow = lambda preset=None: make(PRESETS[a.preset], a.max_side)  # in place of ITM(preflow=...)
     if a.fcpm_preset is None:
         return

@@ -63,11 +63,15 @@ class DISFlow:
         sh, sw = self.work_size(*y.shape)
         return y if (sh, sw) == y.shape else cv2.resize(y, (sw, sh), interpolation=cv2.INTER_AREA)
 
+    def create(self):
+        """A new OpenCV DIS object with this flow's settings (experiments override this)."""
+        return cv2.DISOpticalFlow.create(self.preset)
+
     def calc(self, y_key: np.ndarray, y_ref: np.ndarray) -> np.ndarray:
         """Flow key->ref between two gamma-encoded luma images in [0, 1] of the working size, in their pixels."""
         a, b = ((y * 255 + 0.5).astype(np.uint8) for y in (y_key, y_ref))
         # A fresh object per call: DIS keeps internal state, and sharing one between threads is unsafe.
-        return cv2.DISOpticalFlow.create(self.preset).calc(a, b, None)
+        return self.create().calc(a, b, None)
 
     @staticmethod
     def upsample(flow: np.ndarray, h: int, w: int) -> np.ndarray:
