@@ -42,6 +42,11 @@ def main(argv=None) -> int:
     ap.add_argument("--max-side", type=int, default=480, help="longer side of video sequences, at most (default 480)")
     ap.add_argument("--still-size", default="256x384", help="HxW of still sequences (default 256x384)")
     args = ap.parse_args(argv)
+    try:
+        still = tuple(int(v) for v in args.still_size.lower().split("x"))
+        assert len(still) == 2 and min(still) >= 32
+    except (ValueError, AssertionError):
+        ap.error(f"--still-size must be HxW with both at least 32, e.g. 256x384; got {args.still_size!r}")
     data = args.data or (ROOT / ".." / "shared" / "data").resolve()
     if not Path(data).is_dir():
         ap.error(f"no data folder {data}: pass --data")
@@ -49,11 +54,6 @@ def main(argv=None) -> int:
     if args.limit is not None and len(srcs) > args.limit:
         order = np.random.default_rng(args.seed).permutation(len(srcs))
         srcs = sorted((srcs[i] for i in order), key=lambda s: not s.is_video)[: args.limit]
-    try:
-        still = tuple(int(v) for v in args.still_size.lower().split("x"))
-        assert len(still) == 2 and min(still) >= 32
-    except (ValueError, AssertionError):
-        ap.error(f"--still-size must be HxW with both at least 32, e.g. 256x384; got {args.still_size!r}")
     args.out.mkdir(parents=True, exist_ok=True)
     lines = []
     for i, src in enumerate(srcs):

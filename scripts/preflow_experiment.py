@@ -2,7 +2,7 @@
 """Experiment (stop 24): the plugin's pre-flow with another OpenCV DIS preset or working size.
 
     python scripts/preflow_experiment.py --preset medium [--max-side 320] [--fcpm-preset fast] [--finest-scale 2] \
-        -- <scripts/evaluate.py arguments>
+        [--reduce-at-most 2] -- <scripts/evaluate.py arguments>
 
 e.g. `... --preset medium -- --data data/valset --no-cvvdp --only "ICAM only,full"`. Runs scripts/evaluate.py
 with the Engine's DISFlow (vsvitm/flow.py) replaced, in place of ITM(preflow=...). The pre-flow feeds ICAM
@@ -21,7 +21,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-PRESETS = {"ultrafast": 0, "fast": 1, "medium": 2}
+from vsvitm.flow import PRESETS as PLUGIN_PRESETS  # noqa: E402
+
+PRESETS = {"ultrafast": 0, **PLUGIN_PRESETS}  # cv2.DISOPTICAL_FLOW_PRESET_*
 
 
 def add_args(ap):
