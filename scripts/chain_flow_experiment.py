@@ -38,7 +38,7 @@ def compose(f1: np.ndarray, f2: np.ndarray) -> np.ndarray:
 
 def install(a):
     from vsvitm import engine
-    from vsvitm.flow import align_small, exposure_ratio, warp_np
+    from vsvitm.flow import exposure_ratio, warp_np
     orig = engine.Engine._preflow
 
     def num(x):
@@ -57,12 +57,9 @@ def install(a):
         if hit is None and (first is None or self.lumas.get(fm) is None):
             return orig(self, fa, code_a, fb, code_b, full_res)   # the nearer pair is gone: direct
         if hit is None:
-            (sa, _, full), (sm, _, _), (sb, _, _) = (self._luma(fa, code_a), self._luma(fm, None),
-                                                     self._luma(fb, code_b))
+            (sa, _, full), (sb, _, _) = self._luma(fa, code_a), self._luma(fb, code_b)
+            orig(self, fm, None, fb, code_b, full_res=False)   # the link m -> b, made and cached as any pair
             second = self.flows.get((fm, fb, en))
-            if second is None:
-                second = align_small(sm, sb, self.flow_fn, en) + (1.0, full)
-                self.flows.put((fm, fb, en), second)
             f = compose(first[0], second[0])
             e = np.float32(first[1] * second[1])
             if en:

@@ -23,9 +23,10 @@ from vsvitm.training.synth import clipped_share, clue_share, load_sources, synth
 
 SEED = 20240601
 STILL_FRAMES, STILL_SIZE = 96, (256, 384)
+VIDEO_MAX_SIDE = 480
 
 
-def video_size(h: int, w: int, max_side: int = 480) -> tuple[int, int]:
+def video_size(h: int, w: int, max_side: int = VIDEO_MAX_SIDE) -> tuple[int, int]:
     f = min(1.0, max_side / max(h, w))
     return max(2, int(h * f) // 2 * 2), max(2, int(w * f) // 2 * 2)
 
@@ -39,8 +40,9 @@ def main(argv=None) -> int:
                     help="train: a validation set from the training sources (other renders than training "
                          "sees), for choosing settings that are not learned without looking at the test set")
     ap.add_argument("--limit", type=int, help="at most this many sources (videos first, then stills by seed)")
-    ap.add_argument("--max-side", type=int, default=480, help="longer side of video sequences, at most (default 480)")
-    ap.add_argument("--still-size", default="256x384", help="HxW of still sequences (default 256x384)")
+    ap.add_argument("--max-side", type=int, default=VIDEO_MAX_SIDE,
+                    help=f"longer side of video sequences, at most (default {VIDEO_MAX_SIDE})")
+    ap.add_argument("--still-size", default="%dx%d" % STILL_SIZE, help="HxW of still sequences (default %(default)s)")
     args = ap.parse_args(argv)
     try:
         still = tuple(int(v) for v in args.still_size.lower().split("x"))
@@ -81,7 +83,7 @@ def main(argv=None) -> int:
          "vsvitm validation set: other renders of the training sources (for settings that are not learned).\n")
         + f"command: python scripts/make_devset.py --seed {args.seed} --split {args.split}"
         + (f" --limit {args.limit}" if args.limit is not None else "")
-        + (f" --max-side {args.max_side}" if args.max_side != 480 else "")
+        + (f" --max-side {args.max_side}" if args.max_side != VIDEO_MAX_SIDE else "")
         + (f" --still-size {args.still_size}" if still != STILL_SIZE else "")
         + f"  (from the repository root; default seed {SEED})\n"
         "camera curve gamma 2.2, noise on, no JPEG, exposure events <= 1 stop,\n"

@@ -48,8 +48,7 @@ def install(a):
         def work_size(self, h, w):  # flow.DISFlow.work_size with the working size following the frame's
             if a.reduce_at_most is None:
                 return super().work_size(h, w)
-            s = min(1.0, max(self.max_side, max(h, w) / a.reduce_at_most) / max(h, w))
-            return max(32, round(h * s)), max(32, round(w * s))
+            return flow.DISFlow(self.preset, max(self.max_side, max(h, w) / a.reduce_at_most)).work_size(h, w)
     make = flow.DISFlow if a.finest_scale is None and a.reduce_at_most is None else Tuned
     engine.DISFlow = lambda preset=None: make(PRESETS[a.preset], a.max_side)  # in place of ITM(preflow=...)
     if a.fcpm_preset is None:
