@@ -139,6 +139,24 @@ def test_ref_order_experiment_reorders():
         ro.reorder(refs, "random")
 
 
+
+def test_edge_refs_experiment_adds_shot_ends():
+    import importlib.util
+    from vsvitm.schedule import Schedule
+    spec = importlib.util.spec_from_file_location("vsvitm_edge_refs", Path(ev.__file__).parent / "edge_refs_experiment.py")
+    er = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(er)
+
+    def refs(s, k, cuts=()):
+        return er.with_edges(s, k, list(cuts), s.references(k, list(cuts)), 8)
+    assert refs(Schedule(12), 3) == [11] and refs(Schedule(12), 9) == [0]   # 2 frames to the end: too near
+    s = Schedule(100, num_refs=4)
+    assert refs(s, 87) == [99, 72, 57, 42, 27]            # nearest first
+    assert refs(s, 93) == [78, 63, 48, 33]                # the last frame is 6 away
+    assert refs(s, 45) == s.references(45, [])            # both ways have references: unchanged
+    assert refs(s, 51, [40, 70]) == [40, 66]              # its shot's first frame, not the clip's
+    assert refs(Schedule(12, num_refs=0), 3) == []        # single frame stays single
+
 def test_margin_check_edge_frames():
     import importlib.util
     spec = importlib.util.spec_from_file_location("vsvitm_margin_check", Path(ev.__file__).parent / "margin_check.py")
