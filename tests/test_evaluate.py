@@ -157,6 +157,21 @@ def test_edge_refs_experiment_adds_shot_ends():
     assert refs(s, 51, [40, 70]) == [40, 66]              # its shot's first frame, not the clip's
     assert refs(Schedule(12, num_refs=0), 3) == []        # single frame stays single
 
+
+def test_key_merge_experiment_holds_the_own_result_as_the_merge_would():
+    import importlib.util
+    from types import SimpleNamespace
+    from vsvitm.engine import LOG_EPS
+    from vsvitm.prep import pad_to
+    spec = importlib.util.spec_from_file_location("vsvitm_key_merge", Path(ev.__file__).parent / "key_merge_experiment.py")
+    km = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(km)
+    y = np.random.default_rng(0).uniform(0, 5, (10, 13, 3)).astype(np.float32)
+    x = km.own_xhat(SimpleNamespace(_pad=lambda a: pad_to(a, 8)[0]), y)
+    assert x.shape == (1, 3, 16, 16) and x.dtype == np.float32
+    np.testing.assert_allclose(np.exp(x[0, :, :10, :13]) - LOG_EPS, y.transpose(2, 0, 1), rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(x[0, :, :10, 13:], np.repeat(x[0, :, :10, 12:13], 3, axis=2))  # edge replicated
+
 def test_margin_check_edge_frames():
     import importlib.util
     spec = importlib.util.spec_from_file_location("vsvitm_margin_check", Path(ev.__file__).parent / "margin_check.py")
