@@ -59,6 +59,8 @@ def main(argv=None):
     ap.add_argument("--parallax", type=float, default=0.0,
                     help="probability that a still source gets a foreground layer moving against the background "
                          "(parallax and occlusion: references that no global alignment fits)")
+    ap.add_argument("--preflow", choices=("fast", "medium"), default="fast",
+                    help="DIS preset of the training pre-flows (the shipped weights: fast; the plugin runs medium)")
     ap.add_argument("--max-minutes", type=float, default=0.0,
                     help="stop (with a checkpoint) after this many minutes of training, e.g. on a lent GPU; "
                          "the cosine schedule is then fitted to the steps that fit in that time (rate of steps 10..60)")
@@ -103,7 +105,8 @@ def main(argv=None):
     print(f"{len(sources)} training sources", flush=True)
     ds = ICAMBatches(sources, a.batch, a.size, a.max_refs, a.seed, exposure_norm=not a.no_exposure_norm,
                      start_step=step, p_bad_flow=a.bad_flow, p_bad_ratio=a.bad_ratio,
-                     video_weight=a.video_weight, knee=a.knee, p_parallax=a.parallax)
+                     video_weight=a.video_weight, knee=a.knee, p_parallax=a.parallax,
+                     preflow=a.preflow)
     dl = batch_loader(ds, a.workers)
     log = open(out / "log.txt", "a")
     t0, avg = time.time(), None

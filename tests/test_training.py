@@ -318,3 +318,26 @@ def test_soup_is_the_weighted_mean_and_refuses_other_networks(tmp_path):
         soup.soup([(str(paths[0]), 1.0), (str(tmp_path / "o.pt"), 1.0)])
     with pytest.raises(ValueError, match="no such checkpoint"):
         soup.soup([(str(tmp_path / "missing.pt"), 1.0)])
+
+
+def test_icam_batches_preflow_preset(tmp_path):
+    """train_icam.py --preflow: the training pre-flows come from the DIS preset asked for; the default
+    stays FAST, what the shipped weights were trained on."""
+    import cv2
+
+    from vsvitm.training.exr import write_exr
+    from vsvitm.training.icam_data import ICAMBatches
+    from vsvitm.training.synth import load_sources
+
+    rng = np.random.default_rng(1)
+    img = 0.18 * np.exp2(2.0 * rng.standard_normal((24, 32, 3))).astype(np.float32)
+    write_exr(tmp_path / "s.exr", cv2.resize(img, (192, 144), interpolation=cv2.INTER_CUBIC).clip(1e-3, None))
+    sources = load_sources(tmp_path, split="train")
+
+    def flows(**kw):
+        ds = ICAMBatches(sources, 1, 64, 1, seed=3, **kw)
+        step = next(s for s in range(50) if ds.batch_at(s)["flows"])  # a step that draws a reference
+        return ds.batch_at(step)["flows"][0].numpy()
+    fast, medium = flows(preflow="fast"), flows(preflow="medium")
+    assert np.array_equal(flows(), fast)
+    assert not np.array_equal(fast, medium) and np.isfinite(medium).all()

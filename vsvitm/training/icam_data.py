@@ -79,8 +79,9 @@ class ICAMBatches(torch.utils.data.IterableDataset):
     def __init__(self, sources, batch: int, size: int, max_refs: int, seed: int, n_frames: int = 181,
                  ref_stride: int = 15, exposure_norm: bool = True, start_step: int = 0,
                  p_bad_flow: float = 0.0, p_bad_ratio: float = 0.0, video_weight: float | None = None,
-                 knee: float = 0.0, p_parallax: float = 0.0):
+                 knee: float = 0.0, p_parallax: float = 0.0, preflow: str = "fast"):
         self.video_weight, self.knee, self.p_parallax = video_weight, knee, p_parallax
+        self.preflow = preflow  # DIS preset of the pre-flows (flow.PRESETS)
         self.sources, self.batch, self.size, self.max_refs = sources, batch, size, max_refs
         self.seed, self.n_frames, self.ref_stride = seed, n_frames, ref_stride
         self.exposure_norm, self.start_step = exposure_norm, start_step
@@ -90,7 +91,7 @@ class ICAMBatches(torch.utils.data.IterableDataset):
         from .synth import pick_source, synth_sequence
         rng = np.random.default_rng([self.seed, step])
         n_refs = int(rng.integers(0, self.max_refs + 1))
-        flow_fn = DISFlow()
+        flow_fn = DISFlow(self.preflow)
         samples = []
         while len(samples) < self.batch:
             src = pick_source(self.sources, rng, self.video_weight, self.knee)
