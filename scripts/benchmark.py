@@ -69,25 +69,53 @@ def default_model_dir() -> Path:
     return ROOT / "vsvitm" / "models"
 
 
-def export_random_models(out: Path, fp16: bool) -> float:
-    """Random-weight ICAM and FCPM graphs of the default architecture (plumbing checks and timings only)."""
+def random_arch(spec: str | None) -> dict:
+    """--arch JSON -> {"icam": {...}, "fcpm": {...}}: ICAMConfig / FCPMConfig fields that differ from the
+    defaults (other network widths, to time networks that have not been trained). Exits on bad input."""
+    if not spec:
+        return {}
+    try:
+        arch = json.loads(spec)
+    except ValueError as e:
+        sys.exit(f"--arch: not JSON ({e}); e.g. '{{\"icam\": {{\"c1\": 16}}, \"fcpm\": {{\"hidden\": 8}}}}'")
+    if not isinstance(arch, dict) or set(arch) - {"icam", "fcpm"} or not all(isinstance(v, dict) for v in arch.values()):
+        sys.exit('--arch: expected {"icam": {ICAMConfig fields}, "fcpm": {FCPMConfig fields}}')
+    sys.path.insert(0, str(ROOT))
+    from vsvitm.training.fcpm_net import FCPMConfig
+    from vsvitm.training.icam_net import ICAMConfig
+    for name, cls in (("icam", ICAMConfig), ("fcpm", FCPMConfig)):
+        try:
+            cls(**arch.get(name, {}))
+        except TypeError as e:
+            sys.exit(f"--arch {name}: {e} (fields: {', '.join(cls.__dataclass_fields__)})")
+    return arch
+
+
+def export_random_models(out: Path, fp16: bool, arch: dict | None = None) -> float:
+    """Random-weight ICAM and FCPM graphs of the default architecture, or of the widths in `arch`
+    (random_arch) (plumbing checks and timings only)."""
     t0 = time.perf_counter()
     import torch
     sys.path.insert(0, str(ROOT))
     from vsvitm.training.export import export_fcpm, export_icam
-    from vsvitm.training.fcpm_net import FCPM
-    from vsvitm.training.icam_net import ICAM
+    from vsvitm.training.fcpm_net import FCPM, FCPMConfig
+    from vsvitm.training.icam_net import ICAM, ICAMConfig
     torch.manual_seed(0)
-    meta = {"random_weights": True}
-    export_icam(ICAM(), out, fp16=fp16, meta=meta)
-    export_fcpm(FCPM(), out, fp16=fp16, meta=meta)
+    arch = arch or {}
+    meta = {"random_weights": True, "random_arch": arch}
+    export_icam(ICAM(ICAMConfig(**arch.get("icam", {}))), out, fp16=fp16, meta=meta)
+    export_fcpm(FCPM(FCPMConfig(**arch.get("fcpm", {}))), out, fp16=fp16, meta=meta)
     return time.perf_counter() - t0
 
 
 def resolve_models(a, need_fcpm: bool, need_fp16: bool) -> tuple[Path | None, str, tempfile.TemporaryDirectory | None]:
     """(model folder, description, temp dir to clean up). Exits 2 when trained models are missing."""
+    arch = random_arch(getattr(a, "arch", None))
+    if arch and not a.random_models:
+        sys.exit("--arch needs --random-models (it sets the widths of random-weight graphs)")
     if a.random_models:
-        desc = "random-weight graphs of the default architecture (--random-models)"
+        desc = ("random-weight graphs of the default architecture (--random-models)" if not arch else
+                f"random-weight graphs, widths {json.dumps(arch)} (--random-models --arch)")
         tmp = None
         if a.models:  # export there once and reuse on later runs
             folder = Path(a.models)
@@ -98,15 +126,15 @@ def resolve_models(a, need_fcpm: bool, need_fp16: bool) -> tuple[Path | None, st
             if meta:
                 if not meta.get("random_weights"):
                     sys.exit(f"--random-models --models {folder}: that folder holds real models; pick an empty one")
-                if (folder / "fcpm.json").exists() and (not need_fp16 or (folder / "icam_init_fp16.onnx").exists()):
+                if meta.get("random_arch", {}) == arch and (folder / "fcpm.json").exists() and (not need_fp16 or (folder / "icam_init_fp16.onnx").exists()):
                     print(f"{Path(sys.argv[0]).stem}: reusing the random-weight graphs in {folder}", file=sys.stderr)
                     return folder, desc, None
         else:
             tmp = tempfile.TemporaryDirectory(prefix="vsvitm_rand_models_")
             folder = Path(tmp.name)
-        print(f"{Path(sys.argv[0]).stem}: exporting random-weight graphs of the default ICAM/FCPM architecture to {folder} "
+        print(f"{Path(sys.argv[0]).stem}: exporting random-weight ICAM/FCPM graphs ({json.dumps(arch) if arch else 'default widths'}) to {folder} "
               f"(timings only: the output is meaningless) ...", file=sys.stderr, flush=True)
-        dt = export_random_models(folder, fp16=need_fp16)
+        dt = export_random_models(folder, fp16=need_fp16, arch=arch)
         print(f"{Path(sys.argv[0]).stem}: exported in {dt:.1f} s", file=sys.stderr, flush=True)
         return folder, desc, tmp
     folder = Path(a.models) if a.models else default_model_dir()
@@ -470,6 +498,8 @@ def main(argv=None):
     ap.add_argument("--warmup", type=int, default=6, help="frames start-warmup..start-1 rendered, not timed (default 6)")
     ap.add_argument("--models", help="model folder (default: the package's vsvitm/models); with --random-models: "
                     "where to export them (reused on later runs)")
+    ap.add_argument("--arch", help='with --random-models: other widths, JSON {"icam": {ICAMConfig fields}, '
+                                    '"fcpm": {FCPMConfig fields}}, e.g. \'{"icam": {"c1": 16}}\' (timings of untrained sizes)')
     ap.add_argument("--random-models", action="store_true",
                     help="export random-weight graphs of the default architecture with torch (speed/plumbing only)")
     ap.add_argument("--src", default=str(SAMPLE), help=f"source clip (default {SAMPLE.relative_to(ROOT)})")

@@ -127,6 +127,8 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", default="512x512", help="WIDTHxHEIGHT (default 512x512)")
     ap.add_argument("--models", help="model folder (default vsvitm/models); with --random-models: where to export them")
+    ap.add_argument("--arch", help='with --random-models: other widths, JSON {"icam": {ICAMConfig fields}, '
+                                    '"fcpm": {FCPMConfig fields}}, e.g. \'{"icam": {"c1": 16}}\' (timings of untrained sizes)')
     ap.add_argument("--random-models", action="store_true", help="random-weight graphs of the default architecture")
     ap.add_argument("--backend", default="cpu", choices=["cpu", "cuda", "cuda-fp16"])
     ap.add_argument("--ort-threads", type=int, default=0,

@@ -17,8 +17,9 @@ from vsvitm.vsnp import clip_from_array, clip_to_array  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _load_script():
-    spec = importlib.util.spec_from_file_location("vsvitm_evaluate", ROOT / "scripts" / "evaluate.py")
+def _load_script(name: str = "evaluate"):
+    """scripts/<name>.py as a module (the scripts are not a package)."""
+    spec = importlib.util.spec_from_file_location(f"vsvitm_{name}", ROOT / "scripts" / f"{name}.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
@@ -127,10 +128,7 @@ def test_main_patched_splits_own_and_evaluate_arguments(devset, tmp_path, capsys
 
 
 def test_ref_order_experiment_reorders():
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("vsvitm_ref_order", Path(ev.__file__).parent / "ref_order_experiment.py")
-    ro = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(ro)
+    ro = _load_script("ref_order_experiment")
     refs = [(45, "a"), (75, "b"), (30, "c"), (90, "d")]   # the plugin's order: nearest first, past first
     assert ro.reorder(refs, "near-first") == refs
     assert ro.reorder(refs, "far-first") == refs[::-1]
@@ -141,11 +139,8 @@ def test_ref_order_experiment_reorders():
 
 
 def test_edge_refs_experiment_adds_shot_ends():
-    import importlib.util
     from vsvitm.schedule import Schedule
-    spec = importlib.util.spec_from_file_location("vsvitm_edge_refs", Path(ev.__file__).parent / "edge_refs_experiment.py")
-    er = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(er)
+    er = _load_script("edge_refs_experiment")
 
     def refs(s, k, cuts=()):
         return er.with_edges(s, k, list(cuts), s.references(k, list(cuts)), 8)
@@ -159,24 +154,19 @@ def test_edge_refs_experiment_adds_shot_ends():
 
 
 def test_key_merge_experiment_holds_the_own_result_as_the_merge_would():
-    import importlib.util
     from types import SimpleNamespace
     from vsvitm.engine import LOG_EPS
     from vsvitm.prep import pad_to
-    spec = importlib.util.spec_from_file_location("vsvitm_key_merge", Path(ev.__file__).parent / "key_merge_experiment.py")
-    km = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(km)
+    km = _load_script("key_merge_experiment")
     y = np.random.default_rng(0).uniform(0, 5, (10, 13, 3)).astype(np.float32)
     x = km.own_xhat(SimpleNamespace(_pad=lambda a: pad_to(a, 8)[0]), y)
     assert x.shape == (1, 3, 16, 16) and x.dtype == np.float32
     np.testing.assert_allclose(np.exp(x[0, :, :10, :13]) - LOG_EPS, y.transpose(2, 0, 1), rtol=1e-5, atol=1e-5)
     np.testing.assert_array_equal(x[0, :, :10, 13:], np.repeat(x[0, :, :10, 12:13], 3, axis=2))  # edge replicated
 
+
 def test_margin_check_edge_frames():
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("vsvitm_margin_check", Path(ev.__file__).parent / "margin_check.py")
-    mc = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mc)
+    mc = _load_script("margin_check")
     assert mc.edge_frames(72, 24) == [23, 24, 47, 48]
     assert mc.edge_frames(24, 24) == []
     assert mc.edge_frames(30, 12) == [11, 12, 23, 24]
@@ -212,3 +202,12 @@ def test_ldr_video_mode(tmp_path, monkeypatch):
     written = ev.main(["--ldr-videos", str(vids), "--out", str(out), "--frames", "4"])
     assert out / "clip.png" in written
     assert cv2.imread(str(out / "clip.png")) is not None
+
+
+def test_benchmark_arch_widths():
+    bm = _load_script("benchmark")
+    assert bm.random_arch(None) == {} and bm.random_arch("") == {}
+    assert bm.random_arch('{"icam": {"c1": 16}, "fcpm": {"hidden": 8}}') == {"icam": {"c1": 16}, "fcpm": {"hidden": 8}}
+    for bad, says in (("{c1: 16}", "not JSON"), ('{"unet": {}}', "expected"), ('{"icam": {"width": 3}}', "fields: c1")):
+        with pytest.raises(SystemExit, match=says):
+            bm.random_arch(bad)
