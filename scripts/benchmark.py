@@ -126,7 +126,8 @@ def resolve_models(a, need_fcpm: bool, need_fp16: bool) -> tuple[Path | None, st
             if meta:
                 if not meta.get("random_weights"):
                     sys.exit(f"--random-models --models {folder}: that folder holds real models; pick an empty one")
-                if meta.get("random_arch", {}) == arch and (folder / "fcpm.json").exists() and (not need_fp16 or (folder / "icam_init_fp16.onnx").exists()):
+                same = meta.get("random_arch", {}) == arch and (folder / "fcpm.json").exists()
+                if same and (not need_fp16 or (folder / "icam_init_fp16.onnx").exists()):
                     print(f"{Path(sys.argv[0]).stem}: reusing the random-weight graphs in {folder}", file=sys.stderr)
                     return folder, desc, None
         else:
@@ -501,7 +502,8 @@ def main(argv=None):
     ap.add_argument("--arch", help='with --random-models: other widths, JSON {"icam": {ICAMConfig fields}, '
                                     '"fcpm": {FCPMConfig fields}}, e.g. \'{"icam": {"c1": 16}}\' (timings of untrained sizes)')
     ap.add_argument("--random-models", action="store_true",
-                    help="export random-weight graphs of the default architecture with torch (speed/plumbing only)")
+                    help="export random-weight graphs of the default architecture (or of --arch) with torch "
+                         "(speed/plumbing only)")
     ap.add_argument("--src", default=str(SAMPLE), help=f"source clip (default {SAMPLE.relative_to(ROOT)})")
     ap.add_argument("--synthetic", action="store_true", help="a synthetic panning clip instead of --src")
     ap.add_argument("--threads", type=int, default=0, help="VapourSynth core.num_threads (default: VapourSynth's, = cores)")

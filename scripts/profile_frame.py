@@ -129,7 +129,7 @@ def main(argv=None):
     ap.add_argument("--models", help="model folder (default vsvitm/models); with --random-models: where to export them")
     ap.add_argument("--arch", help='with --random-models: other widths, JSON {"icam": {ICAMConfig fields}, '
                                     '"fcpm": {FCPMConfig fields}}, e.g. \'{"icam": {"c1": 16}}\' (timings of untrained sizes)')
-    ap.add_argument("--random-models", action="store_true", help="random-weight graphs of the default architecture")
+    ap.add_argument("--random-models", action="store_true", help="random-weight graphs of the default architecture (or of --arch)")
     ap.add_argument("--backend", default="cpu", choices=["cpu", "cuda", "cuda-fp16"])
     ap.add_argument("--ort-threads", type=int, default=0,
                     help="ORT intra-op threads on the CPU (default: all cores, as one frame is timed at a time; "

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from vsvitm.flow import PRESETS  # noqa: E402
 from vsvitm.training import add_source_and_loss_args, batch_loader, pick_device, to_device  # noqa: E402
 from vsvitm.training.icam_data import ICAMBatches  # noqa: E402
 from vsvitm.training.icam_net import ICAM, ICAMConfig, load_compatible  # noqa: E402
@@ -59,7 +60,7 @@ def main(argv=None):
     ap.add_argument("--parallax", type=float, default=0.0,
                     help="probability that a still source gets a foreground layer moving against the background "
                          "(parallax and occlusion: references that no global alignment fits)")
-    ap.add_argument("--preflow", choices=("fast", "medium"), default="fast",
+    ap.add_argument("--preflow", choices=tuple(PRESETS), default="fast",
                     help="DIS preset of the training pre-flows (the shipped weights: fast; the plugin runs medium)")
     ap.add_argument("--max-minutes", type=float, default=0.0,
                     help="stop (with a checkpoint) after this many minutes of training, e.g. on a lent GPU; "

@@ -341,3 +341,5 @@ def test_icam_batches_preflow_preset(tmp_path):
     fast, medium = flows(preflow="fast"), flows(preflow="medium")
     assert np.array_equal(flows(), fast)
     assert not np.array_equal(fast, medium) and np.isfinite(medium).all()
+    with pytest.raises(ValueError, match="preflow must be one of"):
+        ICAMBatches(sources, 1, 64, 1, seed=3, preflow="ultrafast")
