@@ -19,6 +19,13 @@ PRESETS = {"fast": cv2.DISOPTICAL_FLOW_PRESET_FAST, "medium": cv2.DISOPTICAL_FLO
 RUNTIME_PRESET = "medium"
 
 
+def preset_id(name, who: str = "DISFlow") -> int:
+    """The OpenCV DIS preset called `name` (PRESETS); a ValueError naming the choices for anything else."""
+    if not (isinstance(name, str) and name in PRESETS):
+        raise ValueError(f"{who}: preflow must be one of {tuple(PRESETS)} (OpenCV DIS presets), got {name!r}")
+    return PRESETS[name]
+
+
 def luma(lin: np.ndarray) -> np.ndarray:
     return lin @ _LUMA
 
@@ -48,7 +55,7 @@ class DISFlow:
     """DIS optical flow at reduced resolution (the longer side at most `max_side`), upsampled back."""
 
     def __init__(self, preset: int | str = cv2.DISOPTICAL_FLOW_PRESET_FAST, max_side: int = 320):
-        self.preset = PRESETS[preset] if isinstance(preset, str) else preset
+        self.preset = preset_id(preset) if isinstance(preset, str) else preset
         self.max_side = max_side
 
     def work_size(self, h: int, w: int) -> tuple[int, int]:

@@ -26,7 +26,7 @@ from .colour import set_linear_props, to_display_rgb, validate_clip
 from .curves import check_transfer
 from . import engine
 from .engine import Engine
-from .flow import PRESETS, RUNTIME_PRESET
+from .flow import RUNTIME_PRESET, preset_id
 from .schedule import Schedule
 from .vsnp import array_to_frame, frame_to_array, frame_to_code, frame_to_planes
 
@@ -160,8 +160,7 @@ def ITM(clip: vs.VideoNode, *, key_stride: int = 6, ref_stride: int = 15, num_re
     if not (isinstance(ref_keep, int) and 0 <= ref_keep):
         raise ValueError(f"vsvitm.ITM: ref_keep must be a whole number of references each way (0 or more), "
                          f"got {ref_keep!r}")
-    if not (isinstance(preflow, str) and preflow in PRESETS):
-        raise ValueError(f"vsvitm.ITM: preflow must be one of {tuple(PRESETS)} (OpenCV DIS presets), got {preflow!r}")
+    preset_id(preflow, "vsvitm.ITM")  # before the engine loads its sessions
     if cache_mb < 16:
         raise ValueError(f"vsvitm.ITM: cache_mb must be at least 16, got {cache_mb}")
     core = vs.core

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from ..curves import overexposure_mask, to_linear
-from ..flow import PRESETS, DISFlow, align_pair
+from ..flow import DISFlow, align_pair
 from ..prep import net_input
 
 
@@ -81,9 +81,7 @@ class ICAMBatches(torch.utils.data.IterableDataset):
                  p_bad_flow: float = 0.0, p_bad_ratio: float = 0.0, video_weight: float | None = None,
                  knee: float = 0.0, p_parallax: float = 0.0, preflow: str = "fast"):
         self.video_weight, self.knee, self.p_parallax = video_weight, knee, p_parallax
-        if preflow not in PRESETS:
-            raise ValueError(f"ICAMBatches: preflow must be one of {tuple(PRESETS)} (DIS presets), got {preflow!r}")
-        self.preflow = preflow  # DIS preset of the training pre-flows
+        self.flow_fn = DISFlow(preflow)  # the training pre-flows' DIS preset, by name (flow.PRESETS)
         self.sources, self.batch, self.size, self.max_refs = sources, batch, size, max_refs
         self.seed, self.n_frames, self.ref_stride = seed, n_frames, ref_stride
         self.exposure_norm, self.start_step = exposure_norm, start_step
@@ -93,7 +91,7 @@ class ICAMBatches(torch.utils.data.IterableDataset):
         from .synth import pick_source, synth_sequence
         rng = np.random.default_rng([self.seed, step])
         n_refs = int(rng.integers(0, self.max_refs + 1))
-        flow_fn = DISFlow(self.preflow)
+        flow_fn = self.flow_fn
         samples = []
         while len(samples) < self.batch:
             src = pick_source(self.sources, rng, self.video_weight, self.knee)
