@@ -275,6 +275,7 @@ class _Counter:
     def install(self):
         from vsvitm import backends, flow
         orig_session, orig_run, orig_flow = backends.session, backends.run, flow.DISFlow.calc
+        orig_bound = backends.run_bound
         counter = self
 
         def session(path, backend):
@@ -291,6 +292,13 @@ class _Counter:
             finally:
                 counter.add(counter.names.get(id(sess), "?"), time.perf_counter() - t,
                             0 if getattr(inside, "banded", False) else 1)
+
+        def run_bound(sess, feeds, device, device_id=0):  # IO binding (CUDA): ICAM's and FCPM's steps
+            t = time.perf_counter()
+            try:
+                return orig_bound(sess, feeds, device, device_id)
+            finally:
+                counter.add(counter.names.get(id(sess), "round_half"), time.perf_counter() - t)
 
         def dis(self_, a, b):
             t = time.perf_counter()
@@ -319,7 +327,7 @@ class _Counter:
                 inside.banded = False
                 counter.add(graph, 0.0)
 
-        backends.session, backends.run, flow.DISFlow.calc = session, run, dis
+        backends.session, backends.run, backends.run_bound, flow.DISFlow.calc = session, run, run_bound, dis
         engine.Engine._run_banded = banded
         engine.warp_planes = cpu_warp
 

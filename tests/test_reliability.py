@@ -384,6 +384,68 @@ def test_icam_io_binding_matches_plain_runs(tiny_models):
     assert y.shape == (40, 56, 3) and ev.shape == (40, 56)
 
 
+def test_fcpm_io_binding_matches_plain_runs(tiny_models):
+    """The IO-binding recurrence (used on CUDA: X^, network inputs and states stay on the device for a
+    chunk, states rounded to half floats there) gives the plain path's result, fuse order included;
+    checked with the binding on the CPU device."""
+    from vsvitm import backends
+    from vsvitm.engine import Engine
+    eng = Engine(tiny_models, None, need_fcpm=True, transfer="gamma2.2", threshold=0.95, exposure_norm=True,
+                 cache_bytes=1 << 24)
+    rng = np.random.default_rng(1)
+    h, w = 40, 56
+    hp, wp = eng.input(np.zeros((h, w, 3), np.float32)).shape[-2:]
+    code = [rng.random((h, w, 3)).astype(np.float32) for _ in range(7)]
+    xhat = [np.log(rng.random((1, 3, hp, wp)) * 2 + 1e-3).astype(np.float16) for _ in range(7)]
+    ts = list(range(10, 17))
+    plain = eng.propagate(ts, lambda i: code[i], lambda i: xhat[i], range(11, 16))
+    eng.bind_device = "cpu"
+    calls = []
+    run_bound = backends.run_bound
+
+    def spy(sess, feeds, device, device_id=0):
+        calls.append(sum(isinstance(v, np.ndarray) and v.ndim == 4 and v.shape[1] in (3, 4, eng.hidden)
+                         and v.shape[1] != 2 for v in feeds.values()))
+        return run_bound(sess, feeds, device, device_id)
+    backends.run_bound = spy
+    try:
+        bound = eng.propagate(ts, lambda i: code[i], lambda i: xhat[i], range(11, 16))
+    finally:
+        backends.run_bound = run_bound
+    assert sorted(bound) == sorted(plain) == list(range(11, 16))
+    for t in plain:
+        assert bound[t].dtype == np.float16 and bound[t].shape == (h, w, 3)
+        np.testing.assert_allclose(bound[t].astype(np.float32), plain[t].astype(np.float32), rtol=2e-3, atol=1e-4)
+    # frames and states went to the device once: the only host arrays fed are the flows and the ends' zero
+    # states (2 runs x 1 end), never X^, an input or a running state
+    assert sum(calls) == 2
+
+
+def test_round_half_matches_numpy():
+    """backends.round_half rounds as numpy's astype(float16) does (the CPU path's held states)."""
+    from vsvitm import backends
+    x = np.random.default_rng(0).normal(0, 30, (1, 4, 9, 11)).astype(np.float32)
+    x[0, 0, 0, :3] = [70000.0, 1e-8, -65519.0]
+    got = backends.round_half(backends.to_device(x, "cpu"), vsvitm.Backend.ORT_CPU()).numpy()
+    with np.errstate(over="ignore"):  # 70000 is past the largest half: inf, in both
+        np.testing.assert_array_equal(got, x.astype(np.float16).astype(np.float32))
+
+
+def test_merges_at_once(monkeypatch):
+    """Large merges: one at a time on the CPU (host memory); CUDA_MERGES_AT_ONCE on CUDA, or
+    VSVITM_CUDA_MERGES; a bad value says what it should be."""
+    from vsvitm import engine
+    monkeypatch.delenv("VSVITM_CUDA_MERGES", raising=False)
+    assert engine.merges_at_once(None) == 1
+    assert engine.merges_at_once("cuda") == engine.CUDA_MERGES_AT_ONCE >= 2
+    monkeypatch.setenv("VSVITM_CUDA_MERGES", "7")
+    assert engine.merges_at_once("cuda") == 7 and engine.merges_at_once(None) == 1
+    for bad in ("0", "two", "-1"):
+        monkeypatch.setenv("VSVITM_CUDA_MERGES", bad)
+        with pytest.raises(ValueError, match="VSVITM_CUDA_MERGES"):
+            engine.merges_at_once("cuda")
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc arenas")
 @pytest.mark.parametrize("env,want", [({}, "cores"), ({"MALLOC_ARENA_MAX": "4"}, 0),
                                       ({"VSVITM_MALLOC_ARENA_MAX": "0"}, 0), ({"VSVITM_MALLOC_ARENA_MAX": "3"}, 3)])

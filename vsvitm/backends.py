@@ -239,6 +239,46 @@ def run_bound(sess, feeds: dict, device: str, device_id: int = 0) -> list:
     return io.get_outputs()
 
 
+def to_device(a: np.ndarray, device: str, device_id: int = 0):
+    """An OrtValue holding a copy of `a` on `device`, for run_bound feeds used more than once."""
+    return _ort().OrtValue.ortvalue_from_numpy(np.ascontiguousarray(a), device, device_id)
+
+
+def _round_half_model() -> bytes:
+    import onnx
+    from onnx import TensorProto, helper
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, None)
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    g = helper.make_graph([helper.make_node("Cast", ["x"], ["h"], to=TensorProto.FLOAT16),
+                           helper.make_node("Cast", ["h"], ["y"], to=TensorProto.FLOAT)], "round_half", [x], [y])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 8
+    return m.SerializeToString()
+
+
+def round_half(v, backend):
+    """A float32 OrtValue rounded to the nearest half float (as numpy's astype(float16) rounds), kept
+    where it is: the recurrent states on the device, held as the CPU path holds them (engine.propagate)."""
+    ort = _ort()
+    key = ("round_half", repr(backend))
+    with _lock:
+        sess = _sessions.get(key)
+    if sess is None:
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # keep the Cast pair
+        so.log_severity_level = 3
+        if backend.name == "cuda" and _cuda_usable():
+            providers = [("CUDAExecutionProvider", {"device_id": backend.device_id}), "CPUExecutionProvider"]
+        else:
+            providers = ["CPUExecutionProvider"]
+        sess = ort.InferenceSession(_round_half_model(), so, providers=providers)
+        with _lock:
+            sess = _sessions.setdefault(key, sess)
+    device = v.device_name().lower()
+    device = "cuda" if device.startswith("cuda") else "cpu"
+    return run_bound(sess, {"x": v}, device, getattr(backend, "device_id", 0))[0]
+
+
 def _raise_oom(e: Exception) -> None:
     msg = str(e)
     if "out of memory" in msg.lower() or "Failed to allocate" in msg:

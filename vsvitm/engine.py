@@ -63,6 +63,10 @@ BAND_PIXELS = 1 << 18
 # Merges of frames above this many pixels run one at a time: at 1920x1080 one call holds ~1.3 GB
 # (its 54-channel input and the graph's own activations) and two at once made a render's peak
 MERGE_ALONE_PIXELS = 1 << 20
+# On CUDA the graph's activations live on the GPU and a 1080p merge holds ~0.45 GB of host memory (its
+# inputs), while building those inputs is ~0.4 s of one core: one merge at a time bounded a 1080p render
+# to ~1 fps on an H200 (BENCHMARKS.md stop 15). This many run at once there (VSVITM_CUDA_MERGES overrides).
+CUDA_MERGES_AT_ONCE = 4
 # From this many pixels on, freed heap memory goes back to the system (glibc malloc_trim) after each
 # key frame's ICAM and each merge, as after every chunk's recurrence: at 1920x1080 the heap kept
 # what one stage freed while the next allocated elsewhere (a render's peak RSS: 4872 MiB without,
@@ -190,6 +194,20 @@ def _trim_heap() -> None:
 _malloc_trim = None
 
 
+def merges_at_once(bind_device: str | None) -> int:
+    """How many merges above MERGE_ALONE_PIXELS may run at once: 1 on the CPU (host memory), and on
+    CUDA CUDA_MERGES_AT_ONCE, or the positive integer in VSVITM_CUDA_MERGES."""
+    if bind_device != "cuda":
+        return 1
+    want = os.environ.get("VSVITM_CUDA_MERGES", "")
+    if want:
+        if not want.isdigit() or int(want) < 1:
+            raise ValueError(f"vsvitm: VSVITM_CUDA_MERGES={want!r} must be a positive integer (merges at once on CUDA); "
+                             "unset it for the default")
+        return int(want)
+    return CUDA_MERGES_AT_ONCE
+
+
 def _given(x):
     """An array, or a function giving it: the engine's callers pass frames lazily so that large
     frames exist as arrays only while a graph needs them."""
@@ -271,7 +289,7 @@ class Engine:
         # (EXHAUSTIVE by default): a 1080p render on an H200 did not get past its warm-up in 110 s.
         # A GPU holds a 1080p step whole (~0.8 GB of activations).
         self.band_pixels = BAND_PIXELS if self.bind_device is None else 1 << 62
-        self.merge_lock = threading.Lock()
+        self.merge_slots = threading.BoundedSemaphore(merges_at_once(self.bind_device))
 
     # --- helpers ---
     def _run(self, graph: str, feeds: dict) -> list[np.ndarray]:
@@ -443,7 +461,7 @@ class Engine:
         cur = self.input(code_t)
         hp, wp = cur.shape[-2:]
         if hp * wp > MERGE_ALONE_PIXELS:
-            with self.merge_lock:
+            with self.merge_slots:
                 x = self._merge(t, code_t, keys, cur)
         else:
             x = self._merge(t, code_t, keys, cur)
@@ -519,6 +537,8 @@ class Engine:
         needed and not kept: at 1920x1080 a 24-frame run held as arrays is 0.9 GB.
         """
         n = len(ts)
+        if self.bind_device:
+            return self._propagate_bound(ts, code, xhat, core)
 
         def step(graph: str, i: int, j: int | None, h):
             x, c = xhat(i), code(i)
@@ -565,13 +585,73 @@ class Engine:
                 if ts[i] in core:
                     arrive(i, prev < 0, h)
 
-        # The two directions are independent until the fuse: run them side by side, so a chunk's
-        # recurrence uses two cores while other VapourSynth threads wait for it.
+        self._both_ways(n, recurrence)
+        _trim_heap()
+        return dict(sorted(out.items()))
+
+    @staticmethod
+    def _both_ways(n: int, recurrence) -> None:
+        """The two directions are independent until the fuse: run them side by side, so a chunk's
+        recurrence uses two cores while other VapourSynth threads wait for it."""
         with ThreadPoolExecutor(1) as pool:
             fut = pool.submit(recurrence, "fcpm_back", range(n - 1, -1, -1), +1)
             recurrence("fcpm_fwd", range(n), -1)
             fut.result()
-        _trim_heap()
+
+    def _propagate_bound(self, ts: list[int], code, xhat, core: range) -> dict[int, np.ndarray]:
+        """propagate() with IO binding (CUDA): each frame's X^ and network input go to the device once
+        per chunk, and the recurrent states never leave it. Why: the plain path copied every state
+        (16 channels, 133 MB at 1080p) to the host and back at each step, and made each frame's input
+        three times (back, forward, fuse; ~40 ms each at 1080p). States are rounded to half floats on
+        the device after each step (backends.round_half), as the plain path holds them, so both paths
+        give the same result. The fuse order and meeting in the middle are propagate()'s."""
+        n = len(ts)
+        dev, did = self.bind_device, getattr(self.backend, "device_id", 0)
+        held: dict[int, tuple] = {}
+        lock = threading.Lock()
+
+        def frame(i: int) -> tuple:  # (X^, network input) of ts[i] on the device, (h, w)
+            with lock:
+                v = held.get(i)
+            if v is None:
+                c = code(i)
+                v = (backends.to_device(np.ascontiguousarray(xhat(i), np.float32), dev, did),
+                     backends.to_device(self.input(c), dev, did), c.shape[:2])
+                with lock:
+                    v = held.setdefault(i, v)
+            return v
+
+        def step(graph: str, i: int, j: int | None, h):
+            x, cur, _ = frame(i)
+            hp, wp = x.shape()[-2:]
+            if j is None:  # the run's end: no neighbour, zero state
+                xn, flow, h = x, np.zeros((1, 2, hp, wp), np.float32), np.zeros((1, self.hidden, hp, wp), np.float32)
+            else:
+                xn = frame(j)[0]
+                flow = self._pad_flow(self.preflow(ts[i], lambda: code(i), ts[j], lambda: code(j))[0])
+            h = backends.run_bound(self.sess[graph], {"x": x, "cur": cur, "xn": xn, "h": h, "flow": flow}, dev, did)[0]
+            return backends.round_half(h, self.backend)
+
+        waiting: dict[int, object] = {}
+        out: dict[int, np.ndarray] = {}
+
+        def recurrence(graph: str, order: range, prev: int) -> None:
+            h = None
+            for i in order:
+                h = step(graph, i, i + prev if 0 <= i + prev < n else None, h)
+                if ts[i] not in core:
+                    continue
+                with lock:
+                    other = waiting.pop(i, None)
+                    if other is None:
+                        waiting[i] = h
+                        continue
+                hf, hb = (h, other) if prev < 0 else (other, h)
+                x, cur, (hh, ww) = frame(i)
+                y = backends.run_bound(self.sess["fcpm_fuse"], {"hf": hf, "hb": hb, "x": x, "cur": cur}, dev, did)[0].numpy()
+                out[ts[i]] = self.finite(y[0, :, :hh, :ww].transpose(1, 2, 0)).astype(np.float16)
+
+        self._both_ways(n, recurrence)
         return dict(sorted(out.items()))
 
     # --- output ---
