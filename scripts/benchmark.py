@@ -376,7 +376,7 @@ def child(cfg: dict) -> dict:
         if cfg["backend"] in ("cpu", "cpu-int8"):
             backend = Backend.ORT_CPU(num_threads=cfg["ort_threads"], int8=cfg["backend"] == "cpu-int8")
         else:
-            backend = Backend.ORT_CUDA(fp16=cfg["backend"] == "cuda-fp16")
+            backend = Backend.ORT_CUDA(fp16=cfg["backend"] == "cuda-fp16", provider_options=cfg.get("cuda_options") or {})
     t0 = time.perf_counter()
     extra = cfg.get("itm") or {}
     out = vsvitm.ITM(src, mode=cfg["mode"], backend=backend, models=cfg["models"], cache_mb=cfg["cache_mb"], **extra)
@@ -521,6 +521,8 @@ def main(argv=None):
     ap.add_argument("--cache-mb", type=int, default=1024, help="ITM(cache_mb=...) (default 1024)")
     ap.add_argument("--itm", type=json.loads, default={}, metavar="JSON",
                     help="more ITM keyword arguments, e.g. '{\"chunk\": 24, \"margin\": 4}'")
+    ap.add_argument("--cuda-options", type=json.loads, default={}, metavar="JSON",
+                    help='Backend.ORT_CUDA(provider_options=...), e.g. \'{"arena_extend_strategy": "kSameAsRequested"}\'')
     ap.add_argument("--vs-cache-mb", type=int, default=0, help="core.max_cache_size in MiB (default: VapourSynth's)")
     ap.add_argument("--timeout", type=float, default=3600, help="seconds per configuration (default 3600)")
     ap.add_argument("--append", metavar="FILE", help="append the Markdown report to FILE (e.g. BENCHMARKS.md)")
@@ -570,7 +572,7 @@ def main(argv=None):
                                     "start": a.start, "warmup": a.warmup, "models": str(models) if models else None,
                                     "src": str(a.src), "synthetic": a.synthetic, "threads": a.threads,
                                     "ort_threads": a.ort_threads, "prefetch": a.prefetch, "cache_mb": a.cache_mb,
-                                    "vs_cache_mb": a.vs_cache_mb, "itm": a.itm})
+                                    "vs_cache_mb": a.vs_cache_mb, "itm": a.itm, "cuda_options": a.cuda_options})
         header = ["", f"## vsvitm benchmark, {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}", ""]
         header += machine_lines()
         header += [f"- command: `{shlex.join([Path(sys.executable).name, *sys.argv])}`",

@@ -421,6 +421,50 @@ def test_fcpm_io_binding_matches_plain_runs(tiny_models):
     assert sum(calls) == 2
 
 
+@pytest.mark.parametrize("evidence", [False, True])
+def test_merge_io_binding_matches_plain_runs(tiny_models, tmp_path, evidence):
+    """The IO-binding merge (CUDA: each key's input, result and evidence sent to the device once and
+    brought to frame t's exposure there by prep.merge_prep_graph) gives the plain merge's result, with
+    and without the evidence gate, fewer keys than the merge takes included; checked on the CPU device."""
+    from vsvitm import backends
+    from vsvitm.engine import Engine
+    models = tiny_models
+    if evidence:
+        torch = pytest.importorskip("torch")
+        from vsvitm.training.export import export_fcpm, export_icam
+        from vsvitm.training.fcpm_net import FCPM, FCPMConfig
+        from vsvitm.training.icam_net import ICAM, ICAMConfig
+        torch.manual_seed(1)
+        models = tmp_path / "m"
+        export_icam(ICAM(ICAMConfig(c1=8, c2=8, c3=8, c4=16, offsets=2)), models, size=(64, 64), fp16=False)
+        export_fcpm(FCPM(FCPMConfig(hidden=8, mask_ch=8, fallback=True, evidence_gate=10.0)), models, size=(64, 64), fp16=False)
+    eng = Engine(models, None, need_fcpm=True, transfer="gamma2.2", threshold=0.95, exposure_norm=True,
+                 cache_bytes=1 << 24)
+    assert eng.merge_evidence == evidence
+    rng = np.random.default_rng(2)
+    h, w = 40, 56
+    frames = {n: (rng.random((h, w, 3)) * np.float32(0.3 + 0.1 * (n % 5))).clip(0, 1).astype(np.float32) for n in range(20)}
+    ys = {k: (frames[k] ** 2.2 * rng.uniform(1, 8, (h, w, 3))).astype(np.float16) for k in (0, 6, 12, 18)}
+    evs = {k: rng.random((h, w)).astype(np.float32) for k in ys}
+
+    def keys_of(ks):
+        return [(k, lambda k=k: frames[k], lambda k=k: ys[k], lambda k=k: evs[k]) for k in ks]
+    cases = [(7, [6, 12, 0, 18]), (8, [6, 12, 0]), (12, [12, 6, 18, 0])]
+    plain = [eng.merge(t, frames[t], keys_of(ks)) for t, ks in cases]
+    eng.bind_device = "cpu"
+    sent = []
+    to_device = backends.to_device
+    backends.to_device = lambda a, *args: sent.append(a.shape) or to_device(a, *args)
+    try:
+        bound = [eng.merge(t, frames[t], keys_of(ks)) for t, ks in cases]
+    finally:
+        backends.to_device = to_device
+    for p, b in zip(plain, bound):
+        assert b.shape == p.shape and np.isfinite(b).all()
+        np.testing.assert_allclose(b, p, rtol=1e-4, atol=1e-4)
+    assert len(sent) == 4 * (3 if evidence else 2)  # four keys, each sent once
+
+
 def test_round_half_matches_numpy():
     """backends.round_half rounds as numpy's astype(float16) does (the CPU path's held states)."""
     from vsvitm import backends

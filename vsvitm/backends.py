@@ -245,37 +245,49 @@ def to_device(a: np.ndarray, device: str, device_id: int = 0):
 
 
 def _round_half_model() -> bytes:
-    import onnx
     from onnx import TensorProto, helper
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, None)
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
     g = helper.make_graph([helper.make_node("Cast", ["x"], ["h"], to=TensorProto.FLOAT16),
                            helper.make_node("Cast", ["h"], ["y"], to=TensorProto.FLOAT)], "round_half", [x], [y])
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    return model_bytes(g)
+
+
+def model_bytes(graph) -> bytes:
+    """An ONNX model (opset 13, IR 8, as the exported graphs) of an onnx.GraphProto, serialized."""
+    from onnx import helper
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     m.ir_version = 8
     return m.SerializeToString()
+
+
+def aux_session(name: str, make, backend) -> "onnxruntime.InferenceSession":  # noqa: F821
+    """A session for a small graph the engine builds itself (make() gives its bytes), one per (name,
+    backend), on the backend's device, run without graph optimisation (it must do exactly what it says)."""
+    key = ("aux", name, repr(backend))
+    with _lock:
+        sess = _sessions.get(key)
+    if sess is not None:
+        return sess
+    ort = _ort()
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # e.g. keep round_half's Cast pair
+    so.log_severity_level = 3
+    if backend.name == "cuda" and _cuda_usable():
+        providers = [("CUDAExecutionProvider", {"device_id": backend.device_id}), "CPUExecutionProvider"]
+    else:
+        so.intra_op_num_threads = 1
+        providers = ["CPUExecutionProvider"]
+    sess = ort.InferenceSession(make(), so, providers=providers)
+    with _lock:
+        return _sessions.setdefault(key, sess)
 
 
 def round_half(v, backend):
     """A float32 OrtValue rounded to the nearest half float (as numpy's astype(float16) rounds), kept
     where it is: the recurrent states on the device, held as the CPU path holds them (engine.propagate)."""
-    ort = _ort()
-    key = ("round_half", repr(backend))
-    with _lock:
-        sess = _sessions.get(key)
-    if sess is None:
-        so = ort.SessionOptions()
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # keep the Cast pair
-        so.log_severity_level = 3
-        if backend.name == "cuda" and _cuda_usable():
-            providers = [("CUDAExecutionProvider", {"device_id": backend.device_id}), "CPUExecutionProvider"]
-        else:
-            providers = ["CPUExecutionProvider"]
-        sess = ort.InferenceSession(_round_half_model(), so, providers=providers)
-        with _lock:
-            sess = _sessions.setdefault(key, sess)
-    device = v.device_name().lower()
-    device = "cuda" if device.startswith("cuda") else "cpu"
+    sess = aux_session("round_half", _round_half_model, backend)
+    device = "cuda" if v.device_name().lower().startswith("cuda") else "cpu"
     return run_bound(sess, {"x": v}, device, getattr(backend, "device_id", 0))[0]
 
 

@@ -10,6 +10,7 @@ import json
 import os
 import sys
 import threading
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from . import backends
 from .cache import ByteLRU
 from .curves import overexposure_mask, to_linear
 from .flow import RUNTIME_PRESET, DISFlow, align_small, luma, warp_np, warp_planes
-from .prep import MAX_REL, fill_padded, net_input, pad_to, padded_size
+from .prep import MAX_REL, fill_padded, merge_prep_graph, net_input, pad_to, padded_size, ratio_scale
 
 MODEL_DIR = Path(__file__).resolve().parent / "models"
 MODEL_FORMAT = 1
@@ -67,6 +68,10 @@ MERGE_ALONE_PIXELS = 1 << 20
 # inputs), while building those inputs is ~0.4 s of one core: one merge at a time bounded a 1080p render
 # to ~1 fps on an H200 (BENCHMARKS.md stop 15). This many run at once there (VSVITM_CUDA_MERGES overrides).
 CUDA_MERGES_AT_ONCE = 4
+# On CUDA the last this many key frames' merge inputs stay on the device (Engine._key_on_device): a frame
+# merges its 5 nearest keys, and consecutive frames share them, so a chunk of 24 frames (with margins)
+# reads about 9 keys
+DEVICE_KEYS = 16
 # From this many pixels on, freed heap memory goes back to the system (glibc malloc_trim) after each
 # key frame's ICAM and each merge, as after every chunk's recurrence: at 1920x1080 the heap kept
 # what one stage freed while the next allocated elsewhere (a render's peak RSS: 4872 MiB without,
@@ -290,6 +295,8 @@ class Engine:
         # A GPU holds a 1080p step whole (~0.8 GB of activations).
         self.band_pixels = BAND_PIXELS if self.bind_device is None else 1 << 62
         self.merge_slots = threading.BoundedSemaphore(merges_at_once(self.bind_device))
+        self.dev_keys: OrderedDict = OrderedDict()  # _key_on_device: key results on the device (CUDA)
+        self.dev_keys_lock = threading.Lock()
 
     # --- helpers ---
     def _run(self, graph: str, feeds: dict) -> list[np.ndarray]:
@@ -470,6 +477,8 @@ class Engine:
         return x
 
     def _merge(self, t: int, code_t: np.ndarray, keys: list, cur: np.ndarray) -> np.ndarray:
+        if self.bind_device:
+            return self._merge_bound(t, code_t, keys, cur)
         kn = self.fcpm_keys
         hp, wp = cur.shape[-2:]
         ins = np.empty((1, 4 * kn, hp, wp), np.float32)
@@ -499,6 +508,66 @@ class Engine:
         if evidence is not None:
             feeds["evidence"] = evidence
         return self._run("fcpm_merge", feeds)[0]
+
+    def _merge_bound(self, t: int, code_t: np.ndarray, keys: list, cur: np.ndarray) -> np.ndarray:
+        """_merge with IO binding (CUDA): each key's network input (at ratio 1), result and evidence go to
+        the device once (_key_on_device) and a small graph (prep.merge_prep_graph) brings them to frame
+        t's exposure there; only t's input and the pre-flows are sent per merge (at 1080p ~100 MB
+        instead of ~450, and no per-key input making on the host). Same result as _merge."""
+        kn = self.fcpm_keys
+        dev, did = self.bind_device, getattr(self.backend, "device_id", 0)
+        hp, wp = cur.shape[-2:]
+        flows = np.empty((1, 2 * kn, hp, wp), np.float32)
+        valid = np.zeros((1, kn, 1, 1), np.float32)
+        feeds = {}
+        for j in range(kn):
+            k, code_k, y_k, ev_k = keys[min(j, len(keys) - 1)]
+            valid[0, j] = 1.0 if j < len(keys) else 0.0
+            if k == t:
+                flow, e = np.zeros(code_t.shape[:2] + (2,), np.float32), np.float32(1.0)
+            else:
+                flow, e = self.preflow(t, code_t, k, code_k)
+            feeds[f"k{j}"], feeds[f"y{j}"], ev = self._key_on_device(k, code_k, y_k, ev_k, (hp, wp))
+            if self.merge_evidence:
+                feeds[f"ev{j}"] = ev
+            feeds[f"s{j}"], feeds[f"e{j}"] = np.array([ratio_scale(e)], np.float32), np.array([e], np.float32)
+            self._put(flows[:, 2 * j: 2 * j + 2], [flow[..., 0], flow[..., 1]])
+        prep = backends.aux_session(f"merge_prep_{kn}_{int(self.merge_evidence)}",
+                                    lambda: backends.model_bytes(merge_prep_graph(kn, self.merge_evidence, Y_MAX)),
+                                    self.backend)
+        made = backends.run_bound(prep, feeds, dev, did)
+        del feeds
+        mfeeds = {"cur": cur, "keys": made[0], "ys": made[1], "preflows": flows, "valid": valid}
+        if self.merge_evidence:
+            mfeeds["evidence"] = made[2]
+        return backends.run_bound(self.sess["fcpm_merge"], mfeeds, dev, did)[0].numpy()
+
+    def _key_on_device(self, k, code_k, y_k, ev_k, padded: tuple[int, int]) -> tuple:
+        """Key k's network input at ratio 1 (1x4xHpxWp), its Y (1x3xHpxWp, float32) and its evidence
+        (1x1xHpxWp, or None without the evidence gate) as OrtValues on the device, made once and kept
+        for the next merges (the last DEVICE_KEYS keys; ~70 MB each at 1080p)."""
+        with self.dev_keys_lock:
+            hit = self.dev_keys.get((k, padded))
+            if hit is not None:
+                self.dev_keys.move_to_end((k, padded))
+                return hit
+        dev, did = self.bind_device, getattr(self.backend, "device_id", 0)
+        hp, wp = padded
+        y_k = _given(y_k)
+        ys = np.empty((1, 3, hp, wp), np.float32)
+        self._put(ys, [y_k[..., c] for c in range(3)])
+        del y_k
+        ev = None
+        if self.merge_evidence:
+            ev = np.empty((1, 1, hp, wp), np.float32)
+            self._put(ev, [_given(ev_k)])
+            ev = backends.to_device(ev, dev, did)
+        hit = (backends.to_device(self.input(_given(code_k)), dev, did), backends.to_device(ys, dev, did), ev)
+        with self.dev_keys_lock:
+            self.dev_keys[(k, padded)] = hit
+            while len(self.dev_keys) > DEVICE_KEYS:
+                self.dev_keys.popitem(last=False)
+        return hit
 
     def _merge_split(self, cur, valid, held: list) -> np.ndarray:
         """The merge on the CPU: corrected flows (graph), each key's result (log domain), frame and

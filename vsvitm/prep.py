@@ -20,7 +20,7 @@ def net_input(code: np.ndarray, transfer: str = "gamma2.2", ratio: float = 1.0, 
         out = np.empty((4,) + code.shape[:2], np.float32)   # written plane by plane: no HxWx3 temporaries
     # pow is monotone, so min(lin * r, MAX_REL) ** (1/2.2) = min(lin ** (1/2.2) * r ** (1/2.2), MAX_REL ** (1/2.2)),
     # and for gamma 2.2 lin ** (1/2.2) is the clipped code value itself: no pow at all (1080p: 55 -> 10 ms)
-    scale = np.float32(np.float64(ratio) ** (1 / 2.2))
+    scale = ratio_scale(ratio)
     top = np.float32(MAX_REL ** (1 / 2.2))
     for c in range(3):
         if transfer == "gamma2.2":
@@ -58,3 +58,48 @@ def pad_to(x: np.ndarray, modulus: int) -> tuple[np.ndarray, tuple[int, int]]:
     out = np.empty(x.shape[:-2] + (hp, wp), x.dtype)
     out[..., :h, :w] = x
     return fill_padded(out, h, w), (h, w)
+
+
+def merge_prep_graph(keys: int, evidence: bool, y_max: float):
+    """An ONNX graph that makes the merge's key inputs on the device (engine._merge_bound, CUDA) from
+    each key's network input at ratio 1 (k{j}, 1x4xHxW), its result Y (y{j}, 1x3xHxW) and, with the
+    evidence gate, its evidence (ev{j}): keys = [min(k_j[:3] * s_j, MAX_REL ** (1/2.2)), k_j[3]] and
+    ys = min(y_j * e_j, y_max) (engine.Y_MAX), concatenated over j, as net_input(..., ratio=e_j) and engine._merge
+    compute them on the host (s_j = e_j ** (1/2.2) in float32). Why: a key's arrays are the same for
+    every frame that merges it (~30 frames), so on CUDA they go to the device once, and only the
+    exposure ratios change per frame."""
+    from onnx import TensorProto, helper, numpy_helper
+    f = TensorProto.FLOAT
+    inits = [numpy_helper.from_array(np.array(v, dtype), n) for n, v, dtype in (
+        ("top", [MAX_REL ** (1 / 2.2)], np.float32), ("ymax", [y_max], np.float32),
+        ("c0", [0], np.int64), ("c3", [3], np.int64), ("c4", [4], np.int64), ("ax", [1], np.int64))]
+    ins, nodes, outs = [], [], []
+    kk, yy, ee = [], [], []
+    for j in range(keys):
+        ins += [helper.make_tensor_value_info(f"k{j}", f, [1, 4, "h", "w"]),
+                helper.make_tensor_value_info(f"y{j}", f, [1, 3, "h", "w"]),
+                helper.make_tensor_value_info(f"s{j}", f, [1]), helper.make_tensor_value_info(f"e{j}", f, [1])]
+        nodes += [helper.make_node("Slice", [f"k{j}", "c0", "c3", "ax"], [f"kc{j}"]),
+                  helper.make_node("Slice", [f"k{j}", "c3", "c4", "ax"], [f"km{j}"]),
+                  helper.make_node("Mul", [f"kc{j}", f"s{j}"], [f"ks{j}"]),
+                  helper.make_node("Min", [f"ks{j}", "top"], [f"kt{j}"]),
+                  helper.make_node("Concat", [f"kt{j}", f"km{j}"], [f"ko{j}"], axis=1),
+                  helper.make_node("Mul", [f"y{j}", f"e{j}"], [f"ye{j}"]),
+                  helper.make_node("Min", [f"ye{j}", "ymax"], [f"yo{j}"])]
+        kk.append(f"ko{j}")
+        yy.append(f"yo{j}")
+        if evidence:
+            ins.append(helper.make_tensor_value_info(f"ev{j}", f, [1, 1, "h", "w"]))
+            ee.append(f"ev{j}")
+    nodes += [helper.make_node("Concat", kk, ["keys"], axis=1), helper.make_node("Concat", yy, ["ys"], axis=1)]
+    outs += [helper.make_tensor_value_info("keys", f, [1, 4 * keys, "h", "w"]),
+             helper.make_tensor_value_info("ys", f, [1, 3 * keys, "h", "w"])]
+    if evidence:
+        nodes.append(helper.make_node("Concat", ee, ["evidence"], axis=1))
+        outs.append(helper.make_tensor_value_info("evidence", f, [1, keys, "h", "w"]))
+    return helper.make_graph(nodes, "merge_prep", ins, outs, inits)
+
+
+def ratio_scale(ratio: float) -> np.float32:
+    """What net_input multiplies the colour channels by for an exposure ratio (ratio ** (1/2.2))."""
+    return np.float32(np.float64(ratio) ** (1 / 2.2))
