@@ -69,8 +69,17 @@ def main(argv=None):
                          "export: scripts/export_models.py --evidence-gate)")
     ap.add_argument("--bad-flow", type=float, default=0.0,
                     help="probability of perturbing a key's pre-flow (teaches the merge to reject misaligned keys)")
+    ap.add_argument("--init-correction", metavar="CKPT",
+                    help="start the merge's flow-correction net from this FCPM checkpoint (its width does not depend "
+                         "on --hidden/--mask-ch), the rest from scratch: for networks of another width")
+    ap.add_argument("--hidden", type=int, default=FCPMConfig.hidden,
+                    help=f"recurrent state channels (default {FCPMConfig.hidden}, the shipped width)")
+    ap.add_argument("--mask-ch", type=int, default=FCPMConfig.mask_ch,
+                    help=f"channels of the merge's mask branches (default {FCPMConfig.mask_ch})")
     add_source_and_loss_args(ap)
     a = ap.parse_args(argv)
+    if a.hidden < 1 or a.mask_ch < 1:
+        ap.error("--hidden and --mask-ch must be positive")
     if a.size < 64 or a.size % 64:
         ap.error(f"--size must be a positive multiple of 64 (ICAM works on 1/16 resolution in 4x4 windows), got {a.size}")
     if not a.data or not Path(a.data).exists():
@@ -84,7 +93,7 @@ def main(argv=None):
     icam = ICAM(ICAMConfig.from_dict(st["config"]))
     icam.load_state_dict(st["model"])
     icam.eval()
-    cfg = FCPMConfig(forward=not a.no_forward, backward=not a.no_backward, fallback=not a.no_fallback,
+    cfg = FCPMConfig(hidden=a.hidden, mask_ch=a.mask_ch, forward=not a.no_forward, backward=not a.no_backward, fallback=not a.no_fallback,
                      flow_cue=a.flow_cue, agree_cue=a.agree_cue, evidence_gate=a.evidence_gate)
     model = FCPM(cfg).to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=a.lr)
@@ -99,6 +108,10 @@ def main(argv=None):
     elif a.init:
         model.load_compatible(torch.load(a.init, map_location="cpu", weights_only=False)["model"])
         print(f"initialised from {a.init}", flush=True)
+    elif a.init_correction:
+        theirs = torch.load(a.init_correction, map_location="cpu", weights_only=False)["model"]
+        model.correct.load_state_dict({k[len("correct."):]: v for k, v in theirs.items() if k.startswith("correct.")})
+        print(f"flow correction initialised from {a.init_correction}", flush=True)
     (out / "config.json").write_text(json.dumps({"config": cfg.to_dict(), "args": vars(a)}, indent=1))
     from vsvitm.training.synth import load_sources
     sources = load_sources(a.data, split="train")

@@ -240,6 +240,20 @@ def test_fcpm_bad_flow_perturbs_only_other_keys_preflows():
     logy.mean().backward()
 
 
+def _tiny_stills(tmp_path):
+    """A data folder of two small HDR stills (EXR), for the training scripts' end-to-end tests."""
+    import cv2
+
+    from vsvitm.training.exr import write_exr
+    data = tmp_path / "data"
+    data.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        img = 0.18 * np.exp2(2.0 * rng.standard_normal((24, 32, 3))).astype(np.float32)
+        write_exr(data / f"s{i}.exr", cv2.resize(img, (192, 144), interpolation=cv2.INTER_CUBIC).clip(1e-3, None))
+    return data
+
+
 def test_train_icam_script_stops_on_time_with_checkpoint_and_snapshots(tmp_path):
     """scripts/train_icam.py end to end on two tiny stills (parallax layers on): --max-minutes stops it
     early with a checkpoint a rerun resumes from, and --snapshot-every keeps those steps' weights."""
@@ -247,16 +261,7 @@ def test_train_icam_script_stops_on_time_with_checkpoint_and_snapshots(tmp_path)
     import sys
     from pathlib import Path
 
-    import cv2
-
-    from vsvitm.training.exr import write_exr
-
-    data = tmp_path / "data"
-    data.mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(2):
-        img = 0.18 * np.exp2(2.0 * rng.standard_normal((24, 32, 3))).astype(np.float32)
-        write_exr(data / f"s{i}.exr", cv2.resize(img, (192, 144), interpolation=cv2.INTER_CUBIC).clip(1e-3, None))
+    data = _tiny_stills(tmp_path)
     out = tmp_path / "run"
     script = Path(__file__).resolve().parents[1] / "scripts" / "train_icam.py"
     cmd = [sys.executable, str(script), "--data", str(data), "--out", str(out), "--steps", "100000", "--batch", "1",
@@ -270,6 +275,39 @@ def test_train_icam_script_stops_on_time_with_checkpoint_and_snapshots(tmp_path)
     assert (out / "step_2.pt").exists()
     r2 = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert r2.returncode == 0 and f"resumed from {out / 'last.pt'} at step {st['step']}" in r2.stdout
+
+
+def test_train_fcpm_script_other_width_with_the_flow_correction_of_another(tmp_path):
+    """scripts/train_fcpm.py --hidden/--mask-ch trains a network of another width; --init-correction starts
+    its merge's flow correction from another FCPM's (the rest from scratch); a bad width is refused."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from vsvitm.training.fcpm_net import FCPM
+    from vsvitm.training.icam_net import ICAM, ICAMConfig
+
+    data = _tiny_stills(tmp_path)
+    torch.manual_seed(0)
+    icfg = ICAMConfig(c1=8, c2=8, c3=8, c4=16, offsets=2)
+    torch.save({"model": ICAM(icfg).state_dict(), "config": icfg.to_dict()}, tmp_path / "icam.pt")
+    wide = FCPM()
+    torch.save({"model": wide.state_dict(), "config": wide.cfg.to_dict()}, tmp_path / "fcpm.pt")
+    script = Path(__file__).resolve().parents[1] / "scripts" / "train_fcpm.py"
+    out = tmp_path / "run"
+    cmd = [sys.executable, str(script), "--data", str(data), "--icam", str(tmp_path / "icam.pt"), "--out", str(out),
+           "--steps", "2", "--batch", "1", "--size", "64", "--run", "3", "--lr", "0", "--workers", "0",
+           "--device", "cpu", "--hidden", "4", "--mask-ch", "6", "--init-correction", str(tmp_path / "fcpm.pt")]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    st = torch.load(out / "last.pt", map_location="cpu", weights_only=False)
+    assert st["step"] == 2 and st["config"]["hidden"] == 4 and st["config"]["mask_ch"] == 6
+    assert st["model"]["prop_f.body.0.weight"].shape[0] == 4 and st["model"]["mask.local.0.weight"].shape[0] == 6
+    for k, v in wide.state_dict().items():  # lr 0: what was loaded is still there
+        if k.startswith("correct."):
+            torch.testing.assert_close(st["model"][k], v)
+    bad = subprocess.run(cmd[:-6] + ["--hidden", "0"], capture_output=True, text=True, timeout=120)
+    assert bad.returncode != 0 and "--hidden and --mask-ch must be positive" in bad.stderr
 
 
 def test_pick_key_fits_the_reference_count():

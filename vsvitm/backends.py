@@ -148,20 +148,32 @@ def default_cpu_threads() -> int:
     return max(1, cores // max(1, min(vs.core.num_threads, cores)))
 
 
+def _cached(key):
+    with _lock:
+        return _sessions.get(key)
+
+
+def _options(optimize: bool):
+    """Session options: all of ONNX Runtime's graph optimisations, or none; warnings and errors only."""
+    ort = _ort()
+    so = ort.SessionOptions()
+    so.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimize
+                                   else ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
+    so.log_severity_level = 3
+    return so
+
+
 def session(path: Path, backend) -> "onnxruntime.InferenceSession":  # noqa: F821
     """One shared InferenceSession per (model file, backend settings). The file's size and mtime are
     part of the key: a model re-exported into the same folder (a script reloaded in vspreview after
     training) gets a new session, not the old file's."""
     st = Path(path).stat()
     key = (str(path), st.st_size, st.st_mtime_ns, repr(backend))
-    with _lock:
-        s = _sessions.get(key)
+    s = _cached(key)
     if s is not None:
         return s
     ort = _ort()
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    so.log_severity_level = 3
+    so = _options(optimize=True)
     on_cpu = backend.name == "cpu"
     if not on_cpu and not _cuda_usable():
         # decided before ORT tries: a session asked for CUDA without it logs a burst of red errors
@@ -265,20 +277,16 @@ def aux_session(name: str, make, backend) -> "onnxruntime.InferenceSession":  # 
     """A session for a small graph the engine builds itself (make() gives its bytes), one per (name,
     backend), on the backend's device, run without graph optimisation (it must do exactly what it says)."""
     key = ("aux", name, repr(backend))
-    with _lock:
-        sess = _sessions.get(key)
+    sess = _cached(key)
     if sess is not None:
         return sess
-    ort = _ort()
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # e.g. keep round_half's Cast pair
-    so.log_severity_level = 3
+    so = _options(optimize=False)  # e.g. keep round_half's Cast pair
     if backend.name == "cuda" and _cuda_usable():
         providers = [("CUDAExecutionProvider", {"device_id": backend.device_id}), "CPUExecutionProvider"]
     else:
         so.intra_op_num_threads = 1
         providers = ["CPUExecutionProvider"]
-    sess = ort.InferenceSession(make(), so, providers=providers)
+    sess = _ort().InferenceSession(make(), so, providers=providers)
     with _lock:
         return _sessions.setdefault(key, sess)
 
