@@ -275,8 +275,13 @@ class _Counter:
     def install(self):
         from vsvitm import backends, flow
         orig_session, orig_run, orig_flow = backends.session, backends.run, flow.DISFlow.calc
-        orig_bound = backends.run_bound
+        orig_bound, orig_aux = backends.run_bound, backends.aux_session
         counter = self
+
+        def aux_session(name, make, backend):  # the engine's own small graphs: round_half, merge_prep_K_E
+            s = orig_aux(name, make, backend)
+            counter.names[id(s)] = name.rstrip("_0123456789")
+            return s
 
         def session(path, backend):
             s = orig_session(path, backend)
@@ -298,7 +303,7 @@ class _Counter:
             try:
                 return orig_bound(sess, feeds, device, device_id)
             finally:
-                counter.add(counter.names.get(id(sess), "round_half"), time.perf_counter() - t)
+                counter.add(counter.names.get(id(sess), "?"), time.perf_counter() - t)
 
         def dis(self_, a, b):
             t = time.perf_counter()
@@ -328,6 +333,7 @@ class _Counter:
                 counter.add(graph, 0.0)
 
         backends.session, backends.run, backends.run_bound, flow.DISFlow.calc = session, run, run_bound, dis
+        backends.aux_session = aux_session
         engine.Engine._run_banded = banded
         engine.warp_planes = cpu_warp
 

@@ -211,3 +211,29 @@ def test_benchmark_arch_widths():
     for bad, says in (("{c1: 16}", "not JSON"), ('{"unet": {}}', "expected"), ('{"icam": {"width": 3}}', "fields: c1")):
         with pytest.raises(SystemExit, match=says):
             bm.random_arch(bad)
+
+
+def test_benchmark_counts_io_bound_runs_by_graph(monkeypatch):
+    """benchmark.py's per-graph counter times IO-bound runs (CUDA's path) and names the engine's own small
+    graphs (round_half, merge_prep) instead of lumping them together."""
+    import numpy as np
+
+    import vsvitm
+    from vsvitm import backends, engine, flow
+    from vsvitm.prep import merge_prep_graph
+    for mod, name in ((backends, "session"), (backends, "run"), (backends, "run_bound"), (backends, "aux_session"),
+                      (flow.DISFlow, "calc"), (engine.Engine, "_run_banded"), (engine, "warp_planes")):
+        monkeypatch.setattr(mod, name, getattr(mod, name))  # restored after the test: install() patches them
+    bm = _load_script("benchmark")
+    counter = bm._Counter()
+    counter.install()
+    counter.on = True
+    be = vsvitm.Backend.ORT_CPU()
+    x = backends.to_device(np.ones((1, 2, 3, 4), np.float32), "cpu")
+    backends.round_half(x, be)
+    backends.round_half(x, be)
+    prep = backends.aux_session("merge_prep_1_0", lambda: backends.model_bytes(merge_prep_graph(1, False, 100.0)), be)
+    one = np.ones((1,), np.float32)
+    backends.run_bound(prep, {"k0": np.ones((1, 4, 2, 2), np.float32), "y0": np.ones((1, 3, 2, 2), np.float32),
+                              "s0": one, "e0": one}, "cpu")
+    assert counter.stats["round_half"][0] == 2 and counter.stats["merge_prep"][0] == 1
