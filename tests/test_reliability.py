@@ -568,3 +568,22 @@ def test_heap_trimmed_after_large_stages(tiny_models, monkeypatch, big):
     assert calls["icam"] >= 4 and calls["merge"] >= 24 and calls["propagate"] >= 2
     want = calls["propagate"] + (calls["icam"] + calls["merge"] if big else 0)
     assert calls["trim"] == want, calls
+
+
+def test_device_out_of_memory_is_said(monkeypatch):
+    """Sending a frame to a full GPU (backends.to_device, run_bound's inputs) says so, as a graph run does,
+    instead of ONNX Runtime's bare allocation error; other errors pass through."""
+    from vsvitm import backends
+
+    class FakeOrt:
+        class OrtValue:
+            @staticmethod
+            def ortvalue_from_numpy(a, device, device_id):
+                raise RuntimeError(FakeOrt.msg)
+    monkeypatch.setattr(backends, "_ort", lambda: FakeOrt)
+    FakeOrt.msg = "[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : Failed to allocate memory for requested buffer of size 133"
+    with pytest.raises(RuntimeError, match="the GPU ran out of memory.*Backend.ORT_CPU"):
+        backends.to_device(np.zeros(3, np.float32), "cuda")
+    FakeOrt.msg = "something else"
+    with pytest.raises(RuntimeError, match="^something else$"):
+        backends.to_device(np.zeros(3, np.float32), "cuda")

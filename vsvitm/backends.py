@@ -238,9 +238,7 @@ def run_bound(sess, feeds: dict, device: str, device_id: int = 0) -> list:
     ort = _ort()
     io = sess.io_binding()
     for name, v in feeds.items():
-        if not isinstance(v, ort.OrtValue):
-            v = ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(v), device, device_id)
-        io.bind_ortvalue_input(name, v)
+        io.bind_ortvalue_input(name, v if isinstance(v, ort.OrtValue) else _upload(v, device, device_id))
     for o in sess.get_outputs():
         io.bind_output(o.name, device, device_id)
     try:
@@ -253,7 +251,15 @@ def run_bound(sess, feeds: dict, device: str, device_id: int = 0) -> list:
 
 def to_device(a: np.ndarray, device: str, device_id: int = 0):
     """An OrtValue holding a copy of `a` on `device`, for run_bound feeds used more than once."""
-    return _ort().OrtValue.ortvalue_from_numpy(np.ascontiguousarray(a), device, device_id)
+    return _upload(a, device, device_id)
+
+
+def _upload(a: np.ndarray, device: str, device_id: int):
+    try:
+        return _ort().OrtValue.ortvalue_from_numpy(np.ascontiguousarray(a), device, device_id)
+    except Exception as e:
+        _raise_oom(e)  # the device's memory is full: say so as a graph run would
+        raise
 
 
 def _round_half_model() -> bytes:
