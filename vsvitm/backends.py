@@ -163,6 +163,14 @@ def _options(optimize: bool):
     return so
 
 
+def _cuda_providers(backend) -> list:
+    """ONNX Runtime's provider list for a Backend.ORT_CUDA: its device, cuDNN search and provider_options."""
+    opts = {"device_id": backend.device_id,
+            "cudnn_conv_algo_search": "EXHAUSTIVE" if backend.cudnn_benchmark else "DEFAULT",
+            **backend.provider_options}
+    return [("CUDAExecutionProvider", opts), "CPUExecutionProvider"]
+
+
 def session(path: Path, backend) -> "onnxruntime.InferenceSession":  # noqa: F821
     """One shared InferenceSession per (model file, backend settings). The file's size and mtime are
     part of the key: a model re-exported into the same folder (a script reloaded in vspreview after
@@ -185,10 +193,7 @@ def session(path: Path, backend) -> "onnxruntime.InferenceSession":  # noqa: F82
         so.enable_cpu_mem_arena = bool(getattr(backend, "mem_arena", False))
         providers = ["CPUExecutionProvider"]
     else:
-        opts = {"device_id": backend.device_id,
-                "cudnn_conv_algo_search": "EXHAUSTIVE" if backend.cudnn_benchmark else "DEFAULT",
-                **backend.provider_options}
-        providers = [("CUDAExecutionProvider", opts), "CPUExecutionProvider"]
+        providers = _cuda_providers(backend)
         if hasattr(ort, "preload_dlls"):
             try:
                 ort.preload_dlls()
@@ -288,7 +293,7 @@ def aux_session(name: str, make, backend) -> "onnxruntime.InferenceSession":  # 
         return sess
     so = _options(optimize=False)  # e.g. keep round_half's Cast pair
     if backend.name == "cuda" and _cuda_usable():
-        providers = [("CUDAExecutionProvider", {"device_id": backend.device_id}), "CPUExecutionProvider"]
+        providers = _cuda_providers(backend)  # the user's provider_options (memory limits, ...) hold here too
     else:
         so.intra_op_num_threads = 1
         providers = ["CPUExecutionProvider"]

@@ -507,10 +507,7 @@ class Engine:
                 self._put(evidence[:, j: j + 1], [_given(ev_k)])
             code_k, y_k = _given(code_k), _given(y_k)
             valid[0, j] = 1.0 if j < len(keys) else 0.0
-            if k == t:
-                flow, e = np.zeros(code_t.shape[:2] + (2,), np.float32), np.float32(1.0)
-            else:
-                flow, e = self.preflow(t, code_t, k, code_k)
+            flow, e = self._to_key(t, code_t, k, code_k)
             self.input(code_k, e, out=ins[:, 4 * j: 4 * j + 4])
             self._put(ys[:, 3 * j: 3 * j + 3], [np.minimum(y_k[..., c] * e, Y_MAX) for c in range(3)])
             self._put(flows[:, 2 * j: 2 * j + 2], [flow[..., 0], flow[..., 1]])
@@ -523,6 +520,12 @@ class Engine:
         if evidence is not None:
             feeds["evidence"] = evidence
         return self._run("fcpm_merge", feeds)[0]
+
+    def _to_key(self, t: int, code_t: np.ndarray, k: int, code_k) -> tuple[np.ndarray, np.float32]:
+        """The merge's (pre-flow t -> k, exposure ratio) for key k: zero flow and ratio 1 for t's own key."""
+        if k == t:
+            return np.zeros(code_t.shape[:2] + (2,), np.float32), np.float32(1.0)
+        return self.preflow(t, code_t, k, code_k)
 
     def _merge_bound(self, t: int, code_t: np.ndarray, keys: list, cur: np.ndarray) -> np.ndarray:
         """_merge with IO binding (CUDA): each key's network input (at ratio 1), result and evidence go to
@@ -538,10 +541,7 @@ class Engine:
         for j in range(kn):
             k, code_k, y_k, ev_k = keys[min(j, len(keys) - 1)]
             valid[0, j] = 1.0 if j < len(keys) else 0.0
-            if k == t:
-                flow, e = np.zeros(code_t.shape[:2] + (2,), np.float32), np.float32(1.0)
-            else:
-                flow, e = self.preflow(t, code_t, k, code_k)
+            flow, e = self._to_key(t, code_t, k, code_k)
             feeds[f"k{j}"], feeds[f"y{j}"], ev = self._key_on_device(k, code_k, y_k, ev_k, (hp, wp))
             if self.merge_evidence:
                 feeds[f"ev{j}"] = ev
