@@ -9,6 +9,7 @@ of the output against that of the ground truth). Ablations: --no-forward --no-ba
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -18,12 +19,13 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from vsvitm.training import add_source_and_loss_args, batch_loader, pick_device, to_device  # noqa: E402
+from vsvitm.training import add_distill_args, add_source_and_loss_args, batch_loader, load_net, pick_device, to_device  # noqa: E402
 from vsvitm.training.fcpm_data import FCPMBatches, run_fcpm  # noqa: E402
 from vsvitm.training.fcpm_net import EPS, FCPM, FCPMConfig  # noqa: E402
 from vsvitm.training.nets_common import input_linear  # noqa: E402
 from vsvitm.training.icam_net import ICAM, ICAMConfig  # noqa: E402
-from vsvitm.training.losses import log_l1  # noqa: E402
+from vsvitm.training.losses import log_l1, log_l1_to  # noqa: E402
+from vsvitm.training.prune import fcpm_groups, fcpm_widths, prune  # noqa: E402
 
 
 def default_data() -> str | None:
@@ -77,6 +79,7 @@ def main(argv=None):
     ap.add_argument("--mask-ch", type=int, default=FCPMConfig.mask_ch,
                     help=f"channels of the merge's mask branches (default {FCPMConfig.mask_ch})")
     add_source_and_loss_args(ap)
+    add_distill_args(ap)
     a = ap.parse_args(argv)
     if a.hidden < 1 or a.mask_ch < 1:
         ap.error("--hidden and --mask-ch must be positive")
@@ -89,12 +92,12 @@ def main(argv=None):
     dev = pick_device(a.device)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    st = torch.load(a.icam, map_location="cpu", weights_only=False)
-    icam = ICAM(ICAMConfig.from_dict(st["config"]))
-    icam.load_state_dict(st["model"])
-    icam.eval()
+    icam = load_net(a.icam, ICAM, ICAMConfig)
     cfg = FCPMConfig(hidden=a.hidden, mask_ch=a.mask_ch, forward=not a.no_forward, backward=not a.no_backward, fallback=not a.no_fallback,
                      flow_cue=a.flow_cue, agree_cue=a.agree_cue, evidence_gate=a.evidence_gate)
+    wide = load_net(a.prune_from, FCPM, FCPMConfig) if a.prune_from else None
+    if wide is not None:  # the pruned network is the wide one at the widths asked
+        cfg = dataclasses.replace(wide.cfg, hidden=a.hidden, mask_ch=a.mask_ch)
     model = FCPM(cfg).to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=a.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, a.steps, eta_min=a.lr * 0.1)
@@ -117,6 +120,13 @@ def main(argv=None):
     sources = load_sources(a.data, split="train")
     ds = FCPMBatches(sources, icam, a.batch, a.size, a.run, a.seed, start_step=step,
                      video_weight=a.video_weight, knee=a.knee, p_bad_flow=a.bad_flow)
+    if step == 0 and wide is not None and not a.init:
+        calib = [ds.batch_at(10**7 + i) for i in range(2)]  # steps no run reaches
+        keep = prune(wide, model, fcpm_groups(wide.cfg), fcpm_widths(cfg),
+                     lambda net: [run_fcpm(net, b) for b in calib])
+        model.to(dev)
+        print(f"pruned from {a.prune_from}; kept channels: {keep}", flush=True)
+    teacher = load_net(a.teacher, FCPM, FCPMConfig, dev) if a.teacher else None
     dl = batch_loader(ds, a.workers)
     log = open(out / "log.txt", "a")
     t0, avg = time.time(), None
@@ -129,18 +139,24 @@ def main(argv=None):
         outp = (1 - b["alpha"]) * lin + b["alpha"] * (torch.exp(logy) - EPS).clamp_min(0)
         lpix = log_l1(logy, b["hdr"], b["alpha"], a.overshoot)
         ltmp = temporal_l1(outp, b["hdr"], b["alpha"])
-        loss = lpix + a.temporal_weight * ltmp
+        loss = a.gt_weight * lpix + a.temporal_weight * ltmp
+        ldist = torch.zeros(())
+        if teacher is not None:
+            with torch.no_grad():
+                logt = run_fcpm(teacher, b, log=True)
+            ldist = log_l1_to(logy, logt, b["alpha"])
+            loss = loss + a.distill * ldist
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step(); sched.step()
         step += 1
-        vals = np.array([loss.item(), lpix.item(), ltmp.item()])
+        vals = np.array([loss.item(), lpix.item(), ltmp.item(), ldist.item()])
         avg = vals if avg is None else 0.95 * avg + 0.05 * vals
         if step % 5 == 0:
             rate = (time.time() - t0) / 5
             t0 = time.time()
-            line = (f"step {step}/{a.steps} loss {avg[0]:.4f} pix {avg[1]:.4f} temporal {avg[2]:.4f} "
+            line = (f"step {step}/{a.steps} loss {avg[0]:.4f} pix {avg[1]:.4f} temporal {avg[2]:.4f} teacher {avg[3]:.4f} "
                     f"{rate:.2f}s/it eta {rate * (a.steps - step) / 60:.0f}min")
             print(line, flush=True)
             log.write(line + "\n"); log.flush()

@@ -8,6 +8,7 @@ Ablations (paper Table 2): --no-flow-correction --no-deformable --no-global --no
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -18,10 +19,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from vsvitm.flow import PRESETS  # noqa: E402
-from vsvitm.training import add_source_and_loss_args, batch_loader, pick_device, to_device  # noqa: E402
+from vsvitm.training import add_distill_args, add_source_and_loss_args, batch_loader, load_net, pick_device, to_device  # noqa: E402
 from vsvitm.training.icam_data import ICAMBatches  # noqa: E402
 from vsvitm.training.icam_net import ICAM, ICAMConfig, load_compatible  # noqa: E402
-from vsvitm.training.losses import flow_l1, log_l1  # noqa: E402
+from vsvitm.training.losses import flow_l1, log_l1, log_l1_to  # noqa: E402
+from vsvitm.training.prune import icam_groups, icam_widths, prune  # noqa: E402
 
 
 def default_data() -> str | None:
@@ -66,7 +68,11 @@ def main(argv=None):
                     help="stop (with a checkpoint) after this many minutes of training, e.g. on a lent GPU; "
                          "the cosine schedule is then fitted to the steps that fit in that time (rate of steps 10..60)")
     ap.add_argument("--snapshot-every", type=int, default=0, help="also keep the weights of every N-th step (step_N.pt)")
+    ap.add_argument("--c1", type=int, default=ICAMConfig.c1,
+                    help=f"channels of the 1/2-res features (default {ICAMConfig.c1}, the shipped width; most of a "
+                         "reference step's cost)")
     add_source_and_loss_args(ap)
+    add_distill_args(ap)
     a = ap.parse_args(argv)
     if a.size < 64 or a.size % 64:
         ap.error(f"--size must be a positive multiple of 64 (ICAM works on 1/16 resolution in 4x4 windows), got {a.size}")
@@ -74,13 +80,18 @@ def main(argv=None):
         ap.error(f"--max-refs must be 0..12 (the plugin's 6 each way at most), got {a.max_refs}")
     if not a.data or not Path(a.data).exists():
         ap.error("no data folder: pass --data DIR (HDR stills/videos; see ../shared/data/README.md)")
+    if a.c1 < 1:
+        ap.error("--c1 must be positive")
     torch.manual_seed(a.seed)
     torch.set_num_threads(a.threads)
     dev = pick_device(a.device)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    cfg = ICAMConfig(flow_correction=not a.no_flow_correction, deformable=not a.no_deformable,
+    cfg = ICAMConfig(c1=a.c1, flow_correction=not a.no_flow_correction, deformable=not a.no_deformable,
                      global_attention=not a.no_global, clue=not a.no_clue)
+    wide = load_net(a.prune_from, ICAM, ICAMConfig) if a.prune_from else None
+    if wide is not None:  # the pruned network is the wide one with fewer 1/2-res channels
+        cfg = dataclasses.replace(wide.cfg, c1=a.c1)
     model = ICAM(cfg).to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=a.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, a.steps, eta_min=a.lr * 0.1)
@@ -95,7 +106,7 @@ def main(argv=None):
         st = torch.load(a.init, map_location="cpu", weights_only=False)
         fresh = load_compatible(model, st["model"])
         print(f"initialised from {a.init} (step {st.get('step')}); new or reshaped: {fresh}", flush=True)
-    if step == 0 and (a.reset_head or not a.init):  # start from Y = f^-1(L): the residual head at zero
+    if step == 0 and (a.reset_head or not (a.init or a.prune_from)):  # start from Y = f^-1(L): the residual head at zero
         torch.nn.init.zeros_(model.d0[-1].weight)
         torch.nn.init.zeros_(model.d0[-1].bias)
     meta = {"config": cfg.to_dict(), "args": vars(a), "exposure_norm": not a.no_exposure_norm}
@@ -108,6 +119,15 @@ def main(argv=None):
                      start_step=step, p_bad_flow=a.bad_flow, p_bad_ratio=a.bad_ratio,
                      video_weight=a.video_weight, knee=a.knee, p_parallax=a.parallax,
                      preflow=a.preflow)
+    if step == 0 and wide is not None and not a.init:
+        calib = [ds.batch_at(10**7 + i) for i in range(4)]  # steps no run reaches
+
+        def feed(net):
+            for b in calib:
+                net(b["key"], b["refs"], b["flows"], log=True)
+        keep = prune(wide, model, icam_groups(wide.cfg), icam_widths(cfg), feed)
+        print(f"pruned from {a.prune_from}; kept channels: {keep}", flush=True)
+    teacher = load_net(a.teacher, ICAM, ICAMConfig, dev) if a.teacher else None
     dl = batch_loader(ds, a.workers)
     log = open(out / "log.txt", "a")
     t0, avg = time.time(), None
@@ -124,7 +144,13 @@ def main(argv=None):
             w = w * (batch["key"][:, :3].amax(1, keepdim=True) >= 0.99).float()
         lpix = log_l1(logy, batch["hdr"], w, a.overshoot)
         lflow = flow_l1(flows, batch["gt_flows"], batch["gt_valid"]) if cfg.flow_correction else torch.zeros(())
-        loss = lpix + a.flow_weight * lflow
+        loss = a.gt_weight * lpix + a.flow_weight * lflow
+        ldist = torch.zeros(())
+        if teacher is not None:
+            with torch.no_grad():
+                logt = teacher(batch["key"], batch["refs"], batch["flows"], log=True)[0]
+            ldist = log_l1_to(logy, logt, w)
+            loss = loss + a.distill * ldist
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -132,13 +158,13 @@ def main(argv=None):
         step += 1
         if step == fit_at - 50:
             t_fit = time.time()
-        vals = np.array([loss.item(), lpix.item(), float(lflow)])
+        vals = np.array([loss.item(), lpix.item(), float(lflow.detach()), ldist.item()])
         avg = vals if avg is None else 0.98 * avg + 0.02 * vals
         if step % 10 == 0:
             rate = (time.time() - t0) / 10
             t0 = time.time()
             line = (f"step {step}/{a.steps} refs {len(batch['refs'])} loss {avg[0]:.4f} pix {avg[1]:.4f} "
-                    f"flow {avg[2]:.3f} lr {sched.get_last_lr()[0]:.2e} {rate:.2f}s/it eta {rate * (a.steps - step) / 60:.0f}min")
+                    f"flow {avg[2]:.3f} teacher {avg[3]:.4f} lr {sched.get_last_lr()[0]:.2e} {rate:.2f}s/it eta {rate * (a.steps - step) / 60:.0f}min")
             print(line, flush=True)
             log.write(line + "\n"); log.flush()
         if a.max_minutes > 0 and step == fit_at:  # fit the cosine schedule to the time left, at the rate so far

@@ -381,3 +381,111 @@ def test_icam_batches_preflow_preset(tmp_path):
     assert not np.array_equal(fast, medium) and np.isfinite(medium).all()
     with pytest.raises(ValueError, match="preflow must be one of"):
         ICAMBatches(sources, 1, 64, 1, seed=3, preflow="ultrafast")
+
+
+def _kill_channels(net, groups, dead):
+    """Zero every producer's rows of the `dead` channels of each group: those channels are then zero
+    everywhere (LeakyReLU(0) = 0), so a network without them computes exactly the same."""
+    sd = net.state_dict()
+    with torch.no_grad():
+        for name, g in groups.items():
+            for p in g.producers:
+                sd[p + ".weight"][dead[name]] = 0
+                sd[p + ".bias"][dead[name]] = 0
+    net.load_state_dict(sd)
+
+
+def _fcpm_chunk(seed=0, t=3, size=32):
+    g = torch.Generator().manual_seed(seed)
+    r = lambda *s: torch.rand(*s, generator=g)  # noqa: E731
+    return {"cur": r(t, 1, 4, size, size), "keys": r(t, 1, 20, size, size), "ys": 2 * r(t, 1, 15, size, size),
+            "evidence": 0.5 * r(t, 1, 5, size, size), "preflows": 4 * r(t, 1, 10, size, size) - 2,
+            "valid": torch.ones(t, 1, 5, 1, 1), "nflow_b": 2 * r(t, 1, 2, size, size) - 1,
+            "nflow_f": 2 * r(t, 1, 2, size, size) - 1}
+
+
+@pytest.mark.parametrize("net", ["icam", "fcpm"])
+def test_pruning_drops_the_channels_that_do_nothing_and_keeps_the_function(net):
+    """prune.py: a group's dead channels (zero producer rows) score zero and are the ones dropped, and every
+    consumer's columns are cut to match, so the narrow network equals the wide one exactly. A wrong
+    offset in any group's consumer list reads another channel and fails this. Same width: the identity."""
+    import dataclasses
+
+    from vsvitm.training.fcpm_data import run_fcpm
+    from vsvitm.training.fcpm_net import FCPM, FCPMConfig
+    from vsvitm.training.prune import fcpm_groups, fcpm_widths, icam_groups, icam_widths, prune
+
+    torch.manual_seed(1)
+    if net == "icam":
+        cfg = ICAMConfig(c1=12, c2=8, c3=8, c4=16, offsets=2)
+        wide, groups_of, widths_of = ICAM(cfg), icam_groups, icam_widths
+        narrow_cfg = dataclasses.replace(cfg, c1=8)
+        g = torch.Generator().manual_seed(2)
+        key = torch.rand(1, 4, 64, 64, generator=g)
+        refs = [torch.rand(1, 4, 64, 64, generator=g) for _ in range(2)]
+        flows = [4 * torch.rand(1, 2, 64, 64, generator=g) - 2 for _ in range(2)]
+        run = lambda m: m(key, refs, flows, log=True)[0]  # noqa: E731
+    else:
+        cfg = FCPMConfig(hidden=12, mask_ch=10, evidence_gate=10.0)
+        wide, groups_of, widths_of = FCPM(cfg), fcpm_groups, fcpm_widths
+        narrow_cfg = dataclasses.replace(cfg, hidden=8, mask_ch=6)
+        chunk = _fcpm_chunk()
+        run = lambda m: run_fcpm(m, chunk, log=True)  # noqa: E731
+    wide.eval()
+    same = type(wide)(cfg).eval()
+    prune(wide, same, groups_of(cfg), widths_of(cfg), run)
+    with torch.no_grad():
+        torch.testing.assert_close(run(same), run(wide), rtol=0, atol=0)
+    groups = groups_of(cfg)
+    widths = widths_of(narrow_cfg)
+    rng = np.random.default_rng(3)
+    dead = {n: sorted(rng.choice(g.size, g.size - widths[n], replace=False).tolist()) for n, g in groups.items()}
+    _kill_channels(wide, groups, dead)
+    narrow = type(wide)(narrow_cfg).eval()
+    keep = prune(wide, narrow, groups_of(cfg), widths, run)
+    for n, g in groups.items():
+        assert keep[n] == sorted(set(range(g.size)) - set(dead[n])), n
+    with torch.no_grad():
+        torch.testing.assert_close(run(narrow), run(wide), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="cannot keep"):
+        prune(wide, narrow, groups_of(cfg), {"c1" if net == "icam" else "hf": 99}, run)
+
+
+@pytest.mark.parametrize("script", ["train_icam.py", "train_fcpm.py"])
+def test_train_scripts_prune_from_a_trained_network_and_learn_from_it(tmp_path, script):
+    """--prune-from starts a narrower network from a wider checkpoint's channels (lr 0: they are still there
+    after ten steps) and --teacher adds the distance to that network's output to the loss (logged)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from vsvitm.training.fcpm_net import FCPM, FCPMConfig
+
+    data = _tiny_stills(tmp_path)
+    torch.manual_seed(0)
+    icfg = ICAMConfig(c1=12, c2=8, c3=8, c4=16, offsets=2)
+    torch.save({"model": ICAM(icfg).state_dict(), "config": icfg.to_dict()}, tmp_path / "icam.pt")
+    fcfg = FCPMConfig(hidden=6, mask_ch=6)
+    torch.save({"model": FCPM(fcfg).state_dict(), "config": fcfg.to_dict()}, tmp_path / "fcpm.pt")
+    wide = tmp_path / ("icam.pt" if script == "train_icam.py" else "fcpm.pt")
+    out = tmp_path / "run"
+    cmd = [sys.executable, str(Path(__file__).resolve().parents[1] / "scripts" / script), "--data", str(data),
+           "--out", str(out), "--steps", "10", "--batch", "1", "--size", "64", "--lr", "0", "--workers", "0",
+           "--device", "cpu", "--prune-from", str(wide), "--teacher", str(wide), "--gt-weight", "0.5"]
+    if script == "train_icam.py":
+        cmd += ["--c1", "8", "--max-refs", "1"]
+        first, first_width = "enc.e1.0.bias", 8
+    else:
+        cmd += ["--icam", str(tmp_path / "icam.pt"), "--run", "3", "--hidden", "4", "--mask-ch", "3"]
+        first, first_width = "prop_f.body.0.bias", 4
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "pruned from" in r.stdout
+    keep = eval(r.stdout.split("kept channels: ")[1].splitlines()[0])  # noqa: S307 (our own log line)
+    st = torch.load(out / "last.pt", map_location="cpu", weights_only=False)
+    w = torch.load(wide, map_location="cpu", weights_only=False)["model"]
+    assert st["model"][first].shape[0] == first_width
+    rows = keep["e1_mid" if script == "train_icam.py" else "f_mid1"]
+    torch.testing.assert_close(st["model"][first], w[first][rows])
+    teacher = [float(line.split(" teacher ")[1].split()[0]) for line in r.stdout.splitlines() if " teacher " in line]
+    assert teacher and teacher[-1] > 0

@@ -11,6 +11,28 @@ def add_source_and_loss_args(ap) -> None:
                     help="weight of log errors above the truth relative to those below (losses.log_l1; 1 = plain L1)")
 
 
+def add_distill_args(ap) -> None:
+    """Options both training scripts take for a narrower network started from a trained one (prune.py)."""
+    ap.add_argument("--prune-from", metavar="CKPT",
+                    help="start from this trained checkpoint cut to the widths asked (its most important channels, "
+                         "vsvitm.training.prune), instead of from scratch")
+    ap.add_argument("--teacher", metavar="CKPT",
+                    help="also learn this frozen network's output (distillation; usually the --prune-from checkpoint)")
+    ap.add_argument("--distill", type=float, default=1.0,
+                    help="weight of the distance to the teacher's log output, where frames are over-exposed")
+    ap.add_argument("--gt-weight", type=float, default=1.0, help="weight of the ground-truth pixel loss")
+
+
+def load_net(path, net_cls, cfg_cls, device="cpu"):
+    """A frozen network (eval mode, no gradients) from a training checkpoint."""
+    import torch
+    st = torch.load(path, map_location="cpu", weights_only=False)
+    net = net_cls(cfg_cls.from_dict(st["config"]))
+    net.load_state_dict(st["model"])
+    net.eval().requires_grad_(False)
+    return net.to(device)
+
+
 def pick_device(name: str = "auto"):
     """'auto' -> CUDA when torch sees a GPU, else the CPU; otherwise torch.device(name)."""
     import torch

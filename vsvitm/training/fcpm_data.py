@@ -80,16 +80,19 @@ class FCPMBatches(torch.utils.data.IterableDataset):
             out["alpha"].append(overexposure_mask(code[t]).transpose(2, 0, 1))
         return {k: np.stack(v).astype(np.float32) for k, v in out.items()}  # [T, C, H, W]
 
+    def batch_at(self, step: int) -> dict:
+        """The batch of a step: a dict of [T, B, C, H, W] tensors."""
+        rng = np.random.default_rng([self.seed, step])
+        samples = [self.sample(rng) for _ in range(self.batch)]
+        return {k: torch.from_numpy(np.stack([s[k] for s in samples], 1)) for k in samples[0]}
+
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
         wid, nw = (info.id, info.num_workers) if info else (0, 1)
         torch.set_num_threads(1)
         step = self.start_step + wid
         while True:
-            rng = np.random.default_rng([self.seed, step])
-            samples = [self.sample(rng) for _ in range(self.batch)]
-            # -> dict of [T, B, C, H, W]
-            yield {k: torch.from_numpy(np.stack([s[k] for s in samples], 1)) for k in samples[0]}
+            yield self.batch_at(step)
             step += nw
 
 

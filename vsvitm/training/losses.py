@@ -28,3 +28,9 @@ def flow_l1(flows: list[torch.Tensor], gts: list[torch.Tensor], valids: list[tor
         v2 = torch.nn.functional.avg_pool2d(v, 2)
         total = total + ((f - g2).abs() * v2).sum() / (2 * v2.sum()).clamp_min(1.0)
     return total / len(flows)
+
+
+def log_l1_to(logy: torch.Tensor, logt: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """w-weighted L1 between two log-domain predictions: a student's distance to its teacher."""
+    d = (logy - logt.detach()).abs() * w
+    return d.sum() / (3 * w.sum()).clamp_min(1.0)
