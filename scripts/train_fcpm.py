@@ -81,6 +81,8 @@ def main(argv=None):
     add_source_and_loss_args(ap)
     add_distill_args(ap)
     a = ap.parse_args(argv)
+    if a.prune_from and (a.init or a.init_correction):
+        ap.error("--prune-from starts the network from that checkpoint: give it without --init/--init-correction")
     if a.hidden < 1 or a.mask_ch < 1:
         ap.error("--hidden and --mask-ch must be positive")
     if a.size < 64 or a.size % 64:
@@ -120,7 +122,7 @@ def main(argv=None):
     sources = load_sources(a.data, split="train")
     ds = FCPMBatches(sources, icam, a.batch, a.size, a.run, a.seed, start_step=step,
                      video_weight=a.video_weight, knee=a.knee, p_bad_flow=a.bad_flow)
-    if step == 0 and wide is not None and not a.init:
+    if step == 0 and wide is not None:
         calib = [ds.batch_at(10**7 + i) for i in range(2)]  # steps no run reaches
         keep = prune(wide, model, fcpm_groups(wide.cfg), fcpm_widths(cfg),
                      lambda net: [run_fcpm(net, b) for b in calib])

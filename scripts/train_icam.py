@@ -74,6 +74,8 @@ def main(argv=None):
     add_source_and_loss_args(ap)
     add_distill_args(ap)
     a = ap.parse_args(argv)
+    if a.prune_from and a.init:
+        ap.error("--prune-from starts the network from that checkpoint: give it without --init")
     if a.size < 64 or a.size % 64:
         ap.error(f"--size must be a positive multiple of 64 (ICAM works on 1/16 resolution in 4x4 windows), got {a.size}")
     if not 0 <= a.max_refs <= 12:
@@ -119,7 +121,7 @@ def main(argv=None):
                      start_step=step, p_bad_flow=a.bad_flow, p_bad_ratio=a.bad_ratio,
                      video_weight=a.video_weight, knee=a.knee, p_parallax=a.parallax,
                      preflow=a.preflow)
-    if step == 0 and wide is not None and not a.init:
+    if step == 0 and wide is not None:
         calib = [ds.batch_at(10**7 + i) for i in range(4)]  # steps no run reaches
 
         def feed(net):

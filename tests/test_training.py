@@ -489,3 +489,5 @@ def test_train_scripts_prune_from_a_trained_network_and_learn_from_it(tmp_path, 
     torch.testing.assert_close(st["model"][first], w[first][rows])
     teacher = [float(line.split(" teacher ")[1].split()[0]) for line in r.stdout.splitlines() if " teacher " in line]
     assert teacher and teacher[-1] > 0
+    both = subprocess.run(cmd + ["--init", str(wide)], capture_output=True, text=True, timeout=120)
+    assert both.returncode != 0 and "give it without --init" in both.stderr
