@@ -72,19 +72,21 @@ def main(argv=None):
     ap.add_argument("--bad-flow", type=float, default=0.0,
                     help="probability of perturbing a key's pre-flow (teaches the merge to reject misaligned keys)")
     ap.add_argument("--init-correction", metavar="CKPT",
-                    help="start the merge's flow-correction net from this FCPM checkpoint (its width does not depend "
-                         "on --hidden/--mask-ch), the rest from scratch: for networks of another width")
+                    help="start the merge's flow-correction net from this FCPM checkpoint (same --corr; its width does not "
+                         "depend on --hidden/--mask-ch), the rest from scratch: for networks of another width")
     ap.add_argument("--hidden", type=int, default=FCPMConfig.hidden,
                     help=f"recurrent state channels (default {FCPMConfig.hidden}, the shipped width)")
     ap.add_argument("--mask-ch", type=int, default=FCPMConfig.mask_ch,
                     help=f"channels of the merge's mask branches (default {FCPMConfig.mask_ch})")
+    ap.add_argument("--corr", type=int, default=FCPMConfig.corr,
+                    help=f"channels of the merge's flow-correction net (default {FCPMConfig.corr})")
     add_source_and_loss_args(ap)
     add_distill_args(ap)
     a = ap.parse_args(argv)
     if a.prune_from and (a.init or a.init_correction):
         ap.error("--prune-from starts the network from that checkpoint: give it without --init/--init-correction")
-    if a.hidden < 1 or a.mask_ch < 1:
-        ap.error("--hidden and --mask-ch must be positive")
+    if a.hidden < 1 or a.mask_ch < 1 or a.corr < 1:
+        ap.error("--hidden, --mask-ch and --corr must be positive")
     if a.size < 64 or a.size % 64:
         ap.error(f"--size must be a positive multiple of 64 (ICAM works on 1/16 resolution in 4x4 windows), got {a.size}")
     if not a.data or not Path(a.data).exists():
@@ -95,11 +97,11 @@ def main(argv=None):
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     icam = load_net(a.icam, ICAM, ICAMConfig)
-    cfg = FCPMConfig(hidden=a.hidden, mask_ch=a.mask_ch, forward=not a.no_forward, backward=not a.no_backward, fallback=not a.no_fallback,
+    cfg = FCPMConfig(hidden=a.hidden, mask_ch=a.mask_ch, corr=a.corr, forward=not a.no_forward, backward=not a.no_backward, fallback=not a.no_fallback,
                      flow_cue=a.flow_cue, agree_cue=a.agree_cue, evidence_gate=a.evidence_gate)
     wide = load_net(a.prune_from, FCPM, FCPMConfig) if a.prune_from else None
     if wide is not None:  # the pruned network is the wide one at the widths asked
-        cfg = dataclasses.replace(wide.cfg, hidden=a.hidden, mask_ch=a.mask_ch)
+        cfg = dataclasses.replace(wide.cfg, hidden=a.hidden, mask_ch=a.mask_ch, corr=a.corr)
     model = FCPM(cfg).to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=a.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, a.steps, eta_min=a.lr * 0.1)

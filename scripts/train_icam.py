@@ -71,6 +71,8 @@ def main(argv=None):
     ap.add_argument("--c1", type=int, default=ICAMConfig.c1,
                     help=f"channels of the 1/2-res features (default {ICAMConfig.c1}, the shipped width; most of a "
                          "reference step's cost)")
+    ap.add_argument("--align", type=int, default=ICAMConfig.align,
+                    help=f"channels of the flow-correction and offset nets (default {ICAMConfig.align})")
     add_source_and_loss_args(ap)
     add_distill_args(ap)
     a = ap.parse_args(argv)
@@ -82,18 +84,18 @@ def main(argv=None):
         ap.error(f"--max-refs must be 0..12 (the plugin's 6 each way at most), got {a.max_refs}")
     if not a.data or not Path(a.data).exists():
         ap.error("no data folder: pass --data DIR (HDR stills/videos; see ../shared/data/README.md)")
-    if a.c1 < 1:
-        ap.error("--c1 must be positive")
+    if a.c1 < 1 or a.align < 1:
+        ap.error("--c1 and --align must be positive")
     torch.manual_seed(a.seed)
     torch.set_num_threads(a.threads)
     dev = pick_device(a.device)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    cfg = ICAMConfig(c1=a.c1, flow_correction=not a.no_flow_correction, deformable=not a.no_deformable,
+    cfg = ICAMConfig(c1=a.c1, align=a.align, flow_correction=not a.no_flow_correction, deformable=not a.no_deformable,
                      global_attention=not a.no_global, clue=not a.no_clue)
     wide = load_net(a.prune_from, ICAM, ICAMConfig) if a.prune_from else None
-    if wide is not None:  # the pruned network is the wide one with fewer 1/2-res channels
-        cfg = dataclasses.replace(wide.cfg, c1=a.c1)
+    if wide is not None:  # the pruned network is the wide one with fewer channels at 1/2 res
+        cfg = dataclasses.replace(wide.cfg, c1=a.c1, align=a.align)
     model = ICAM(cfg).to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=a.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, a.steps, eta_min=a.lr * 0.1)

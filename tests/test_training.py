@@ -307,7 +307,7 @@ def test_train_fcpm_script_other_width_with_the_flow_correction_of_another(tmp_p
         if k.startswith("correct."):
             torch.testing.assert_close(st["model"][k], v)
     bad = subprocess.run(cmd[:-6] + ["--hidden", "0"], capture_output=True, text=True, timeout=120)
-    assert bad.returncode != 0 and "--hidden and --mask-ch must be positive" in bad.stderr
+    assert bad.returncode != 0 and "--hidden, --mask-ch and --corr must be positive" in bad.stderr
 
 
 def test_pick_key_fits_the_reference_count():
@@ -417,18 +417,18 @@ def test_pruning_drops_the_channels_that_do_nothing_and_keeps_the_function(net):
 
     torch.manual_seed(1)
     if net == "icam":
-        cfg = ICAMConfig(c1=12, c2=8, c3=8, c4=16, offsets=2)
+        cfg = ICAMConfig(c1=12, c2=8, c3=8, c4=16, offsets=2, align=10)
         wide, groups_of, widths_of = ICAM(cfg), icam_groups, icam_widths
-        narrow_cfg = dataclasses.replace(cfg, c1=8)
+        narrow_cfg = dataclasses.replace(cfg, c1=8, align=6)
         g = torch.Generator().manual_seed(2)
         key = torch.rand(1, 4, 64, 64, generator=g)
         refs = [torch.rand(1, 4, 64, 64, generator=g) for _ in range(2)]
         flows = [4 * torch.rand(1, 2, 64, 64, generator=g) - 2 for _ in range(2)]
         run = lambda m: m(key, refs, flows, log=True)[0]  # noqa: E731
     else:
-        cfg = FCPMConfig(hidden=12, mask_ch=10, evidence_gate=10.0)
+        cfg = FCPMConfig(hidden=12, mask_ch=10, corr=9, evidence_gate=10.0)
         wide, groups_of, widths_of = FCPM(cfg), fcpm_groups, fcpm_widths
-        narrow_cfg = dataclasses.replace(cfg, hidden=8, mask_ch=6)
+        narrow_cfg = dataclasses.replace(cfg, hidden=8, mask_ch=6, corr=5)
         chunk = _fcpm_chunk()
         run = lambda m: run_fcpm(m, chunk, log=True)  # noqa: E731
     wide.eval()

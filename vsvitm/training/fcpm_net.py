@@ -26,6 +26,7 @@ class FCPMConfig:
     keys: int = 5
     hidden: int = 16
     mask_ch: int = 16
+    corr: int = 16            # channels of the merge's flow-correction net (1/2 res, once per key)
     flow_correction: bool = True
     forward: bool = True      # ablations (paper Table 3): propagation directions
     backward: bool = True
@@ -100,7 +101,7 @@ class FCPM(nn.Module):
     def __init__(self, cfg: FCPMConfig | None = None):
         super().__init__()
         self.cfg = cfg = cfg or FCPMConfig()
-        self.correct = nn.Sequential(conv(8, 16), act(), conv(16, 16), act(), conv(16, 2))
+        self.correct = nn.Sequential(conv(8, cfg.corr), act(), conv(cfg.corr, cfg.corr), act(), conv(cfg.corr, 2))
         self.mask = CombineMask(4 + cfg.keys * (4 + cfg.flow_cue + cfg.agree_cue), cfg.keys + cfg.fallback, cfg.mask_ch)
         self.prop_b = Propagate(cfg.hidden)
         self.prop_f = Propagate(cfg.hidden)

@@ -32,6 +32,7 @@ class ICAMConfig:
     c3: int = 48          # 1/8
     c4: int = 64          # 1/16 (global aggregation level)
     offsets: int = 4      # deformable sampling points per pixel
+    align: int = 32       # channels of the flow-correction and offset nets (1/2 res)
     window: int = 4       # attention window, in 1/16-res tokens
     heads: int = 2
     flow_correction: bool = True   # ablation switches (paper Table 2)
@@ -106,10 +107,10 @@ class LocalAlignFuse(nn.Module):
 
     def __init__(self, cfg: ICAMConfig):
         super().__init__()
-        c, k = cfg.c1, cfg.offsets
+        c, k, a = cfg.c1, cfg.offsets, cfg.align
         self.cfg = cfg
-        self.correct = nn.Sequential(conv(3 * c, 32), act(), conv(32, 32), act(), conv(32, 2))
-        self.offset = nn.Sequential(conv(2 * c + 2, 32), act(), conv(32, 32), act(), conv(32, 3 * k))
+        self.correct = nn.Sequential(conv(3 * c, a), act(), conv(a, a), act(), conv(a, 2))
+        self.offset = nn.Sequential(conv(2 * c + 2, a), act(), conv(a, a), act(), conv(a, 3 * k))
         self.dcn_out = conv(k * c, c, 1)
         self.mask = nn.Sequential(conv(2 * c, 32), act(), conv(32, c))
         self.fuse = DenseBlock(2 * c, c, growth=16, layers=3)

@@ -49,6 +49,11 @@ def icam_groups(cfg) -> dict[str, Group]:
                          "local.dcn_out"),
         "d1_mid": Group(c, ["d1.0"], [("d1.2.weight", 0)], "d1.1"),
         "d1_out": Group(c, ["d1.2"], [("d0.0.weight", 0)], "d1.3"),
+        # the flow-correction (eq. 3) and offset (eq. 5) nets' hidden layers
+        "corr1": Group(cfg.align, ["local.correct.0"], [("local.correct.2.weight", 0)], "local.correct.1"),
+        "corr2": Group(cfg.align, ["local.correct.2"], [("local.correct.4.weight", 0)], "local.correct.3"),
+        "off1": Group(cfg.align, ["local.offset.0"], [("local.offset.2.weight", 0)], "local.offset.1"),
+        "off2": Group(cfg.align, ["local.offset.2"], [("local.offset.4.weight", 0)], "local.offset.3"),
     }
 
 
@@ -68,6 +73,8 @@ def fcpm_groups(cfg) -> dict[str, Group]:
     g["m_glob1"] = Group(m, ["mask.glob.0"], [("mask.glob.2.weight", 0)], "mask.glob.1")
     g["m_glob2"] = Group(m, ["mask.glob.2"], [("mask.glob_fc.0.weight", 0)], "mask.glob.3")
     g["m_glob3"] = Group(m, ["mask.glob_fc.0"], [("mask.out.weight", 2 * m)], "mask.glob_fc.1")
+    g["corr1"] = Group(cfg.corr, ["correct.0"], [("correct.2.weight", 0)], "correct.1")
+    g["corr2"] = Group(cfg.corr, ["correct.2"], [("correct.4.weight", 0)], "correct.3")
     return g
 
 
@@ -148,10 +155,10 @@ def prune(wide: torch.nn.Module, narrow: torch.nn.Module, groups: dict[str, Grou
 
 
 def icam_widths(cfg_narrow) -> dict[str, int]:
-    c = cfg_narrow.c1
-    return {"e1_mid": c, "c1": c, "aligned": c, "d1_mid": c, "d1_out": c}
+    c, a = cfg_narrow.c1, cfg_narrow.align
+    return {"e1_mid": c, "c1": c, "aligned": c, "d1_mid": c, "d1_out": c, "corr1": a, "corr2": a, "off1": a, "off2": a}
 
 
 def fcpm_widths(cfg_narrow) -> dict[str, int]:
-    h, m = cfg_narrow.hidden, cfg_narrow.mask_ch
-    return {n: (m if n.startswith("m_") else h) for n in fcpm_groups(cfg_narrow)}
+    h, m, r = cfg_narrow.hidden, cfg_narrow.mask_ch, cfg_narrow.corr
+    return {n: (m if n.startswith("m_") else r if n.startswith("corr") else h) for n in fcpm_groups(cfg_narrow)}
