@@ -36,6 +36,10 @@ def provenance(path: str, st: dict, name: str, note: str | None) -> dict:
     meta = {"checkpoint": source_checkpoint(st, name) or Path(path).as_posix()}
     if st.get("soup"):  # scripts/soup.py: the weights are a mean of these checkpoints
         meta["soup"] = st["soup"]
+    run_cfg = Path(path).parent / "config.json"  # the training script's options, next to its checkpoint
+    if not st.get("from_onnx") and run_cfg.exists():
+        import json
+        meta["training_args"] = json.loads(run_cfg.read_text()).get("args")
     if note:
         meta["reexported"] = note
     return meta
