@@ -15,7 +15,8 @@ def add_distill_args(ap) -> None:
     """Options both training scripts take for a narrower network started from a trained one (prune.py)."""
     ap.add_argument("--prune-from", metavar="CKPT",
                     help="start from this trained checkpoint cut to the widths asked (its most important channels, "
-                         "vsvitm.training.prune), instead of from scratch")
+                         "vsvitm.training.prune), instead of from scratch; every other setting of the network is "
+                         "the checkpoint's")
     ap.add_argument("--teacher", metavar="CKPT",
                     help="also learn this frozen network's output (distillation; usually the --prune-from checkpoint)")
     ap.add_argument("--distill", type=float, default=1.0,
