@@ -128,9 +128,11 @@ def main(argv=None):
         calib = [ds.batch_at(10**7 + i) for i in range(2)]  # steps no run reaches
         keep = prune(wide, model, fcpm_groups(wide.cfg), fcpm_widths(cfg),
                      lambda net: [run_fcpm(net, b) for b in calib])
-        model.to(dev)
         print(f"pruned from {a.prune_from}; kept channels: {keep}", flush=True)
-    teacher = load_net(a.teacher, FCPM, FCPMConfig, dev) if a.teacher else None
+    teacher = None
+    if a.teacher:  # usually the network pruned from: that one is already loaded
+        same = wide is not None and Path(a.teacher).resolve() == Path(a.prune_from).resolve()
+        teacher = wide.to(dev) if same else load_net(a.teacher, FCPM, FCPMConfig, dev)
     dl = batch_loader(ds, a.workers)
     log = open(out / "log.txt", "a")
     t0, avg = time.time(), None

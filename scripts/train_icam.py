@@ -131,7 +131,10 @@ def main(argv=None):
                 net(b["key"], b["refs"], b["flows"], log=True)
         keep = prune(wide, model, icam_groups(wide.cfg), icam_widths(cfg), feed)
         print(f"pruned from {a.prune_from}; kept channels: {keep}", flush=True)
-    teacher = load_net(a.teacher, ICAM, ICAMConfig, dev) if a.teacher else None
+    teacher = None
+    if a.teacher:  # usually the network pruned from: that one is already loaded
+        same = wide is not None and Path(a.teacher).resolve() == Path(a.prune_from).resolve()
+        teacher = wide.to(dev) if same else load_net(a.teacher, ICAM, ICAMConfig, dev)
     dl = batch_loader(ds, a.workers)
     log = open(out / "log.txt", "a")
     t0, avg = time.time(), None
