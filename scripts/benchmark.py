@@ -471,7 +471,7 @@ def table(results: list[dict]) -> list[str]:
 def calls_table(results: list[dict]) -> list[str]:
     """Where the time went inside the pipeline: per output frame, calls and summed time of each part."""
     names = sorted({k for r in results for k in r.get("calls", {})},
-                   key=lambda k: ("dis_flow icam_init icam_ref icam_decode fcpm_merge fcpm_merge_flows fcpm_merge_mix fcpm_back "
+                   key=lambda k: ("dis_flow icam_init icam_ref icam_decode fcpm_merge fcpm_merge_correct fcpm_merge_mix fcpm_back "
                                 "fcpm_fwd fcpm_back_cpu fcpm_fwd_cpu cpu_warp fcpm_fuse".split() + [k]).index(k))
     rows = [r for r in results if r.get("calls")]
     if not rows or not names:

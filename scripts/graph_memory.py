@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 GRAPHS = ["icam_init", "icam_ref", "icam_decode", "fcpm_merge", "fcpm_back", "fcpm_fwd", "fcpm_fuse",
           # the CPU path's graphs (engine.PREWARP_GRAPHS, engine.SPLIT_MERGE), where the folder has them
-          "fcpm_merge_flows", "fcpm_merge_mix", "fcpm_back_cpu", "fcpm_fwd_cpu"]
+          "fcpm_merge_correct", "fcpm_merge_mix", "fcpm_back_cpu", "fcpm_fwd_cpu"]
 
 
 def random_feeds(sess, h: int, w: int, seed: int = 0) -> dict:

@@ -86,7 +86,7 @@ LABELS = {
     "luma": "a frame's f^-1 + luma at DIS size (once per frame: Engine._luma)",
     "icam_init": "ONNX icam_init", "icam_decode": "ONNX icam_decode",
     "icam_ref": "reference step (ONNX icam_ref, or on the CPU icam_ref_a..d + OpenCV warps)",
-    "fcpm_merge": "merge (ONNX fcpm_merge, or on the CPU fcpm_merge_flows + OpenCV warps + fcpm_merge_mix)",
+    "fcpm_merge": "merge (ONNX fcpm_merge, or on the CPU OpenCV pooling/warps + fcpm_merge_correct + OpenCV warps + fcpm_merge_mix)",
     "fcpm_back": "ONNX fcpm_back", "fcpm_fwd": "ONNX fcpm_fwd",
     "fcpm_fuse": "ONNX fcpm_fuse", "state_warp": "FCPM state warp, OpenCV (flow.warp_planes; CPU step graphs)",
     "finite": "output clean-up: crop, NaN/Inf, clip (engine.finite)", "blend": "blend, eq. 1 (engine.blend)",
@@ -244,9 +244,14 @@ def main(argv=None):
         if eng.merge_evidence:  # a merge with the evidence gate (the ICAM result's evidence, or none)
             mf["evidence"] = np.concatenate([ev[0] if ev else np.zeros_like(ys[:, :1])] * kn, 1)
         if eng.split_merge:  # the engine's CPU path: corrected flows, OpenCV warps, masks and mix
-            held = [mf["keys"], mf["ys"], mf["preflows"], mf.get("evidence")]
-            ms["fcpm_merge"], x = timed(lambda: eng._merge_split(key_in, mf["valid"], list(held)), R)
-            graph("fcpm_merge_flows", {"cur": key_in, "keys": mf["keys"], "preflows": mf["preflows"]}, "merge_flows")
+            # (a copy of the pre-flows each time: the corrected flows are written into that array)
+            def held():
+                return [mf["keys"], mf["ys"], mf["preflows"].copy(), mf.get("evidence")]
+            ms["fcpm_merge"], x = timed(lambda: eng._merge_split(key_in, mf["valid"], held()), R)
+            run = eng._run
+            eng._run = lambda name, f: feeds.__setitem__(name, (f, name)) or run(name, f)  # the parts' real inputs
+            eng._merge_split(key_in, mf["valid"], held())
+            eng._run = run
         else:
             x = graph("fcpm_merge", mf)[0]
         hp, wp = x.shape[-2:]

@@ -2,7 +2,7 @@
 """Int8 variants of the CPU graphs whose convolutions dominate (ONNX Runtime static quantization).
 
     python scripts/quantize_models.py [--models vsvitm/models] [--data data/valset] [--frames 48] [--samples 6]
-                                      [--graphs icam_ref_d,fcpm_merge_flows,fcpm_merge_mix]
+                                      [--graphs icam_ref_d,fcpm_merge_mix]
 
 Renders the first --frames frames of every sequence in --data (the validation renders of *training*
 sources by default: never the development set) through vsvitm.ITM on the CPU with the fp32 graphs,
@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-DEFAULT_GRAPHS = ("icam_ref_d", "fcpm_merge_flows", "fcpm_merge_mix")
+DEFAULT_GRAPHS = ("icam_ref_d", "fcpm_merge_mix")
 
 
 def default_data() -> Path:

@@ -259,26 +259,37 @@ def test_warp_planes_matches_training_warp():
     assert np.isfinite(warp_planes(x, flow, np.float32)).all()
 
 
-def test_split_merge_graphs_match_torch_merge(tmp_path):
-    """fcpm_merge_flows, OpenCV warps (the engine's CPU path), fcpm_merge_mix = FCPM.merge, with the
-    evidence gate; an FCPM with the flow cue keeps the one-graph merge only."""
+@pytest.mark.parametrize("n_keys", [5, 3])
+def test_split_merge_graphs_match_torch_merge(tmp_path, n_keys):
+    """The engine's CPU merge (OpenCV pooling and warps around fcpm_merge_correct, OpenCV warps,
+    fcpm_merge_mix) = FCPM.merge, with the evidence gate; with 3 keys the last two slots repeat the
+    third (as Engine._merge fills them) and are made once. An FCPM with the flow cue keeps the
+    one-graph merge only; one without the flow correction merges by the pre-flows."""
     from vsvitm import engine
     from vsvitm.training.export import export_fcpm
     from vsvitm.training.fcpm_net import FCPM, FCPMConfig
     torch.manual_seed(4)
-    fcpm = FCPM(FCPMConfig(evidence_gate=10.0)).eval()
-    export_fcpm(fcpm, tmp_path, fp16=False)
     h, w = 40, 72
     cur, keys, ys, pf = _merge_inputs(h, w, 1, 4.0)
-    valid, ev = torch.tensor([1, 1, 1, 1, 0.0]).view(1, 5, 1, 1), torch.rand(1, 5, h, w)
-    with torch.no_grad():
-        ref = fcpm.merge(cur, keys, ys, pf, valid, ev).numpy()
-    eng = engine.Engine.__new__(engine.Engine)  # only what _merge_split uses
-    eng.fcpm_keys = 5
-    eng.sess = {n: _sess(tmp_path / f"{n}.onnx") for n in engine.SPLIT_MERGE}
-    eng._run = lambda n, feeds: eng.sess[n].run(None, feeds)
-    out = eng._merge_split(cur.numpy(), valid.numpy(), [keys.numpy(), ys.numpy(), pf.numpy(), ev.numpy()])
-    np.testing.assert_allclose(out, ref, atol=2e-4)
+    ev = torch.rand(1, 5, h, w)
+    for j in range(n_keys, 5):  # the slots past the frame's keys
+        last = n_keys - 1
+        keys[:, 4 * j: 4 * j + 4], ys[:, 3 * j: 3 * j + 3] = keys[:, 4 * last: 4 * last + 4], ys[:, 3 * last: 3 * last + 3]
+        pf[:, 2 * j: 2 * j + 2], ev[:, j] = pf[:, 2 * last: 2 * last + 2], ev[:, last]
+    valid = (torch.arange(5) < n_keys).float().view(1, 5, 1, 1)
+    for corrects in (True, False):
+        fcpm = FCPM(FCPMConfig(evidence_gate=10.0, flow_correction=corrects)).eval()
+        d = tmp_path / f"c{int(corrects)}"
+        export_fcpm(fcpm, d, fp16=False)
+        assert (d / f"{engine.MERGE_CORRECT}.onnx").exists() == corrects
+        with torch.no_grad():
+            ref = fcpm.merge(cur, keys, ys, pf, valid, ev).numpy()
+        eng = engine.Engine.__new__(engine.Engine)  # only what _merge_split uses
+        eng.fcpm_keys, eng.merge_corrects = 5, corrects
+        eng.sess = {n: _sess(d / f"{n}.onnx") for n in engine.SPLIT_MERGE + ((engine.MERGE_CORRECT,) if corrects else ())}
+        eng._run = lambda n, feeds, eng=eng: eng.sess[n].run(None, feeds)
+        out = eng._merge_split(cur.numpy(), valid.numpy(), [keys.numpy(), ys.numpy(), pf.numpy().copy(), ev.numpy()])
+        np.testing.assert_allclose(out, ref, atol=2e-4)
     cue = tmp_path / "cue"
     export_fcpm(FCPM(FCPMConfig(flow_cue=True)).eval(), cue, fp16=False)
     assert not (cue / "fcpm_merge_mix.onnx").exists() and (cue / "fcpm_back_cpu.onnx").exists()

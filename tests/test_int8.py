@@ -12,7 +12,7 @@ from vsvitm.vsnp import clip_from_array, frame_to_array
 
 from conftest import ROOT, moving_clip
 
-INT8_GRAPHS = ["icam_ref_d", "fcpm_merge_flows", "fcpm_merge_mix"]
+INT8_GRAPHS = ["icam_ref_d", "fcpm_merge_mix"]
 
 
 def _engine(models, int8):

@@ -19,7 +19,7 @@ import numpy as np
 from . import backends
 from .cache import ByteLRU
 from .curves import overexposure_mask, to_linear
-from .flow import RUNTIME_PRESET, DISFlow, align_small, luma, warp_np, warp_planes
+from .flow import RUNTIME_PRESET, DISFlow, align_small, luma, pool2, up2_plane, warp_np, warp_planes
 from .prep import MAX_REL, fill_padded, merge_prep_graph, net_input, pad_to, padded_size, ratio_scale
 
 MODEL_DIR = Path(__file__).resolve().parent / "models"
@@ -34,10 +34,14 @@ GRAPH_INPUTS = {"icam_init": ("key",), "icam_ref": ("fl", "g", "ref", "preflow")
 # Used on the CPU provider when the model folder has them (exported since stop 14).
 PREWARP_GRAPHS = {"fcpm_back": "fcpm_back_cpu", "fcpm_fwd": "fcpm_fwd_cpu"}
 GRAPH_INPUTS.update({g: ("x", "cur", "xn", "hw") for g in PREWARP_GRAPHS.values()})
-# Likewise the merge in two parts around its warps (corrected flows; masks and mix), warped between
-# by OpenCV: the merge's GridSamples were ~55 % of its time. Used with the step graphs when present.
-SPLIT_MERGE = ("fcpm_merge_flows", "fcpm_merge_mix")
-GRAPH_INPUTS.update({"fcpm_merge_flows": ("cur", "keys", "preflows"), "fcpm_merge_mix": ("cur", "wys", "wkeys", "valid")})
+# Likewise the merge in parts around its warps, warped between by OpenCV (the merge's GridSamples were
+# ~55 % of its time): each key's flow correction (fcpm_merge_correct, its pooling, warp and upsampling
+# done by OpenCV too), then masks and mix (fcpm_merge_mix). Used with the step graphs when present.
+# Folders exported before stop 28 have fcpm_merge_flows instead of fcpm_merge_correct: they merge in
+# one graph (same result, slower).
+MERGE_CORRECT = "fcpm_merge_correct"
+SPLIT_MERGE = ("fcpm_merge_mix",)
+GRAPH_INPUTS.update({MERGE_CORRECT: ("x",), "fcpm_merge_mix": ("cur", "wys", "wkeys", "valid")})
 # And ICAM's reference step in four graphs around its feature warps (training/icam_net.ICAM.ref_a..d),
 # warped between by OpenCV: in one graph those warps (gathers of 24-channel maps at 1/2 res, a
 # full-res GridSample) were about a quarter of the step's time. Exported since stop 16.
@@ -258,7 +262,9 @@ class Engine:
             return True
         self.prewarp = (need_fcpm and not fp16 and self.sess["fcpm_back"].get_providers()[0] == "CPUExecutionProvider"
                         and cpu_graphs(PREWARP_GRAPHS.values()))
-        self.split_merge = self.prewarp and cpu_graphs(SPLIT_MERGE)
+        # an FCPM trained without the merge's flow correction (an ablation) warps by the pre-flows
+        self.merge_corrects = bool(self.fcpm_meta.get("config", {}).get("flow_correction", True))
+        self.split_merge = self.prewarp and cpu_graphs(SPLIT_MERGE + ((MERGE_CORRECT,) if self.merge_corrects else ()))
         self.split_ref = (not fp16 and self.sess["icam_ref"].get_providers()[0] == "CPUExecutionProvider"
                           and cpu_graphs(SPLIT_REF))
         for g, sess in self.sess.items():  # a file renamed or mixed up with another graph: say so now
@@ -592,12 +598,20 @@ class Engine:
         held.clear()
         kn = self.fcpm_keys
         hp, wp = cur.shape[-2:]
-        fl = self._run("fcpm_merge_flows", {"cur": cur, "keys": ins, "preflows": flows})[0]
+        # slots past the frame's keys repeat its last key (valid 0): the same inputs, so the same
+        # corrected flow and warps, made once and copied
+        n = max(1, int(valid.sum()))
+        fl = self._merge_flows_cv(cur, ins, flows, n) if self.merge_corrects else flows
         del flows
         wys = np.empty((1, 3 * kn, hp, wp), np.float32)
         wkeys = np.empty((1, 3 * kn, hp, wp), np.float32)
         wev = np.empty((1, kn, hp, wp), np.float32) if evidence is not None else None
         for j in range(kn):
+            if j >= n:
+                wys[:, 3 * j: 3 * j + 3], wkeys[:, 3 * j: 3 * j + 3] = wys[:, 3 * n - 3: 3 * n], wkeys[:, 3 * n - 3: 3 * n]
+                if wev is not None:
+                    wev[:, j] = wev[:, n - 1]
+                continue
             planes = [np.log(np.maximum(ys[:, 3 * j: 3 * j + 3], 0.0) + np.float32(LOG_EPS)), ins[:, 4 * j: 4 * j + 3]]
             if wev is not None:
                 planes.append(evidence[:, j: j + 1])
@@ -611,6 +625,26 @@ class Engine:
         if wev is not None:
             feeds["wev"] = wev
         return self._run("fcpm_merge_mix", feeds)[0]
+
+    def _merge_flows_cv(self, cur: np.ndarray, ins: np.ndarray, flows: np.ndarray, n: int) -> np.ndarray:
+        """Each key's pre-flow to frame t plus the learned correction (fcpm_net.FCPM._corrected) for the
+        first n key slots (the others are not read): 1/2-res frame and key (2x2 means), the key
+        warped by the 1/2-res pre-flow, the correction graph for all keys in one call, its output
+        upsampled 2x and added. Pooling, warp and upsampling by OpenCV (flow.pool2, warp_planes,
+        up2_plane): the same values as the graph fcpm_merge_flows before stop 28, in ~half the time.
+        Written into `flows` (1x2KxHpxWp), which is returned."""
+        h2, w2 = cur.shape[-2] // 2, cur.shape[-1] // 2
+        x = np.empty((n, 8, h2, w2), np.float32)
+        x[:, :4] = pool2(cur)[0]
+        for j in range(n):
+            f2 = pool2(flows[:, 2 * j: 2 * j + 2])
+            f2 *= np.float32(0.5)  # in 1/2-res pixels (nets_common.downflow)
+            x[j, 4:] = warp_planes(pool2(ins[:, 4 * j: 4 * j + 4]), f2, np.float32)[0]
+        d = self._run(MERGE_CORRECT, {"x": x})[0]
+        for j in range(n):
+            for c in range(2):
+                flows[0, 2 * j + c] += np.float32(2.0) * up2_plane(d[j, c])
+        return flows
 
     def propagate(self, ts: list[int], code, xhat, core: range) -> dict[int, np.ndarray]:
         """Bidirectional recurrent refinement (eq. 10-12) over a chunk; returns Y (HxWx3, half floats)

@@ -127,6 +127,22 @@ def warp_planes(x: np.ndarray, flow: np.ndarray, dtype=np.float16, rows: tuple[i
     return out
 
 
+def pool2(x: np.ndarray) -> np.ndarray:
+    """The 2x2 mean of every plane of x (1xCxHxW float32, H and W even) by OpenCV: torch's
+    F.avg_pool2d(x, 2) (INTER_AREA at exactly half size averages each 2x2 block)."""
+    _, c, h, w = x.shape
+    out = np.empty((1, c, h // 2, w // 2), np.float32)
+    for i in range(c):
+        out[0, i] = cv2.resize(x[0, i], (w // 2, h // 2), interpolation=cv2.INTER_AREA)
+    return out
+
+
+def up2_plane(p: np.ndarray) -> np.ndarray:
+    """2x bilinear upsampling of one HxW float32 plane by OpenCV: nets_common.up2 (pixel centres
+    aligned, edges replicated)."""
+    return cv2.resize(p, (2 * p.shape[1], 2 * p.shape[0]), interpolation=cv2.INTER_LINEAR)
+
+
 def _encode(y: np.ndarray) -> np.ndarray:
     return np.power(np.clip(y, 0.0, 1.0), 1 / 2.2)
 

@@ -202,10 +202,12 @@ def export_fcpm(model, out_dir: Path, size: tuple[int, int] = (64, 96), fp16: bo
            ("fwd_prewarped", (x, cur, x, hh), ["x", "cur", "xn", "hw"], ["h_out"], out_dir / "fcpm_fwd_cpu.onnx")]
     if not model.cfg.flow_cue:
         w3 = torch.randn(1, 3 * k, h, w)
-        cpu += [("merge_flows", (cur, keys, pf), ["cur", "keys", "preflows"], ["flows"], out_dir / "fcpm_merge_flows.onnx"),
-                ("merge_mix", (cur, w3, torch.rand(1, 3 * k, h, w), valid) + ((ev,) if gate else ()),
+        if model.cfg.flow_correction:  # without it the plugin warps by the pre-flows themselves
+            cpu.append(("correction", (torch.rand(k, 8, h // 2, w // 2),), ["x"], ["d"], out_dir / "fcpm_merge_correct.onnx"))
+        cpu += [("merge_mix", (cur, w3, torch.rand(1, 3 * k, h, w), valid) + ((ev,) if gate else ()),
                  ["cur", "wys", "wkeys", "valid"] + (["wev"] if gate else []), ["xhat"], out_dir / "fcpm_merge_mix.onnx")]
-    for stale in ("fcpm_merge_flows.onnx", "fcpm_merge_mix.onnx"):  # from an earlier export into this folder
+    for stale in ("fcpm_merge_flows.onnx", "fcpm_merge_flows_int8.onnx", "fcpm_merge_correct.onnx",
+                  "fcpm_merge_mix.onnx"):  # from an earlier export into this folder (merge_flows: until stop 27)
         (out_dir / stale).unlink(missing_ok=True)
     paths += export_graphs(model, cpu, fp16=False)
     from .fcpm_net import MODULUS

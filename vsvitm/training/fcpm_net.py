@@ -63,6 +63,13 @@ def enc(y: torch.Tensor) -> torch.Tensor:
     return torch.log(y.clamp_min(0) + EPS)
 
 
+def _softmax_exp(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """softmax written as exp / sum: ONNX Runtime's CPU Softmax over the channel axis of an NCHW
+    tensor transposes it to the last axis and back (~7 ms a call at 256x256 x 6 channels)."""
+    e = torch.exp(x - x.amax(dim, keepdim=True))
+    return e / e.sum(dim, keepdim=True)
+
+
 class CombineMask(nn.Module):
     """Combination masks from local, dilated and global branches (ExpandNet-like), softmax over keys."""
 
@@ -132,31 +139,40 @@ class FCPM(nn.Module):
             self._add_key(warped, feats, pooled, wy, wk[:, :3], cur)
         return self._combine(cur, warped, feats, cues, pooled, valid, (lambda: torch.cat(ev, 1)) if gate else None)
 
-    # The merge in two parts around its warps, so that the plugin can warp on the CPU with OpenCV
-    # (graphs fcpm_merge_flows / fcpm_merge_mix; the warps were ~55 % of the merge in ONNX Runtime).
-    # The same computation as `merge`, which stays one loop over the keys because each key's warped
-    # pieces are pooled and dropped as they are made: the one-graph merge's memory at 1080p (a
-    # version of `merge` written as these two halves kept all warped keys at once and raised a
-    # 1080p render's peak RSS by ~0.8 GB).
-    def merge_flows(self, cur, keys, preflows):
-        """Each key's pre-flow to frame t with the learned correction: [B, 2K, H, W]."""
-        if not self.cfg.flow_correction:
-            return preflows
-        cur2 = F.avg_pool2d(cur, 2)
-        return torch.cat([self._corrected(cur2, keys[:, 4 * j: 4 * j + 4], preflows[:, 2 * j: 2 * j + 2])
-                          for j in range(self.cfg.keys)], 1)
-
+    # The merge in parts around its warps, so that the plugin can warp on the CPU with OpenCV
+    # (graphs fcpm_merge_correct / fcpm_merge_mix; the warps were ~55 % of the merge in ONNX Runtime):
+    # `correction` gives each key's flow correction, the plugin warps, `merge_mix` mixes. The same
+    # computation as `merge`, which stays one loop over the keys because each key's warped pieces are
+    # pooled and dropped as they are made: the one-graph merge's memory at 1080p (a version of `merge`
+    # written in these parts kept all warped keys at once and raised a 1080p render's peak RSS by ~0.8 GB).
     def merge_mix(self, cur, wys, wkeys, valid, wev=None):
         """X^ from the warped key results (enc domain, [B, 3K]), the warped key frames' first three
         input channels ([B, 3K]) and, with the evidence gate, the warped evidence ([B, K]). Not for
-        cfg.flow_cue, whose cue is the uncorrected flow (export_fcpm keeps the one-graph merge then)."""
+        cfg.flow_cue, whose cue is the uncorrected flow (export_fcpm keeps the one-graph merge then).
+        `merge`'s computation written for ONNX Runtime's CPU provider: all keys at once (full-res
+        slices per key were Split copies of ~30 MB a 512x512 frame) and the softmax as exp / sum
+        (its Softmax over channels transposes); at 512x512 ~1/4 less time. Same values."""
         if self.cfg.flow_cue:
             raise ValueError("FCPM.merge_mix: a model with the flow cue merges in one graph (FCPM.merge)")
+        b, k, (h, w) = cur.shape[0], self.cfg.keys, cur.shape[-2:]
         gate = self.cfg.evidence_gate > 0 and self.cfg.fallback
-        warped, feats, pooled = [], [F.avg_pool2d(cur, 2)], []
-        for j in range(self.cfg.keys):
-            self._add_key(warped, feats, pooled, wys[:, 3 * j: 3 * j + 3], wkeys[:, 3 * j: 3 * j + 3], cur)
-        return self._combine(cur, warped, feats, [], pooled, valid, (lambda: F.avg_pool2d(wev, 2)) if gate else None)
+        pw = F.avg_pool2d(wys, 2)  # = each key's pooled result, as _add_key makes it
+        match = F.avg_pool2d((wkeys.view(b, k, 3, h, w) - cur[:, None, :3]).abs().mean(2), 2)
+        feats = [F.avg_pool2d(cur, 2)]
+        for j in range(k):  # the mask net's input order: per key, pooled result / 4, then its match
+            feats += [pw[:, 3 * j: 3 * j + 3] / 4, match[:, j: j + 1]]
+        pooled = [pw[:, 3 * j: 3 * j + 3] for j in range(k)]
+        m = up2(self._masks(feats, [], pooled, valid, (lambda: F.avg_pool2d(wev, 2)) if gate else None, _softmax_exp))
+        y = (m[:, :k, None] * wys.view(b, k, 3, h, w)).sum(1)
+        return y + m[:, k:] * enc(input_linear(cur)) if self.cfg.fallback else y
+
+    def correction(self, x):
+        """The flow correction alone, from [frame t, the key warped by its pre-flow] at 1/2 res (8
+        channels, one key per batch item): graph fcpm_merge_correct. The plugin's CPU path does
+        _corrected's pooling, warp and upsampling around it with OpenCV (engine.Engine._merge_flows_cv):
+        in one graph for all keys (fcpm_merge_flows, until stop 27) ONNX Runtime spent ~2/3 of the
+        time on those, not on the convolutions."""
+        return self.correct(x)
 
     def _corrected(self, cur2, key_j, flow):
         """A key's pre-flow to frame t plus the learned correction (from 1/2-res frame t and warped key)."""
@@ -173,27 +189,33 @@ class FCPM(nn.Module):
         feats += [pooled[-1] / 4, F.avg_pool2d((wk_rgb - cur[:, :3]).abs().mean(1, keepdim=True), 2)]
 
     def _combine(self, cur, warped, feats, cues, pooled, valid, evidence_half):
-        """The merge after the warps: agreement cues, the f^-1(L) fallback, masks (with the evidence
-        gate when evidence_half, a function giving the keys' warped evidence at 1/2 res), the mix."""
+        """The merge after the warps: the masks (_masks) and the mix of the warped key results and,
+        with the fallback, f^-1(L) of frame t."""
+        if self.cfg.fallback:
+            warped.append(enc(input_linear(cur)))
+        # masks are predicted at 1/2 resolution (cost) and upsampled
+        m = up2(self._masks(feats, cues, pooled, valid, evidence_half))
+        return sum(m[:, j: j + 1] * w for j, w in enumerate(warped))
+
+    def _masks(self, feats, cues, pooled, valid, evidence_half, softmax=torch.softmax):
+        """The mix's weights at 1/2 res (K keys, then the f^-1(L) fallback): agreement cues, the mask
+        net (with the evidence gate when evidence_half, a function giving the keys' warped evidence
+        at 1/2 res), softmax over the candidates."""
         k = self.cfg.keys
         if self.cfg.agree_cue:
             mean = sum(valid[:, j: j + 1] * p for j, p in enumerate(pooled)) / valid.sum(1, keepdim=True).clamp_min(1.0)
-            cues += [(p - mean).abs().mean(1, keepdim=True) for p in pooled]
+            cues = cues + [(p - mean).abs().mean(1, keepdim=True) for p in pooled]
         if self.cfg.fallback:
-            warped.append(enc(input_linear(cur)))
             valid = torch.cat([valid, torch.ones_like(valid[:, :1])], 1)
-        # masks are predicted at 1/2 resolution (cost) and upsampled; the cue channels come
-        # last so that a model trained without them loads as a leading slice (load_compatible)
+        # the cue channels come last so that a model trained without them loads as a leading slice
+        # (load_compatible)
+        logits = self.mask.logits(torch.cat(feats + cues, 1), valid)
         if evidence_half is not None:
-            logits = self.mask.logits(torch.cat(feats + cues, 1), valid)
             # evidence of the key mixture the merge would use without the fallback
-            c = (torch.softmax(logits[:, :k], 1) * evidence_half()).sum(1, keepdim=True)
+            c = (softmax(logits[:, :k], 1) * evidence_half()).sum(1, keepdim=True)
             fb = logits[:, k:] + self.cfg.evidence_gate * torch.log1p(-c.clamp(0.0, 0.999))
-            m = torch.softmax(torch.cat([logits[:, :k], fb], 1), dim=1)
-        else:
-            m = self.mask(torch.cat(feats + cues, 1), valid)
-        m = up2(m)
-        return sum(m[:, j: j + 1] * w for j, w in enumerate(warped))
+            logits = torch.cat([logits[:, :k], fb], 1)
+        return softmax(logits, 1)
 
     def load_compatible(self, state: dict, fallback_bias: float = -2.0) -> None:
         """Load weights of a model without the fallback candidate into one with it: the mask head
