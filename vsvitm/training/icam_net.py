@@ -131,8 +131,10 @@ class LocalAlignFuse(nn.Module):
 
     def aligned_from(self, samples: torch.Tensor, mod: torch.Tensor) -> torch.Tensor:
         """eq. 5's output from the K samples warp(rl, flow_i) (K*C channels) and their modulation."""
-        c = samples.shape[1] // mod.shape[1]
-        return self.dcn_out(torch.cat([samples[:, c * i: c * (i + 1)] * mod[:, i: i + 1] for i in range(mod.shape[1])], 1))
+        b, k, h, w = mod.shape
+        # each sample times its modulation, as one broadcast product (K slices and a concat of them
+        # were ~1/12 of icam_ref_d on ONNX Runtime's CPU provider); the same products in the same order
+        return self.dcn_out((samples.view(b, k, -1, h, w) * mod[:, :, None]).view(b, -1, h, w))
 
     def fused(self, fl: torch.Tensor, aligned: torch.Tensor) -> torch.Tensor:
         """Filter mask and dense-block fusion (eq. 6)."""
