@@ -157,13 +157,13 @@ class FCPM(nn.Module):
         b, k, (h, w) = cur.shape[0], self.cfg.keys, cur.shape[-2:]
         gate = self.cfg.evidence_gate > 0 and self.cfg.fallback
         pw = F.avg_pool2d(wys, 2)  # = each key's pooled result, as _add_key makes it
-        match = F.avg_pool2d((wkeys.view(b, k, 3, h, w) - cur[:, None, :3]).abs().mean(2), 2)
+        match = F.avg_pool2d((wkeys.reshape(b, k, 3, h, w) - cur[:, None, :3]).abs().mean(2), 2)
         feats = [F.avg_pool2d(cur, 2)]
         for j in range(k):  # the mask net's input order: per key, pooled result / 4, then its match
             feats += [pw[:, 3 * j: 3 * j + 3] / 4, match[:, j: j + 1]]
         pooled = [pw[:, 3 * j: 3 * j + 3] for j in range(k)]
         m = up2(self._masks(feats, [], pooled, valid, (lambda: F.avg_pool2d(wev, 2)) if gate else None, _softmax_exp))
-        y = (m[:, :k, None] * wys.view(b, k, 3, h, w)).sum(1)
+        y = (m[:, :k, None] * wys.reshape(b, k, 3, h, w)).sum(1)
         return y + m[:, k:] * enc(input_linear(cur)) if self.cfg.fallback else y
 
     def correction(self, x):

@@ -134,7 +134,7 @@ class LocalAlignFuse(nn.Module):
         b, k, h, w = mod.shape
         # each sample times its modulation, as one broadcast product (K slices and a concat of them
         # were ~1/12 of icam_ref_d on ONNX Runtime's CPU provider); the same products in the same order
-        return self.dcn_out((samples.view(b, k, -1, h, w) * mod[:, :, None]).view(b, -1, h, w))
+        return self.dcn_out((samples.reshape(b, k, -1, h, w) * mod[:, :, None]).reshape(b, -1, h, w))
 
     def fused(self, fl: torch.Tensor, aligned: torch.Tensor) -> torch.Tensor:
         """Filter mask and dense-block fusion (eq. 6)."""
