@@ -122,8 +122,11 @@ def warp_planes(x: np.ndarray, flow: np.ndarray, dtype=np.float16, rows: tuple[i
     my -= np.float32(y0)
     out = np.empty((1, c, b - a, w), dtype)
     for i in range(c):
-        out[0, i] = cv2.remap(np.asarray(x[0, i, y0:y1], np.float32), mx, my, cv2.INTER_LINEAR,
-                              borderMode=cv2.BORDER_REPLICATE)
+        src = np.asarray(x[0, i, y0:y1], np.float32)
+        if out.dtype == np.float32:  # straight into the output plane (no temporary and copy: ~10 % a call)
+            cv2.remap(src, mx, my, cv2.INTER_LINEAR, dst=out[0, i], borderMode=cv2.BORDER_REPLICATE)
+        else:
+            out[0, i] = cv2.remap(src, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     return out
 
 
