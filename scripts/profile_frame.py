@@ -309,7 +309,8 @@ def main(argv=None):
             prof = ort_profile(path, backend, f, R)
             result["ort_profile"][name] = prof
             top = ", ".join(f"{op} {pct:.0f} %" for op, pct in list(prof.items())[:6] if pct >= 0.5)
-            print(f"- {name} ({f'{ms[key]:.1f} ms' if key in ms else 'part of the reference step'}): {top}")
+            part = "the merge" if name.startswith("fcpm_merge") else "the reference step"
+            print(f"- {name} ({f'{ms[key]:.1f} ms' if key in ms else 'part of ' + part}): {top}")
     if a.json:
         Path(a.json).write_text(json.dumps(result, indent=1))
     if tmp is not None:
