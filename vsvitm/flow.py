@@ -123,7 +123,7 @@ def warp_planes(x: np.ndarray, flow: np.ndarray, dtype=np.float16, rows: tuple[i
     out = np.empty((1, c, b - a, w), dtype)
     for i in range(c):
         src = np.asarray(x[0, i, y0:y1], np.float32)
-        if out.dtype == np.float32:  # straight into the output plane (no temporary and copy: ~10 % a call)
+        if out.dtype == np.float32:  # straight into the output plane (no temporary and copy)
             cv2.remap(src, mx, my, cv2.INTER_LINEAR, dst=out[0, i], borderMode=cv2.BORDER_REPLICATE)
         else:
             out[0, i] = cv2.remap(src, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)

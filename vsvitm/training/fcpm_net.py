@@ -65,7 +65,7 @@ def enc(y: torch.Tensor) -> torch.Tensor:
 
 def _softmax_exp(x: torch.Tensor, dim: int) -> torch.Tensor:
     """softmax written as exp / sum: ONNX Runtime's CPU Softmax over the channel axis of an NCHW
-    tensor transposes it to the last axis and back (~7 ms a call at 256x256 x 6 channels)."""
+    tensor transposes it to the last axis and back."""
     e = torch.exp(x - x.amax(dim, keepdim=True))
     return e / e.sum(dim, keepdim=True)
 
@@ -151,7 +151,8 @@ class FCPM(nn.Module):
         cfg.flow_cue, whose cue is the uncorrected flow (export_fcpm keeps the one-graph merge then).
         `merge`'s computation written for ONNX Runtime's CPU provider: all keys at once (full-res
         slices per key were Split copies of ~30 MB a 512x512 frame) and the softmax as exp / sum
-        (its Softmax over channels transposes); at 512x512 ~1/4 less time. Same values."""
+        (its Softmax over channels transposes): 75 -> 54 ms per 512x512 frame in a render
+        (BENCHMARKS.md, stop 28). Same values."""
         if self.cfg.flow_cue:
             raise ValueError("FCPM.merge_mix: a model with the flow cue merges in one graph (FCPM.merge)")
         b, k, (h, w) = cur.shape[0], self.cfg.keys, cur.shape[-2:]

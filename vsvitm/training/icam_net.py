@@ -132,8 +132,8 @@ class LocalAlignFuse(nn.Module):
     def aligned_from(self, samples: torch.Tensor, mod: torch.Tensor) -> torch.Tensor:
         """eq. 5's output from the K samples warp(rl, flow_i) (K*C channels) and their modulation."""
         b, k, h, w = mod.shape
-        # each sample times its modulation, as one broadcast product (K slices and a concat of them
-        # were ~1/12 of icam_ref_d on ONNX Runtime's CPU provider); the same products in the same order
+        # each sample times its modulation, as one broadcast product instead of K slices and a concat
+        # of them (copies on ONNX Runtime's CPU provider); the same products in the same order
         return self.dcn_out((samples.reshape(b, k, -1, h, w) * mod[:, :, None]).reshape(b, -1, h, w))
 
     def fused(self, fl: torch.Tensor, aligned: torch.Tensor) -> torch.Tensor:
