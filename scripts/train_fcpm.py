@@ -19,7 +19,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from vsvitm.training import add_distill_args, add_source_and_loss_args, batch_loader, load_net, pick_device, to_device  # noqa: E402
+from vsvitm.training import (add_distill_args, add_source_and_loss_args, batch_loader, load_net, load_teacher,  # noqa: E402
+                             pick_device, to_device)
 from vsvitm.training.fcpm_data import FCPMBatches, run_fcpm  # noqa: E402
 from vsvitm.training.fcpm_net import EPS, FCPM, FCPMConfig  # noqa: E402
 from vsvitm.training.nets_common import input_linear  # noqa: E402
@@ -129,10 +130,7 @@ def main(argv=None):
         keep = prune(wide, model, fcpm_groups(wide.cfg), fcpm_widths(cfg),
                      lambda net: [run_fcpm(net, b) for b in calib])
         print(f"pruned from {a.prune_from}; kept channels: {keep}", flush=True)
-    teacher = None
-    if a.teacher:  # usually the network pruned from: that one is already loaded
-        same = wide is not None and Path(a.teacher).resolve() == Path(a.prune_from).resolve()
-        teacher = wide.to(dev) if same else load_net(a.teacher, FCPM, FCPMConfig, dev)
+    teacher = load_teacher(a, wide, FCPM, FCPMConfig, dev)
     dl = batch_loader(ds, a.workers)
     log = open(out / "log.txt", "a")
     t0, avg = time.time(), None

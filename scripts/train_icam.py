@@ -19,7 +19,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from vsvitm.flow import PRESETS  # noqa: E402
-from vsvitm.training import add_distill_args, add_source_and_loss_args, batch_loader, load_net, pick_device, to_device  # noqa: E402
+from vsvitm.training import (add_distill_args, add_source_and_loss_args, batch_loader, load_net, load_teacher,  # noqa: E402
+                             pick_device, to_device)
 from vsvitm.training.icam_data import ICAMBatches  # noqa: E402
 from vsvitm.training.icam_net import ICAM, ICAMConfig, load_compatible  # noqa: E402
 from vsvitm.training.losses import flow_l1, log_l1, log_l1_to  # noqa: E402
@@ -131,10 +132,7 @@ def main(argv=None):
                 net(b["key"], b["refs"], b["flows"], log=True)
         keep = prune(wide, model, icam_groups(wide.cfg), icam_widths(cfg), feed)
         print(f"pruned from {a.prune_from}; kept channels: {keep}", flush=True)
-    teacher = None
-    if a.teacher:  # usually the network pruned from: that one is already loaded
-        same = wide is not None and Path(a.teacher).resolve() == Path(a.prune_from).resolve()
-        teacher = wide.to(dev) if same else load_net(a.teacher, ICAM, ICAMConfig, dev)
+    teacher = load_teacher(a, wide, ICAM, ICAMConfig, dev)
     dl = batch_loader(ds, a.workers)
     log = open(out / "log.txt", "a")
     t0, avg = time.time(), None

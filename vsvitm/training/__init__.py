@@ -34,6 +34,17 @@ def load_net(path, net_cls, cfg_cls, device="cpu"):
     return net.to(device)
 
 
+def load_teacher(a, wide, net_cls, cfg_cls, device):
+    """The frozen network of --teacher, or None. Usually it is the --prune-from checkpoint, already
+    loaded as `wide` (frozen by load_net): that one is reused instead of being loaded again."""
+    if not a.teacher:
+        return None
+    from pathlib import Path
+    if wide is not None and Path(a.teacher).resolve() == Path(a.prune_from).resolve():
+        return wide.to(device)
+    return load_net(a.teacher, net_cls, cfg_cls, device)
+
+
 def pick_device(name: str = "auto"):
     """'auto' -> CUDA when torch sees a GPU, else the CPU; otherwise torch.device(name)."""
     import torch

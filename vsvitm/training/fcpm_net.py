@@ -71,7 +71,8 @@ def _softmax_exp(x: torch.Tensor, dim: int) -> torch.Tensor:
 
 
 class CombineMask(nn.Module):
-    """Combination masks from local, dilated and global branches (ExpandNet-like), softmax over keys."""
+    """Combination masks' logits from local, dilated and global branches (ExpandNet-like); FCPM._masks
+    applies the evidence gate and the softmax over the candidates."""
 
     def __init__(self, cin: int, k: int, c: int):
         super().__init__()
@@ -85,9 +86,6 @@ class CombineMask(nn.Module):
         g = self.glob(x).mean(dim=(2, 3))
         g = self.glob_fc(g)[:, :, None, None].expand(-1, -1, x.shape[2], x.shape[3])
         return self.out(torch.cat([self.local(x), self.dilated(x), g], 1)) + (valid - 1.0) * 1e4
-
-    def forward(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self.logits(x, valid), dim=1)
 
 
 class Propagate(nn.Module):
