@@ -45,6 +45,7 @@ def random_feeds(sess, h: int, w: int, seed: int = 0) -> dict:
 
 
 def one(graph: str, models: Path, h: int, w: int) -> dict:
+    import numpy as np
     import onnxruntime as ort
     so = ort.SessionOptions()  # as the plugin's CPU backend: full optimisation, arena off, one thread
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -52,6 +53,11 @@ def one(graph: str, models: Path, h: int, w: int) -> dict:
     so.enable_cpu_mem_arena = False
     sess = ort.InferenceSession(str(models / f"{graph}.onnx"), so, providers=["CPUExecutionProvider"])
     feeds = random_feeds(sess, h, w)
+    if graph == "fcpm_merge_correct":
+        # the engine feeds it every merged key at once (fcpm_keys, 5 by default), at 1/2 resolution
+        # (Engine._merge_flows_cv), not one key at full resolution
+        c = feeds["x"].shape[1]
+        feeds["x"] = np.random.default_rng(0).random((5, c, h // 2, w // 2), np.float32)
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     t0 = time.perf_counter()
     sess.run(None, feeds)

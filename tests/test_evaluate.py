@@ -237,3 +237,24 @@ def test_benchmark_counts_io_bound_runs_by_graph(monkeypatch):
     backends.run_bound(prep, {"k0": np.ones((1, 4, 2, 2), np.float32), "y0": np.ones((1, 3, 2, 2), np.float32),
                               "s0": one, "e0": one}, "cpu")
     assert counter.stats["round_half"][0] == 2 and counter.stats["merge_prep"][0] == 1
+
+
+def test_oe_bias_channel_bias_signs_and_shares():
+    """scripts/oe_bias.py: the log error is taken only in the channels clipped in the LDR, with its sign
+    (prediction above the truth = positive), and each channel's share of the over-exposed pixels."""
+    ob = _load_script("oe_bias")
+    ldr = np.zeros((1, 2, 2, 3), np.uint8)
+    ldr[0, 0, 0] = (255, 100, 255)   # R and B clipped
+    ldr[0, 0, 1] = (255, 255, 255)   # all clipped
+    oe = ldr.max(-1) >= 0.95 * 255
+    gt = np.ones((1, 2, 2, 3), np.float32) * 2.0
+    pred = gt.copy()
+    pred[..., 0] *= np.e ** 0.5      # R half a log unit over
+    pred[..., 2] /= np.e             # B one log unit under
+    pred[..., 1] = 99.0              # G is wrong but unclipped at (0, 0): only (0, 1) counts
+    b = ob.channel_bias(pred, gt, ldr, oe)
+    assert b["R"][0] == 1.0 and b["G"][0] == 0.5 and b["B"][0] == 1.0
+    assert b["R"][1] == pytest.approx(0.5, abs=1e-5)
+    assert b["B"][1] == pytest.approx(-1.0, abs=1e-5)
+    assert b["G"][1] == pytest.approx(np.log(99.0 / 2.0), abs=1e-5)
+    assert ob.channel_bias(pred, gt, ldr, np.zeros_like(oe)) == {}
