@@ -8,11 +8,13 @@ network (no config value differs, same parameter names and shapes); each may car
     python scripts/soup.py --out runs/soup/icam.pt runs/shipped/icam.pt runs/icam_r12/last.pt:2
 
 The output is a checkpoint like the training scripts write (model, config, step, exposure_norm) plus
-"soup": the inputs and weights. Export it with scripts/export_models.py as usual.
+"soup": the inputs, their weights and steps, and the options of the training run that made each (its
+config.json, where there is one). Export it with scripts/export_models.py as usual: the manifest lists them.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -50,6 +52,9 @@ def soup(items: list[tuple[str, float]]) -> dict:
         rebuilt_from = source_checkpoint(st, "icam" if "c1" in st["config"] else "fcpm")
         if rebuilt_from:  # rebuilt from shipped graphs: name their checkpoint
             src["rebuilt_from"] = rebuilt_from
+        run_cfg = Path(path).parent / "config.json"  # the training script's options, as export_models records them
+        if not st.get("from_onnx") and run_cfg.exists():
+            src["training_args"] = json.loads(run_cfg.read_text()).get("args")
         sources.append(src)
         if first is None:
             first = st

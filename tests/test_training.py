@@ -3,6 +3,8 @@
 These would have caught the first head (Y = f^-1(L) + exp(r)), whose gradient vanished and whose
 training collapsed to Y = f^-1(L).
 """
+import json
+
 import numpy as np
 import pytest
 
@@ -342,9 +344,11 @@ def test_soup_is_the_weighted_mean_and_refuses_other_networks(tmp_path):
         p = tmp_path / f"m{seed}.pt"
         torch.save({"model": ICAM(cfg).state_dict(), "config": asdict(cfg), "step": 5}, p)
         paths.append(p)
+    (tmp_path / "config.json").write_text(json.dumps({"args": {"lr": 1e-4, "max_refs": 8}}))
     out = tmp_path / "soup.pt"
     soup.main(["--out", str(out), str(paths[0]), f"{paths[1]}:3"])
     st = torch.load(out, map_location="cpu", weights_only=False)
+    assert st["soup"][0]["training_args"] == {"lr": 1e-4, "max_refs": 8}   # the run's options travel along
     a, b = (torch.load(p, weights_only=False)["model"] for p in paths)
     k = next(k for k, v in a.items() if v.is_floating_point() and not torch.equal(v, b[k]))
     assert torch.allclose(st["model"][k], 0.25 * a[k] + 0.75 * b[k], atol=1e-6)
