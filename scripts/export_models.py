@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from vsvitm.training.export import export_fcpm, export_icam, source_checkpoint  # noqa: E402
+from vsvitm.training.export import export_fcpm, export_icam, source_checkpoint, training_args  # noqa: E402
 from vsvitm.training.fcpm_net import FCPM, FCPMConfig  # noqa: E402
 from vsvitm.training.icam_net import ICAM, ICAMConfig  # noqa: E402
 
@@ -36,10 +36,9 @@ def provenance(path: str, st: dict, name: str, note: str | None) -> dict:
     meta = {"checkpoint": source_checkpoint(st, name) or Path(path).as_posix()}
     if st.get("soup"):  # scripts/soup.py: the weights are a mean of these checkpoints
         meta["soup"] = st["soup"]
-    run_cfg = Path(path).parent / "config.json"  # the training script's options, next to its checkpoint
-    if not st.get("from_onnx") and run_cfg.exists():
-        import json
-        meta["training_args"] = json.loads(run_cfg.read_text()).get("args")
+    args = training_args(path, st)
+    if args is not None:
+        meta["training_args"] = args
     if note:
         meta["reexported"] = note
     return meta

@@ -14,14 +14,13 @@ config.json, where there is one). Export it with scripts/export_models.py as usu
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from vsvitm.training.export import source_checkpoint  # noqa: E402
+from vsvitm.training.export import source_checkpoint, training_args  # noqa: E402
 
 
 def parse_item(s: str) -> tuple[str, float]:
@@ -52,9 +51,9 @@ def soup(items: list[tuple[str, float]]) -> dict:
         rebuilt_from = source_checkpoint(st, "icam" if "c1" in st["config"] else "fcpm")
         if rebuilt_from:  # rebuilt from shipped graphs: name their checkpoint
             src["rebuilt_from"] = rebuilt_from
-        run_cfg = Path(path).parent / "config.json"  # the training script's options, as export_models records them
-        if not st.get("from_onnx") and run_cfg.exists():
-            src["training_args"] = json.loads(run_cfg.read_text()).get("args")
+        args = training_args(path, st)  # the training run's options, as export_models records them
+        if args is not None:
+            src["training_args"] = args
         sources.append(src)
         if first is None:
             first = st

@@ -276,6 +276,15 @@ def checkpoint_from_models(models_dir: Path, which: str) -> dict:
     return st
 
 
+def training_args(path, st: dict) -> dict | None:
+    """The options of the training run that wrote checkpoint `path` (its config.json, beside it); None
+    for a checkpoint rebuilt from exported graphs or one without that file."""
+    run_cfg = Path(path).parent / "config.json"
+    if st.get("from_onnx") or not run_cfg.exists():
+        return None
+    return json.loads(run_cfg.read_text()).get("args")
+
+
 def source_checkpoint(st: dict, name: str) -> str | None:
     """For a checkpoint rebuilt from exported graphs (checkpoint_from_models), the training checkpoint
     those graphs came from; None for any other checkpoint. Rebuilds older than the "source_checkpoint"
