@@ -23,13 +23,22 @@ GRAPHS = ["icam_init", "icam_ref", "icam_decode", "fcpm_merge", "fcpm_back", "fc
           "fcpm_merge_correct", "fcpm_merge_mix", "fcpm_back_cpu", "fcpm_fwd_cpu"]
 
 
-def random_feeds(sess, h: int, w: int, seed: int = 0) -> dict:
-    """Random inputs for any of the seven graphs at an h x w frame (multiples of 64): channel counts
-    come from the graph (only N, H, W are dynamic); ICAM's state is at 1/2 and 1/16 resolution.
-    Kept free of torch, so the measuring process holds only ONNX Runtime (tests use it too)."""
+# inputs not fed one frame at full resolution: name -> (batch, scale); by graph where the name is shared
+SHAPES = {"fl": (1, 2), "g": (1, 16)}  # ICAM's state, at 1/2 and 1/16 resolution
+GRAPH_SHAPES = {
+    # every merged key at once (fcpm_keys, 5 by default), at 1/2 resolution (Engine._merge_flows_cv)
+    "fcpm_merge_correct": {"x": (5, 2)},
+}
+
+
+def random_feeds(sess, h: int, w: int, seed: int = 0, graph: str | None = None) -> dict:
+    """Random inputs for any of the graphs at an h x w frame (multiples of 64), shaped as the engine
+    feeds them: channel counts come from the graph (only N, H, W are dynamic), batch and resolution
+    from SHAPES / GRAPH_SHAPES[graph]. Kept free of torch, so the measuring process holds only ONNX
+    Runtime (tests use it too)."""
     import numpy as np
     rng = np.random.default_rng(seed)
-    scale = {"fl": 2, "g": 16}
+    shapes = {**SHAPES, **GRAPH_SHAPES.get(graph, {})}
     out = {}
     for i in sess.get_inputs():
         c = i.shape[1]
@@ -39,25 +48,19 @@ def random_feeds(sess, h: int, w: int, seed: int = 0) -> dict:
             out[i.name] = rng.standard_normal((1, c, h, w), dtype=np.float32)
             out[i.name] *= 3  # in place: a float64 temporary would raise the high-water mark the script measures from
         else:
-            f = scale.get(i.name, 1)
-            out[i.name] = rng.random((1, c, h // f, w // f), np.float32)
+            n, f = shapes.get(i.name, (1, 1))
+            out[i.name] = rng.random((n, c, h // f, w // f), np.float32)
     return out
 
 
 def one(graph: str, models: Path, h: int, w: int) -> dict:
-    import numpy as np
     import onnxruntime as ort
     so = ort.SessionOptions()  # as the plugin's CPU backend: full optimisation, arena off, one thread
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     so.intra_op_num_threads = 1
     so.enable_cpu_mem_arena = False
     sess = ort.InferenceSession(str(models / f"{graph}.onnx"), so, providers=["CPUExecutionProvider"])
-    feeds = random_feeds(sess, h, w)
-    if graph == "fcpm_merge_correct":
-        # the engine feeds it every merged key at once (fcpm_keys, 5 by default), at 1/2 resolution
-        # (Engine._merge_flows_cv), not one key at full resolution
-        c = feeds["x"].shape[1]
-        feeds["x"] = np.random.default_rng(0).random((5, c, h // 2, w // 2), np.float32)
+    feeds = random_feeds(sess, h, w, graph=graph)
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     t0 = time.perf_counter()
     sess.run(None, feeds)
