@@ -74,9 +74,16 @@ def main(argv=None):
                          "reference step's cost)")
     ap.add_argument("--align", type=int, default=ICAMConfig.align,
                     help=f"channels of the flow-correction and offset nets (default {ICAMConfig.align})")
+    ap.add_argument("--blind-weight", type=float, default=0.0,
+                    help="weight of the distance, where no reference tells more than the key (icam_data.reference_informs), "
+                         "to --blind-anchor's result without references: references that see nothing leave the guess alone")
+    ap.add_argument("--blind-anchor", metavar="CKPT",
+                    help="the frozen network whose single-frame result --blind-weight keeps (default: --init)")
     add_source_and_loss_args(ap)
     add_distill_args(ap)
     a = ap.parse_args(argv)
+    if a.blind_weight > 0 and not (a.blind_anchor or a.init):
+        ap.error("--blind-weight needs --blind-anchor or --init (the network whose single-frame guess to keep)")
     if a.prune_from and a.init:
         ap.error("--prune-from starts the network from that checkpoint: give it without --init")
     if a.size < 64 or a.size % 64:
@@ -133,6 +140,7 @@ def main(argv=None):
         keep = prune(wide, model, icam_groups(wide.cfg), icam_widths(cfg), feed)
         print(f"pruned from {a.prune_from}; kept channels: {keep}", flush=True)
     teacher = load_teacher(a, wide, ICAM, ICAMConfig, dev)
+    anchor = load_net(a.blind_anchor or a.init, ICAM, ICAMConfig, dev) if a.blind_weight > 0 else None
     dl = batch_loader(ds, a.workers)
     log = open(out / "log.txt", "a")
     t0, avg = time.time(), None
@@ -156,6 +164,12 @@ def main(argv=None):
                 logt = teacher(batch["key"], batch["refs"], batch["flows"], log=True)[0]
             ldist = log_l1_to(logy, logt, w)
             loss = loss + a.distill * ldist
+        lblind = torch.zeros(())
+        if anchor is not None and batch["refs"]:
+            with torch.no_grad():
+                log0 = anchor(batch["key"], [], [], log=True)[0]
+            lblind = log_l1_to(logy, log0, w * batch["blind"], norm=w)
+            loss = loss + a.blind_weight * lblind
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -163,13 +177,13 @@ def main(argv=None):
         step += 1
         if step == fit_at - 50:
             t_fit = time.time()
-        vals = np.array([loss.item(), lpix.item(), float(lflow.detach()), ldist.item()])
+        vals = np.array([loss.item(), lpix.item(), float(lflow.detach()), ldist.item(), lblind.item()])
         avg = vals if avg is None else 0.98 * avg + 0.02 * vals
         if step % 10 == 0:
             rate = (time.time() - t0) / 10
             t0 = time.time()
             line = (f"step {step}/{a.steps} refs {len(batch['refs'])} loss {avg[0]:.4f} pix {avg[1]:.4f} "
-                    f"flow {avg[2]:.3f} teacher {avg[3]:.4f} lr {sched.get_last_lr()[0]:.2e} {rate:.2f}s/it eta {rate * (a.steps - step) / 60:.0f}min")
+                    f"flow {avg[2]:.3f} teacher {avg[3]:.4f} blind {avg[4]:.4f} lr {sched.get_last_lr()[0]:.2e} {rate:.2f}s/it eta {rate * (a.steps - step) / 60:.0f}min")
             print(line, flush=True)
             log.write(line + "\n"); log.flush()
         if a.max_minutes > 0 and step == fit_at:  # fit the cosine schedule to the time left, at the rate so far

@@ -495,3 +495,86 @@ def test_train_scripts_prune_from_a_trained_network_and_learn_from_it(tmp_path, 
     assert teacher and teacher[-1] > 0
     both = subprocess.run(cmd + ["--init", str(wide)], capture_output=True, text=True, timeout=120)
     assert both.returncode != 0 and "give it without --init" in both.stderr
+
+
+def test_reference_informs_where_it_is_unclipped_or_darker():
+    """icam_data.reference_informs: a reference exposed like the key informs where it is unclipped, sampled
+    through the flow; one DARKER or more darker informs wherever it lands; nothing where it does not land."""
+    from vsvitm.training.icam_data import DARKER, reference_informs
+
+    h, w = 8, 12
+    alpha_ref = np.zeros((h, w), np.float32)
+    alpha_ref[:, 6:] = 1.0  # the reference's right half is clipped
+    flow = np.zeros((h, w, 2), np.float32)
+    flow[..., 0] = 3.0      # key pixel x is seen at x + 3 in the reference
+    valid = np.ones((h, w), bool)
+    valid[:, :1] = False
+    got = reference_informs(alpha_ref, flow, valid, ratio=1.0)
+    assert np.allclose(got[:, 1:3], 1.0) and np.allclose(got[:, 3:], 0.0) and np.allclose(got[:, 0], 0.0)
+    dark = reference_informs(alpha_ref, flow, valid, ratio=DARKER)
+    assert np.array_equal(dark, valid.astype(np.float32))
+    assert np.allclose(reference_informs(alpha_ref, flow, valid, ratio=0.5), got)  # a brighter ref clips as much
+
+
+def test_icam_batches_blind_mask(tmp_path):
+    """ICAMBatches' "blind": all ones without references, in [0, 1] with them, and 1 wherever the key's clipped
+    pixels get nothing from any reference -- checked against reference_informs on the sample's own frames."""
+    from vsvitm.curves import overexposure_mask
+    from vsvitm.training.icam_data import ICAMBatches, pick_key, reference_informs
+    from vsvitm.training.synth import load_sources, synth_sequence
+
+    sources = load_sources(_tiny_stills(tmp_path), split="train")
+    ds = ICAMBatches(sources, 2, 64, 2, seed=5)
+    seen = set()
+    for step in range(40):
+        b = ds.batch_at(step)
+        bl = b["blind"].numpy()
+        assert bl.shape == b["alpha"].shape and np.isfinite(bl).all() and bl.min() >= 0 and bl.max() <= 1
+        if not b["refs"]:
+            assert np.all(bl == 1.0)
+        seen.add(len(b["refs"]))
+    assert seen == {0, 1, 2}
+    seq = synth_sequence(sources[0], 61, (64, 64), seed=9)
+    key, refs = pick_key(np.random.default_rng(0), 61, 2)
+    from vsvitm.flow import DISFlow
+    from vsvitm.training.icam_data import make_sample
+    s = make_sample(seq, key, refs[:2], DISFlow("fast"))
+    ldr = seq.render(refs[:2])["ldr"].astype(np.float32) / 255.0
+    want = np.ones((64, 64), np.float32)
+    for j, r in enumerate(refs[:2]):
+        gt, valid = seq.flow(key, r)
+        want *= 1.0 - reference_informs(overexposure_mask(ldr[j])[..., 0], gt, valid, float(seq.exposure[key] / seq.exposure[r]))
+    assert np.allclose(s["blind"][0], want)
+
+
+def test_log_l1_to_norm_counts_a_partial_term_by_its_share():
+    from vsvitm.training.losses import log_l1_to
+
+    y, t = torch.zeros(1, 3, 4, 4), torch.ones(1, 3, 4, 4)
+    w = torch.ones(1, 1, 4, 4)
+    part = w.clone()
+    part[..., :2] = 0  # half the pixels
+    assert torch.isclose(log_l1_to(y, t, part), torch.tensor(1.0))
+    assert torch.isclose(log_l1_to(y, t, part, norm=w), torch.tensor(0.5))
+
+
+def test_train_icam_blind_weight_keeps_the_anchor_where_references_see_nothing(tmp_path):
+    """train_icam.py --blind-weight: runs, logs the term, and needs an anchor (--blind-anchor or --init)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    data = _tiny_stills(tmp_path)
+    script = Path(__file__).resolve().parents[1] / "scripts" / "train_icam.py"
+    base = [sys.executable, str(script), "--data", str(data), "--steps", "10", "--batch", "1", "--size", "64",
+            "--max-refs", "2", "--workers", "0", "--threads", "1", "--device", "cpu", "--c1", "8", "--align", "8"]
+    r = subprocess.run(base + ["--out", str(tmp_path / "a"), "--blind-weight", "1"], capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode != 0 and "--blind-weight needs --blind-anchor or --init" in r.stderr
+    r = subprocess.run(base + ["--out", str(tmp_path / "a")], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    r = subprocess.run(base + ["--out", str(tmp_path / "b"), "--init", str(tmp_path / "a" / "last.pt"), "--blind-weight", "1"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    blind = [float(line.split(" blind ")[1].split()[0]) for line in r.stdout.splitlines() if line.startswith("step ")]
+    assert blind and all(np.isfinite(blind)) and max(blind) > 0  # references drawn in 10 steps: the term acts

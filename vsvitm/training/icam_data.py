@@ -50,15 +50,39 @@ def perturb_flow(flow: np.ndarray, rng: np.random.Generator, max_px: float = 12.
     return flow + field * np.float32(rng.uniform(1.0, max_px) / 2)
 
 
+DARKER = 1.25  # a reference exposed this much darker than the key bounds its clipped radiance from below
+
+
+def reference_informs(alpha_ref: np.ndarray, flow: np.ndarray, valid: np.ndarray, ratio: float) -> np.ndarray:
+    """HxW in [0, 1]: where one reference tells more about the key's pixels than the key does.
+
+    Pixel p (of the key) lands at p + flow in the reference; there the reference informs where it
+    is unclipped (1 - its soft over-exposure mask alpha_ref, sampled there), or everywhere it lands
+    when it is exposed at least DARKER times darker than the key (ratio = T_key / T_ref): then even
+    its clipped pixels put the radiance above the key's clip level."""
+    valid = valid.astype(np.float32)
+    if ratio >= DARKER:
+        return valid
+    h, w = valid.shape
+    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    warped = cv2.remap(np.ascontiguousarray(alpha_ref, np.float32), gx + flow[..., 0], gy + flow[..., 1],
+                       cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return valid * (1.0 - warped)
+
+
 def make_sample(seq, key: int, refs: list[int], flow_fn: DISFlow, exposure_norm: bool = True,
                 rng: np.random.Generator | None = None, p_bad_flow: float = 0.0, p_bad_ratio: float = 0.0) -> dict:
     """One training sample. With rng, a reference's pre-flow is perturbed with probability p_bad_flow
-    and its exposure ratio mis-estimated by up to +-0.5 stop with probability p_bad_ratio."""
+    and its exposure ratio mis-estimated by up to +-0.5 stop with probability p_bad_ratio.
+    "blind" [1, H, W]: the product over references of 1 - reference_informs() (from the truth: flows,
+    exposures), all ones without references. Where it is 1, the best guess with these references is the
+    best guess without them (train_icam.py --blind-weight)."""
     frames = seq.render([key] + refs)
     ldr = frames["ldr"].astype(np.float32) / 255.0
     lin_k = to_linear(ldr[0])
     out = {"key": net_input(ldr[0]), "hdr": frames["hdr"][0].transpose(2, 0, 1).astype(np.float32),
            "alpha": overexposure_mask(ldr[0]).transpose(2, 0, 1), "refs": [], "flows": [], "gt_flows": [], "gt_valid": []}
+    blind = np.ones(lin_k.shape[:2], np.float32)
     for j, r in enumerate(refs):
         flow, e = align_pair(lin_k, to_linear(ldr[j + 1]), flow_fn, exposure_norm)
         if rng is not None and rng.random() < p_bad_flow:
@@ -70,6 +94,9 @@ def make_sample(seq, key: int, refs: list[int], flow_fn: DISFlow, exposure_norm:
         gt, valid = seq.flow(key, r)
         out["gt_flows"].append(gt.transpose(2, 0, 1).astype(np.float32))
         out["gt_valid"].append(valid[None].astype(np.float32))
+        blind *= 1.0 - reference_informs(overexposure_mask(ldr[j + 1])[..., 0], gt, valid,
+                                         float(seq.exposure[key] / seq.exposure[r]))
+    out["blind"] = blind[None]
     return out
 
 
@@ -104,7 +131,7 @@ class ICAMBatches(torch.utils.data.IterableDataset):
             refs = cands[:n_refs] if rng.random() < 0.5 else sorted(rng.choice(cands, n_refs, replace=False).tolist(), key=lambda r: abs(r - key))
             samples.append(make_sample(seq, key, refs, flow_fn, self.exposure_norm, rng, self.p_bad_flow,
                                        self.p_bad_ratio))
-        coll = {k: torch.from_numpy(np.stack([s[k] for s in samples])) for k in ("key", "hdr", "alpha")}
+        coll = {k: torch.from_numpy(np.stack([s[k] for s in samples])) for k in ("key", "hdr", "alpha", "blind")}
         for k in ("refs", "flows", "gt_flows", "gt_valid"):
             coll[k] = [torch.from_numpy(np.stack([s[k][j] for s in samples])) for j in range(n_refs)]
         return coll

@@ -30,7 +30,9 @@ def flow_l1(flows: list[torch.Tensor], gts: list[torch.Tensor], valids: list[tor
     return total / len(flows)
 
 
-def log_l1_to(logy: torch.Tensor, logt: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """w-weighted L1 between two log-domain predictions: a student's distance to its teacher."""
+def log_l1_to(logy: torch.Tensor, logt: torch.Tensor, w: torch.Tensor, norm: torch.Tensor | None = None) -> torch.Tensor:
+    """w-weighted L1 between two log-domain predictions: a student's distance to its teacher.
+    Divided by the sum of `norm` (default w): with norm ⊇ w, a term on part of the pixels counts
+    by how many of them there are."""
     d = (logy - logt.detach()).abs() * w
-    return d.sum() / (3 * w.sum()).clamp_min(1.0)
+    return d.sum() / (3 * (w if norm is None else norm).sum()).clamp_min(1.0)
