@@ -520,7 +520,8 @@ def test_icam_batches_blind_mask(tmp_path):
     """ICAMBatches' "blind": all ones without references, in [0, 1] with them, and 1 wherever the key's clipped
     pixels get nothing from any reference -- checked against reference_informs on the sample's own frames."""
     from vsvitm.curves import overexposure_mask
-    from vsvitm.training.icam_data import ICAMBatches, pick_key, reference_informs
+    from vsvitm.flow import DISFlow
+    from vsvitm.training.icam_data import ICAMBatches, make_sample, pick_key, reference_informs
     from vsvitm.training.synth import load_sources, synth_sequence
 
     sources = load_sources(_tiny_stills(tmp_path), split="train")
@@ -536,8 +537,6 @@ def test_icam_batches_blind_mask(tmp_path):
     assert seen == {0, 1, 2}
     seq = synth_sequence(sources[0], 61, (64, 64), seed=9)
     key, refs = pick_key(np.random.default_rng(0), 61, 2)
-    from vsvitm.flow import DISFlow
-    from vsvitm.training.icam_data import make_sample
     s = make_sample(seq, key, refs[:2], DISFlow("fast"))
     ldr = seq.render(refs[:2])["ldr"].astype(np.float32) / 255.0
     want = np.ones((64, 64), np.float32)
