@@ -75,8 +75,9 @@ def make_sample(seq, key: int, refs: list[int], flow_fn: DISFlow, exposure_norm:
     """One training sample. With rng, a reference's pre-flow is perturbed with probability p_bad_flow
     and its exposure ratio mis-estimated by up to +-0.5 stop with probability p_bad_ratio.
     "blind" [1, H, W]: the product over references of 1 - reference_informs() (from the truth: flows,
-    exposures), all ones without references. Where it is 1, the best guess with these references is the
-    best guess without them (train_icam.py --blind-weight)."""
+    exposures), all ones without references. Where it is 1, no reference holds more than the key at that very
+    pixel; train_icam.py --blind-weight keeps the single-frame guess there. Stop 30 found that too strict:
+    references still help such pixels from their neighbours (BENCHMARKS.md)."""
     frames = seq.render([key] + refs)
     ldr = frames["ldr"].astype(np.float32) / 255.0
     lin_k = to_linear(ldr[0])
