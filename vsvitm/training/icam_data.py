@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from ..curves import overexposure_mask, to_linear
-from ..flow import DISFlow, align_pair
+from ..flow import DISFlow, align_pair, warp_np
 from ..prep import net_input
 
 
@@ -63,11 +63,7 @@ def reference_informs(alpha_ref: np.ndarray, flow: np.ndarray, valid: np.ndarray
     valid = valid.astype(np.float32)
     if ratio >= DARKER:
         return valid
-    h, w = valid.shape
-    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-    warped = cv2.remap(np.ascontiguousarray(alpha_ref, np.float32), gx + flow[..., 0], gy + flow[..., 1],
-                       cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    return valid * (1.0 - warped)
+    return valid * (1.0 - warp_np(np.ascontiguousarray(alpha_ref, np.float32), flow))
 
 
 def make_sample(seq, key: int, refs: list[int], flow_fn: DISFlow, exposure_norm: bool = True,
