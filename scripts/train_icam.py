@@ -79,9 +79,14 @@ def main(argv=None):
                          "to --blind-anchor's result without references: references that see nothing leave the guess alone")
     ap.add_argument("--blind-anchor", metavar="CKPT",
                     help="the frozen network whose single-frame result --blind-weight keeps (default: --init)")
+    ap.add_argument("--flat-exposure", type=float, default=0.0, metavar="P",
+                    help="probability that a training sequence keeps the key frame's exposure on every frame "
+                         "(icam_data.flatten_exposure: references that see what the key sees, as in locked-exposure video)")
     add_source_and_loss_args(ap)
     add_distill_args(ap)
     a = ap.parse_args(argv)
+    if not 0.0 <= a.flat_exposure <= 1.0:
+        ap.error(f"--flat-exposure is a probability: give a value in [0, 1], not {a.flat_exposure}")
     if a.blind_weight > 0 and not (a.blind_anchor or a.init):
         ap.error("--blind-weight needs --blind-anchor or --init (the network whose single-frame guess to keep)")
     if a.prune_from and a.init:
@@ -130,7 +135,7 @@ def main(argv=None):
     ds = ICAMBatches(sources, a.batch, a.size, a.max_refs, a.seed, exposure_norm=not a.no_exposure_norm,
                      start_step=step, p_bad_flow=a.bad_flow, p_bad_ratio=a.bad_ratio,
                      video_weight=a.video_weight, knee=a.knee, p_parallax=a.parallax,
-                     preflow=a.preflow)
+                     preflow=a.preflow, p_flat_exposure=a.flat_exposure)
     if step == 0 and wide is not None:
         calib = [ds.batch_at(10**7 + i) for i in range(4)]  # steps no run reaches
 

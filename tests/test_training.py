@@ -577,3 +577,42 @@ def test_train_icam_blind_weight_keeps_the_anchor_where_references_see_nothing(t
     assert r.returncode == 0, r.stderr[-2000:]
     blind = [float(line.split(" blind ")[1].split()[0]) for line in r.stdout.splitlines() if line.startswith("step ")]
     assert blind and all(np.isfinite(blind)) and max(blind) > 0  # references drawn in 10 steps: the term acts
+
+
+def test_flat_exposure_locks_every_frame_to_the_key_and_only_draws_when_asked(tmp_path):
+    """train_icam.py --flat-exposure P: with probability P a training sequence keeps the key frame's exposure on every
+    frame (its references then see only what motion brings into view); P = 0 draws nothing, so earlier runs repeat."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from vsvitm.training.icam_data import ICAMBatches, flatten_exposure
+    from vsvitm.training.synth import load_sources, synth_sequence
+
+    data = _tiny_stills(tmp_path)
+    sources = load_sources(data, split="train")
+    seq = synth_sequence(sources[0], 61, (64, 64), seed=9)
+    assert np.ptp(np.log(seq.exposure)) > 0.05  # auto-exposure moved: the test would not see a change otherwise
+    key = 30
+    before = seq.render([key])
+    flatten_exposure(seq, key)
+    assert np.all(seq.exposure == seq.exposure[key])
+    after = seq.render([key, 0, 60])
+    assert np.array_equal(after["ldr"][0], before["ldr"][0])  # the key frame itself is unchanged
+    for j, t in ((1, 0), (2, 60)):  # the others: the same radiance times the key's exposure
+        assert np.allclose(after["hdr"][j], seq._radiance(t) * seq.exposure[key], rtol=1e-6)
+
+    def batch(step, **kw):
+        return ICAMBatches(sources, 2, 64, 2, seed=5, **kw).batch_at(step)
+    step = next(s for s in range(50) if batch(s)["refs"])
+    plain, zero, flat = batch(step), batch(step, p_flat_exposure=0.0), batch(step, p_flat_exposure=1.0)
+    for k in ("key", "hdr", "blind"):
+        assert torch.equal(plain[k], zero[k])
+    assert all(torch.equal(a, b) for a, b in zip(plain["refs"], zero["refs"]))
+    assert not all(torch.equal(a, b) for a, b in zip(plain["refs"], flat["refs"]))
+    assert all(torch.isfinite(r).all() for r in flat["refs"])
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "train_icam.py"
+    r = subprocess.run([sys.executable, str(script), "--data", str(data), "--out", str(tmp_path / "x"),
+                        "--flat-exposure", "1.5"], capture_output=True, text=True, timeout=300)
+    assert r.returncode != 0 and "--flat-exposure is a probability" in r.stderr

@@ -97,14 +97,22 @@ def make_sample(seq, key: int, refs: list[int], flow_fn: DISFlow, exposure_norm:
     return out
 
 
+def flatten_exposure(seq, key: int) -> None:
+    """Every frame of `seq` exposed like frame `key` (a camera with locked exposure, as most graded video is).
+    Its references then hold no radiance the key clipped except what camera motion brings into view, and the
+    ground truth, not a separate loss, teaches the network to leave such pixels to its single-frame guess."""
+    seq.exposure = np.full_like(seq.exposure, seq.exposure[key])
+
+
 class ICAMBatches(torch.utils.data.IterableDataset):
     """Endless batches; every batch shares one reference count. Deterministic for (seed, worker)."""
 
     def __init__(self, sources, batch: int, size: int, max_refs: int, seed: int, n_frames: int = 181,
                  ref_stride: int = 15, exposure_norm: bool = True, start_step: int = 0,
                  p_bad_flow: float = 0.0, p_bad_ratio: float = 0.0, video_weight: float | None = None,
-                 knee: float = 0.0, p_parallax: float = 0.0, preflow: str = "fast"):
+                 knee: float = 0.0, p_parallax: float = 0.0, preflow: str = "fast", p_flat_exposure: float = 0.0):
         self.video_weight, self.knee, self.p_parallax = video_weight, knee, p_parallax
+        self.p_flat_exposure = p_flat_exposure
         self.flow_fn = DISFlow(preflow)  # the training pre-flows' DIS preset, by name (flow.PRESETS)
         self.sources, self.batch, self.size, self.max_refs = sources, batch, size, max_refs
         self.seed, self.n_frames, self.ref_stride = seed, n_frames, ref_stride
@@ -124,6 +132,9 @@ class ICAMBatches(torch.utils.data.IterableDataset):
             parallax = self.p_parallax > 0 and rng.random() < self.p_parallax
             seq = synth_sequence(src, self.n_frames, (self.size, self.size), seed=seed, parallax=parallax)
             key, cands = pick_key(rng, self.n_frames, n_refs, self.ref_stride)
+            # (no draw without it: earlier runs repeat)
+            if self.p_flat_exposure > 0 and rng.random() < self.p_flat_exposure:
+                flatten_exposure(seq, key)
             # Mostly the run-time order (nearest first); sometimes a random subset, for robustness.
             refs = cands[:n_refs] if rng.random() < 0.5 else sorted(rng.choice(cands, n_refs, replace=False).tolist(), key=lambda r: abs(r - key))
             samples.append(make_sample(seq, key, refs, flow_fn, self.exposure_norm, rng, self.p_bad_flow,
