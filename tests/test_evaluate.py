@@ -258,3 +258,34 @@ def test_oe_bias_channel_bias_signs_and_shares():
     assert b["B"][1] == pytest.approx(-1.0, abs=1e-5)
     assert b["G"][1] == pytest.approx(np.log(99.0 / 2.0), abs=1e-5)
     assert ob.channel_bias(pred, gt, ldr, np.zeros_like(oe)) == {}
+
+
+def test_ratio_check_measures_the_plugins_exposure_ratio_against_the_truth(tmp_path):
+    """scripts/ratio_check.py: on a synthetic still sequence with auto-exposure (known exposures) the plugin's ratio is
+    close to exposure[key] / exposure[ref]; the thumbnail detector finds a hard cut and no cut in a smooth sequence."""
+    import cv2
+
+    from vsvitm.training.exr import write_exr
+    from vsvitm.training.synth import make_source, synth_sequence
+    rc = _load_script("ratio_check")
+    rng = np.random.default_rng(0)
+    img = 0.18 * np.exp2(2.0 * rng.standard_normal((24, 32, 3))).astype(np.float32)
+    write_exr(tmp_path / "s.exr", cv2.resize(img, (192, 144), interpolation=cv2.INTER_CUBIC).clip(1e-3, None))
+    src = make_source("s", [tmp_path / "s.exr"])
+    seq = synth_sequence(src, 40, (64, 96), seed=3)
+    d = seq.to_npz_dict()
+    assert np.ptp(np.log2(d["exposure"])) > 0.05  # the exposure moves: a ratio of 1 would be wrong
+    assert rc.thumbnail_cuts(d["ldr"]) == []
+    cut = np.concatenate([d["ldr"][:20], 255 - d["ldr"][20:]])
+    assert rc.thumbnail_cuts(cut) == [20]
+    np.savez(tmp_path / "s.npz", **d)
+    out = tmp_path / "r.md"
+    assert rc.main(["--data", str(tmp_path), "--out", str(out)]) == 0
+    row = next(line for line in out.read_text().splitlines() if line.startswith("| s | all |"))
+    pairs, plugin = int(row.split("|")[3]), row.split("|")[4]
+    mean_abs = float(plugin.split("/")[1].split(",")[0])
+    assert pairs > 0 and mean_abs < 0.1
+    through_true_flow = float(row.split("|")[6].split("/")[1].split(",")[0])
+    assert through_true_flow < 0.05 and float(row.split("|")[7]) >= 0  # a still: the true flow's column is filled
+    with pytest.raises(SystemExit, match="no .npz sequences"):
+        rc.main(["--data", str(tmp_path / "empty")])
