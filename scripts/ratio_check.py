@@ -11,7 +11,8 @@ one, exposure[key] / exposure[ref] from the .npz. Reported per sequence and refe
 absolute log2 error (stops), and the share of pairs off by more than 0.1 stop; for comparison, the same for a
 ratio from matched luma quantiles (no pixel correspondence), and, for sequences made from stills (where the
 camera's homographies give the true flow), the same median taken through the true flow and the pre-flow's mean
-endpoint error against it. A ratio too high brings a reference to more than the
+endpoint error against it, also for the pre-flow of scripts/global_flow_experiment.py (DIS started from the
+homography of feature matches). A ratio too high brings a reference to more than the
 key's exposure, and then its clipped pixels read as radiance above the key's clip level. For video sources the
 truth is only the camera's exposure: the scene's own light may change between the frames.
 """
@@ -27,9 +28,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from vsvitm.flow import DISFlow, align_pair, exposure_ratio, luma, warp_np  # noqa: E402
+from vsvitm.flow import DISFlow, _encode, align_pair, exposure_ratio, luma, warp_np  # noqa: E402
 from vsvitm.schedule import Schedule  # noqa: E402
 from vsvitm.training.synth import camera_flow  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "scripts"))
+from global_flow_experiment import homography_flow  # noqa: E402
 
 
 def thumbnail_cuts(ldr: np.ndarray, threshold: float = 0.2) -> list[int]:
@@ -88,12 +92,18 @@ def check(path: Path, flow_fn: DISFlow, num_refs: int, cut_source: str) -> list[
                 truth = exposure[k] / exposure[r]
                 pre, est = align_pair(f_inv(k), f_inv(r), flow_fn)
                 q = quantile_ratio(flow_fn.reduce(luma(f_inv(k))), flow_fn.reduce(luma(f_inv(r))))
-                gt_err = epe = np.nan
+                gt_err = epe = epe_h = np.nan
                 if still:  # the camera's true flow is known: the same median through it, and the pre-flow's error
                     gt, valid = camera_flow(homography[k], homography[r], ldr.shape[1:3])
                     gt_err = np.log2(exposure_ratio(luma(f_inv(k)), warp_np(luma(f_inv(r)), gt)) / truth)
-                    epe = float(np.linalg.norm(pre - gt, axis=-1)[valid].mean()) if valid.any() else np.nan
-                rows.append((abs(r - k), float(np.log2(est / truth)), float(np.log2(q / truth)), gt_err, epe))
+                    if valid.any():
+                        epe = float(np.linalg.norm(pre - gt, axis=-1)[valid].mean())
+                        # global_flow_experiment.py's pre-flow: DIS started from a feature homography
+                        sk, sr = (flow_fn.reduce(luma(f_inv(i))) for i in (k, r))
+                        ka, kb = ((_encode(y) * 255 + 0.5).astype(np.uint8) for y in (sk, sr * exposure_ratio(sk, sr)))
+                        fh = flow_fn.upsample(flow_fn.create().calc(ka, kb, homography_flow(ka, kb)), *ldr.shape[1:3])
+                        epe_h = float(np.linalg.norm(fh - gt, axis=-1)[valid].mean())
+                rows.append((abs(r - k), float(np.log2(est / truth)), float(np.log2(q / truth)), gt_err, epe, epe_h))
     return rows
 
 
@@ -111,19 +121,19 @@ def main(argv=None) -> int:
         raise SystemExit(f"no .npz sequences in {a.data}: make them with scripts/make_devset.py")
     flow_fn = DISFlow(a.preflow)
     lines = ["| sequence | distance | pairs | plugin: mean / mean abs (stops), > 0.1 stop | "
-             "matched quantiles | the plugin's median through the true flow (stills) | pre-flow error, px (stills) |",
-             "|---|---:|---:|---|---|---|---:|"]
+             "matched quantiles | the plugin's median through the true flow (stills) | pre-flow error, px (stills) | "
+             "the same, started from a homography (global_flow_experiment.py) |", "|---|---:|---:|---|---|---|---:|---:|"]
     for f in files:
-        rows = np.array(check(f, flow_fn, a.num_refs, a.cuts)).reshape(-1, 5)
+        rows = np.array(check(f, flow_fn, a.num_refs, a.cuts)).reshape(-1, 6)
         if not len(rows):
-            lines.append(f"| {f.stem} | – | 0 | no references | – | – | – |")
+            lines.append(f"| {f.stem} | – | 0 | no references | – | – | – | – |")
             continue
         for dist in sorted(set(rows[:, 0].astype(int))) + ["all"]:
             m = np.ones(len(rows), bool) if dist == "all" else rows[:, 0] == dist
             cells = [f"{e.mean():+.3f} / {np.abs(e).mean():.3f}, {(np.abs(e) > 0.1).mean():.0%}"
                      if np.isfinite(e).all() else "–" for e in rows[m, 1:4].T]
-            epe = rows[m, 4]
-            cells.append(f"{np.nanmean(epe):.2f}" if np.isfinite(epe).any() else "–")
+            for epe in (rows[m, 4], rows[m, 5]):
+                cells.append(f"{np.nanmean(epe):.2f}" if np.isfinite(epe).any() else "–")
             lines.append(f"| {f.stem} | {dist} | {m.sum()} | " + " | ".join(cells) + " |")
     text = "\n".join(lines)
     print(text)
