@@ -14,7 +14,6 @@ does not find motions that large.
 from __future__ import annotations
 
 import sys
-import threading
 from pathlib import Path
 
 import cv2
@@ -56,6 +55,8 @@ def add_args(ap):
 
 
 def install(a):
+    from preflow_experiment import flows_by_stage
+
     from vsvitm import engine, flow
 
     class GlobalDIS(flow.DISFlow):
@@ -67,23 +68,14 @@ def install(a):
     if a.all_pairs:
         engine.DISFlow = lambda preset=flow.RUNTIME_PRESET: GlobalDIS(preset)
         return
-    inside = threading.local()   # VapourSynth runs frames on several threads: a flag per thread
-    icam, align = engine.Engine.icam, engine.align_small
     made = {}
 
-    def icam_flagged(self, *args, **kw):
-        inside.icam = True
-        try:
-            return icam(self, *args, **kw)
-        finally:
-            inside.icam = False
-
-    def align_small(sk, sr, flow_fn, *args, **kw):
-        if getattr(inside, "icam", False):
-            key = (flow_fn.preset, flow_fn.max_side)
-            flow_fn = made.setdefault(key, GlobalDIS(*key))
-        return align(sk, sr, flow_fn, *args, **kw)
-    engine.Engine.icam, engine.align_small = icam_flagged, align_small
+    def choose(flow_fn, in_icam):
+        if not in_icam:
+            return flow_fn
+        key = (flow_fn.preset, flow_fn.max_side)
+        return made.setdefault(key, GlobalDIS(*key))
+    flows_by_stage(choose)
 
 
 if __name__ == "__main__":

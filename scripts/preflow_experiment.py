@@ -54,6 +54,13 @@ def install(a):
     if a.fcpm_preset is None:
         return
     other = flow.DISFlow(PRESETS[a.fcpm_preset], a.max_side)
+    flows_by_stage(lambda flow_fn, in_icam: flow_fn if in_icam else other)
+
+
+def flows_by_stage(choose) -> None:
+    """Patch the engine so each pre-flow is made by choose(flow_fn, in_icam): in_icam is True for ICAM's
+    key -> reference pairs (made inside Engine.icam) and False for FCPM's (merge, recurrence)."""
+    from vsvitm import engine
     inside = threading.local()   # VapourSynth runs frames on several threads: a flag per thread
     icam, align = engine.Engine.icam, engine.align_small
 
@@ -65,7 +72,7 @@ def install(a):
             inside.icam = False
 
     def align_small(sk, sr, flow_fn, *args, **kw):
-        return align(sk, sr, flow_fn if getattr(inside, "icam", False) else other, *args, **kw)
+        return align(sk, sr, choose(flow_fn, getattr(inside, "icam", False)), *args, **kw)
     engine.Engine.icam, engine.align_small = icam_flagged, align_small
 
 
