@@ -37,8 +37,9 @@ from global_flow_experiment import homography_flow  # noqa: E402
 
 
 def thumbnail_cuts(ldr: np.ndarray, threshold: float = 0.2) -> list[int]:
-    """itm._scene_cuts' detector on uint8 frames: a cut at i where the normalised luma thumbnails of i-1 and i differ
-    by more than `threshold` and by 2.5x their neighbours' differences."""
+    """itm._scene_cuts' rule on uint8 frames: a cut at i where the normalised luma thumbnails of i-1 and i differ
+    by more than `threshold` and by 2.5x their neighbours' differences (thumbnails from OpenCV's resize, not
+    VapourSynth's, so a borderline cut may come out otherwise)."""
     w = np.float32([0.2126, 0.7152, 0.0722])
     y = []
     for f in ldr:
@@ -64,7 +65,9 @@ def quantile_ratio(yk: np.ndarray, yr: np.ndarray, lo: float = 0.01, hi: float =
     return float(np.exp(np.median(np.log(a[ok] / b[ok])))) if ok.sum() >= 3 else 1.0
 
 
-def check(path: Path, flow_fn: DISFlow, num_refs: int, cut_source: str) -> list[tuple[int, float, float]]:
+def check(path: Path, flow_fn: DISFlow, num_refs: int, cut_source: str) -> list[tuple]:
+    """(distance, plugin's log2 error, quantiles' log2 error, log2 error through the true flow, pre-flow error px,
+    homography-started pre-flow error px) per key -> reference pair; NaN where a still's true flow is needed."""
     z = np.load(path)
     ldr, exposure, homography = z["ldr"], z["exposure"].astype(np.float64), z["homography"].astype(np.float64)
     still = not bool(z["is_video"])

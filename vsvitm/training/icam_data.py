@@ -98,9 +98,10 @@ def make_sample(seq, key: int, refs: list[int], flow_fn: DISFlow, exposure_norm:
 
 
 def flatten_exposure(seq, key: int) -> None:
-    """Every frame of `seq` exposed like frame `key` (a camera with locked exposure, as most graded video is).
-    Its references then hold no radiance the key clipped except what camera motion brings into view, and the
-    ground truth, not a separate loss, teaches the network to leave such pixels to its single-frame guess."""
+    """Every frame of `seq` exposed like frame `key` (a camera with locked exposure). Its references then hold no
+    radiance the key clipped except what camera motion brings into view, and the ground truth, not a separate loss,
+    teaches the network to leave such pixels to its single-frame guess (train_icam.py --flat-exposure; stop 31: it
+    did not cure roadtrip's reference loss, BENCHMARKS.md)."""
     seq.exposure = np.full_like(seq.exposure, seq.exposure[key])
 
 
