@@ -49,6 +49,17 @@ def homography_flow(a: np.ndarray, b: np.ndarray, features: int = 1000, min_inli
     return np.ascontiguousarray(f, dtype=np.float32)
 
 
+def global_dis(preset, max_side: int = 320, features: int = 1000):
+    """A flow.DISFlow whose DIS starts from homography_flow() of its two inputs (plain DIS where that is None)."""
+    from vsvitm import flow
+
+    class GlobalDIS(flow.DISFlow):
+        def calc(self, y_key, y_ref):
+            ka, kb = ((y * 255 + 0.5).astype(np.uint8) for y in (y_key, y_ref))
+            return self.create().calc(ka, kb, homography_flow(ka, kb, features))   # DIS refines a given flow
+    return GlobalDIS(preset, max_side)
+
+
 def add_args(ap):
     ap.add_argument("--all-pairs", action="store_true", help="also FCPM's pairs (merge, recurrence), not only ICAM's")
     ap.add_argument("--features", type=int, default=1000, help="ORB features per image")
@@ -59,14 +70,8 @@ def install(a):
 
     from vsvitm import engine, flow
 
-    class GlobalDIS(flow.DISFlow):
-        def calc(self, y_key, y_ref):
-            ka, kb = ((y * 255 + 0.5).astype(np.uint8) for y in (y_key, y_ref))
-            init = homography_flow(ka, kb, a.features)
-            return self.create().calc(ka, kb, init)   # DIS refines the initial flow when one is given
-
     if a.all_pairs:
-        engine.DISFlow = lambda preset=flow.RUNTIME_PRESET: GlobalDIS(preset)
+        engine.DISFlow = lambda preset=flow.RUNTIME_PRESET: global_dis(preset, features=a.features)
         return
     made = {}
 
@@ -74,7 +79,9 @@ def install(a):
         if not in_icam:
             return flow_fn
         key = (flow_fn.preset, flow_fn.max_side)
-        return made.setdefault(key, GlobalDIS(*key))
+        if key not in made:
+            made[key] = global_dis(*key, features=a.features)
+        return made[key]
     flows_by_stage(choose)
 
 

@@ -28,32 +28,22 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from vsvitm.flow import DISFlow, _encode, align_pair, exposure_ratio, luma, warp_np  # noqa: E402
+from vsvitm.flow import DISFlow, align_pair, exposure_ratio, luma, warp_np  # noqa: E402
+from vsvitm.itm import thumbnail_cut, thumbnail_luma  # noqa: E402
 from vsvitm.schedule import Schedule  # noqa: E402
 from vsvitm.training.synth import camera_flow  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "scripts"))
-from global_flow_experiment import homography_flow  # noqa: E402
+from global_flow_experiment import global_dis  # noqa: E402
 
 
 def thumbnail_cuts(ldr: np.ndarray, threshold: float = 0.2) -> list[int]:
-    """itm._scene_cuts' rule on uint8 frames: a cut at i where the normalised luma thumbnails of i-1 and i differ
-    by more than `threshold` and by 2.5x their neighbours' differences (thumbnails from OpenCV's resize, not
-    VapourSynth's, so a borderline cut may come out otherwise)."""
-    w = np.float32([0.2126, 0.7152, 0.0722])
-    y = []
-    for f in ldr:
-        t = cv2.resize(f.astype(np.float32) / 255.0, (64, 36), interpolation=cv2.INTER_LINEAR) @ w
-        y.append(t / max(float(t.mean()), 1e-3))
+    """ITM's thumbnail cut detector (itm.thumbnail_luma, itm.thumbnail_cut) on uint8 frames; the thumbnails come from
+    OpenCV's resize, not VapourSynth's, so a borderline cut may come out otherwise."""
+    y = [thumbnail_luma(cv2.resize(f.astype(np.float32) / 255.0, (64, 36), interpolation=cv2.INTER_LINEAR)) for f in ldr]
     n = len(y)
-    d = [0.0] + [float(np.abs(y[i] - y[i - 1]).mean()) for i in range(1, n)]
-    cuts = []
-    for i in range(1, n):
-        before = d[i - 1] if i > 1 else 0.0
-        after = d[i + 1] if i + 1 < n else 0.0
-        if d[i] > threshold and d[i] > 2.5 * max(before, after):
-            cuts.append(i)
-    return cuts
+    return [i for i in range(1, n) if thumbnail_cut([y[max(i - 2, 0)], y[i - 1], y[i], y[min(i + 1, n - 1)]], i, n,
+                                                    threshold)]
 
 
 def quantile_ratio(yk: np.ndarray, yr: np.ndarray, lo: float = 0.01, hi: float = 0.75) -> float:
@@ -65,7 +55,7 @@ def quantile_ratio(yk: np.ndarray, yr: np.ndarray, lo: float = 0.01, hi: float =
     return float(np.exp(np.median(np.log(a[ok] / b[ok])))) if ok.sum() >= 3 else 1.0
 
 
-def check(path: Path, flow_fn: DISFlow, num_refs: int, cut_source: str) -> list[tuple]:
+def check(path: Path, flow_fn: DISFlow, global_flow: DISFlow, num_refs: int, cut_source: str) -> list[tuple]:
     """(distance, plugin's log2 error, quantiles' log2 error, log2 error through the true flow, pre-flow error px,
     homography-started pre-flow error px) per key -> reference pair; NaN where a still's true flow is needed."""
     z = np.load(path)
@@ -102,9 +92,7 @@ def check(path: Path, flow_fn: DISFlow, num_refs: int, cut_source: str) -> list[
                     if valid.any():
                         epe = float(np.linalg.norm(pre - gt, axis=-1)[valid].mean())
                         # global_flow_experiment.py's pre-flow: DIS started from a feature homography
-                        sk, sr = (flow_fn.reduce(luma(f_inv(i))) for i in (k, r))
-                        ka, kb = ((_encode(y) * 255 + 0.5).astype(np.uint8) for y in (sk, sr * exposure_ratio(sk, sr)))
-                        fh = flow_fn.upsample(flow_fn.create().calc(ka, kb, homography_flow(ka, kb)), *ldr.shape[1:3])
+                        fh = align_pair(f_inv(k), f_inv(r), global_flow)[0]
                         epe_h = float(np.linalg.norm(fh - gt, axis=-1)[valid].mean())
                 rows.append((abs(r - k), float(np.log2(est / truth)), float(np.log2(q / truth)), gt_err, epe, epe_h))
     return rows
@@ -123,11 +111,12 @@ def main(argv=None) -> int:
     if not files:
         raise SystemExit(f"no .npz sequences in {a.data}: make them with scripts/make_devset.py")
     flow_fn = DISFlow(a.preflow)
+    global_flow = global_dis(flow_fn.preset, flow_fn.max_side)
     lines = ["| sequence | distance | pairs | plugin: mean / mean abs (stops), > 0.1 stop | "
              "matched quantiles | the plugin's median through the true flow (stills) | pre-flow error, px (stills) | "
              "the same, started from a homography (global_flow_experiment.py) |", "|---|---:|---:|---|---|---|---:|---:|"]
     for f in files:
-        rows = np.array(check(f, flow_fn, a.num_refs, a.cuts)).reshape(-1, 6)
+        rows = np.array(check(f, flow_fn, global_flow, a.num_refs, a.cuts)).reshape(-1, 6)
         if not len(rows):
             lines.append(f"| {f.stem} | – | 0 | no references | – | – | – | – |")
             continue

@@ -65,6 +65,25 @@ class _Shifter:
             return c
 
 
+_CUT_LUMA = np.float32([0.2126, 0.7152, 0.0722])
+
+
+def thumbnail_luma(rgb: np.ndarray) -> np.ndarray:
+    """The cut detector's view of a frame: the luma of its RGB thumbnail divided by its mean, so that
+    exposure changes (the temporal clues we are after) are not cuts."""
+    y = rgb @ _CUT_LUMA
+    return y / max(float(y.mean()), 1e-3)
+
+
+def thumbnail_cut(y: list[np.ndarray], n: int, n_frames: int, threshold: float) -> bool:
+    """The detector's rule for frame n, from thumbnail_luma() of frames n-2, n-1, n, n+1 (clamped to the clip):
+    d(n) = mean |y(n) - y(n-1)| above `threshold` and above 2.5x its neighbours d(n-1), d(n+1) (fast pans are not cuts)."""
+    d = float(np.abs(y[2] - y[1]).mean())
+    before = float(np.abs(y[1] - y[0]).mean()) if n > 1 else 0.0
+    after = float(np.abs(y[3] - y[2]).mean()) if n + 1 < n_frames else 0.0
+    return d > threshold and d > 2.5 * max(before, after)
+
+
 def _scene_cuts(core, rgb: vs.VideoNode, threshold: float) -> vs.VideoNode:
     """Tiny clip: frame i carries PROP_CUT = 1 when a new shot starts at i.
 
@@ -77,11 +96,6 @@ def _scene_cuts(core, rgb: vs.VideoNode, threshold: float) -> vs.VideoNode:
     at = _Shifter(thumb)
     blank = core.std.BlankClip(thumb, width=1, height=1, format=vs.GRAYS, keep=True)
     n_frames = rgb.num_frames
-    w = np.float32([0.2126, 0.7152, 0.0722])
-
-    def norm(fr):
-        y = frame_to_array(fr) @ w
-        return y / max(float(y.mean()), 1e-3)
 
     def flag(n: int, f: list[vs.VideoFrame]) -> vs.VideoFrame:
         out = f[0].copy()
@@ -91,11 +105,8 @@ def _scene_cuts(core, rgb: vs.VideoNode, threshold: float) -> vs.VideoNode:
             if "_SceneChangePrev" in cur or "_SceneChangeNext" in pre:
                 cut = int(bool(cur.get("_SceneChangePrev", 0)) or bool(pre.get("_SceneChangeNext", 0)))
             else:
-                y = [norm(fr) for fr in f[1:]]               # frames n-2, n-1, n, n+1 (clamped)
-                d = float(np.abs(y[2] - y[1]).mean())
-                before = float(np.abs(y[1] - y[0]).mean()) if n > 1 else 0.0
-                after = float(np.abs(y[3] - y[2]).mean()) if n + 1 < n_frames else 0.0
-                cut = int(d > threshold and d > 2.5 * max(before, after))
+                y = [thumbnail_luma(frame_to_array(fr)) for fr in f[1:]]   # frames n-2, n-1, n, n+1 (clamped)
+                cut = int(thumbnail_cut(y, n, n_frames, threshold))
         out.props[PROP_CUT] = cut
         return out
 
