@@ -23,6 +23,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
+from vsvitm import flow  # noqa: E402
+
 
 def homography_flow(a: np.ndarray, b: np.ndarray, features: int = 1000, min_inliers: int = 12) -> np.ndarray | None:
     """Flow a -> b (HxWx2 float32, a's pixels) of the homography fitted to ORB matches of two uint8 images, or None."""
@@ -49,15 +51,22 @@ def homography_flow(a: np.ndarray, b: np.ndarray, features: int = 1000, min_inli
     return np.ascontiguousarray(f, dtype=np.float32)
 
 
-def global_dis(preset, max_side: int = 320, features: int = 1000):
-    """A flow.DISFlow whose DIS starts from homography_flow() of its two inputs (plain DIS where that is None)."""
-    from vsvitm import flow
+class GlobalDIS(flow.DISFlow):
+    """A flow.DISFlow whose DIS starts from homography_flow() of its two inputs (plain DIS where that is None).
+    At module level so that train_icam.py's data workers can take it (--homography-preflow)."""
 
-    class GlobalDIS(flow.DISFlow):
-        def calc(self, y_key, y_ref):
-            ka, kb = ((y * 255 + 0.5).astype(np.uint8) for y in (y_key, y_ref))
-            return self.create().calc(ka, kb, homography_flow(ka, kb, features))   # DIS refines a given flow
-    return GlobalDIS(preset, max_side)
+    def __init__(self, preset, max_side: int = 320, features: int = 1000):
+        super().__init__(preset, max_side)
+        self.features = features
+
+    def calc(self, y_key, y_ref):
+        ka, kb = ((y * 255 + 0.5).astype(np.uint8) for y in (y_key, y_ref))
+        return self.create().calc(ka, kb, homography_flow(ka, kb, self.features))   # DIS refines a given flow
+
+
+def global_dis(preset, max_side: int = 320, features: int = 1000) -> GlobalDIS:
+    """GlobalDIS with DIS's preset given by id or name (flow.PRESETS)."""
+    return GlobalDIS(preset, max_side, features)
 
 
 def add_args(ap):

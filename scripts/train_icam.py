@@ -65,6 +65,9 @@ def main(argv=None):
                          "(parallax and occlusion: references that no global alignment fits)")
     ap.add_argument("--preflow", choices=tuple(PRESETS), default="fast",
                     help="DIS preset of the training pre-flows (the shipped weights: fast; the plugin runs medium)")
+    ap.add_argument("--homography-preflow", action="store_true",
+                    help="start each pre-flow's DIS from the homography of ORB matches "
+                         "(scripts/global_flow_experiment.py, stop 31), as that experiment does at run time")
     ap.add_argument("--max-minutes", type=float, default=0.0,
                     help="stop (with a checkpoint) after this many minutes of training, e.g. on a lent GPU; "
                          "the cosine schedule is then fitted to the steps that fit in that time (rate of steps 10..60)")
@@ -82,11 +85,20 @@ def main(argv=None):
     ap.add_argument("--flat-exposure", type=float, default=0.0, metavar="P",
                     help="probability that a training sequence keeps the key frame's exposure on every frame "
                          "(icam_data.flatten_exposure: references that see what the key sees, as in locked-exposure video)")
+    ap.add_argument("--near-exposure", type=float, default=0.0, metavar="P",
+                    help="probability that a training sequence's exposure only drifts slowly around the key frame's "
+                         "(icam_data.drift_exposure: references a few per cent darker or brighter, as in roadtrip)")
+    ap.add_argument("--near-stops", type=float, default=0.3, metavar="S",
+                    help="--near-exposure's drift: up to S stops over 60 frames, each of a ramp and a bend")
     add_source_and_loss_args(ap)
     add_distill_args(ap)
     a = ap.parse_args(argv)
     if not 0.0 <= a.flat_exposure <= 1.0:
         ap.error(f"--flat-exposure is a probability: give a value in [0, 1], not {a.flat_exposure}")
+    if not 0.0 <= a.near_exposure <= 1.0:
+        ap.error(f"--near-exposure is a probability: give a value in [0, 1], not {a.near_exposure}")
+    if a.flat_exposure + a.near_exposure > 1.0:
+        ap.error("--flat-exposure and --near-exposure are shares of the same sequences: their sum must be at most 1")
     if a.blind_weight > 0 and not (a.blind_anchor or a.init):
         ap.error("--blind-weight needs --blind-anchor or --init (the network whose single-frame guess to keep)")
     if a.prune_from and a.init:
@@ -135,7 +147,12 @@ def main(argv=None):
     ds = ICAMBatches(sources, a.batch, a.size, a.max_refs, a.seed, exposure_norm=not a.no_exposure_norm,
                      start_step=step, p_bad_flow=a.bad_flow, p_bad_ratio=a.bad_ratio,
                      video_weight=a.video_weight, knee=a.knee, p_parallax=a.parallax,
-                     preflow=a.preflow, p_flat_exposure=a.flat_exposure)
+                     preflow=a.preflow, p_flat_exposure=a.flat_exposure,
+                     p_near_exposure=a.near_exposure, near_stops=a.near_stops)
+    if a.homography_preflow:
+        from global_flow_experiment import global_dis
+        ds.flow_fn = global_dis(a.preflow)
+        print(f"homography-started pre-flows ({a.preflow})", flush=True)
     if step == 0 and wide is not None:
         calib = [ds.batch_at(10**7 + i) for i in range(4)]  # steps no run reaches
 

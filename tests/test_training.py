@@ -616,3 +616,71 @@ def test_flat_exposure_locks_every_frame_to_the_key_and_only_draws_when_asked(tm
     r = subprocess.run([sys.executable, str(script), "--data", str(data), "--out", str(tmp_path / "x"),
                         "--flat-exposure", "1.5"], capture_output=True, text=True, timeout=300)
     assert r.returncode != 0 and "--flat-exposure is a probability" in r.stderr
+
+
+def test_train_icam_homography_preflow_uses_the_experiments_flow(tmp_path):
+    """train_icam.py --homography-preflow: the data's pre-flows come from global_flow_experiment.GlobalDIS (DIS started
+    from a feature homography), the flow object survives pickling (data workers), and a short run trains on it."""
+    import pickle
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    scripts = Path(__file__).resolve().parents[1] / "scripts"
+    sys.path.insert(0, str(scripts))
+    try:
+        from global_flow_experiment import GlobalDIS, global_dis
+    finally:
+        sys.path.remove(str(scripts))
+    g = pickle.loads(pickle.dumps(global_dis("medium", features=500)))
+    assert isinstance(g, GlobalDIS) and g.features == 500 and g.max_side == 320
+
+    data = _tiny_stills(tmp_path)
+    cmd = [sys.executable, str(scripts / "train_icam.py"), "--data", str(data), "--out", str(tmp_path / "h"),
+           "--steps", "4", "--batch", "1", "--size", "64", "--max-refs", "2", "--workers", "1", "--threads", "1",
+           "--device", "cpu", "--c1", "8", "--align", "8", "--preflow", "medium", "--homography-preflow"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "homography-started pre-flows" in r.stdout
+    cfg = __import__("json").loads((tmp_path / "h" / "config.json").read_text())
+    assert cfg["args"]["homography_preflow"] is True
+
+
+def test_near_exposure_drifts_slowly_around_the_key_and_only_draws_when_asked(tmp_path):
+    """train_icam.py --near-exposure P: with probability P a training sequence's exposure is the key's times a slow
+    drift (references a few per cent darker or brighter, as in roadtrip); P = 0 draws nothing, so earlier runs repeat,
+    and it shares one draw with --flat-exposure."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from vsvitm.training.icam_data import ICAMBatches, drift_exposure
+    from vsvitm.training.synth import load_sources, synth_sequence
+
+    data = _tiny_stills(tmp_path)
+    sources = load_sources(data, split="train")
+    seq = synth_sequence(sources[0], 121, (64, 64), seed=9)
+    key = 60
+    e_key = float(seq.exposure[key])
+    drift_exposure(seq, key, np.random.default_rng(3), max_stops=0.3)
+    stops = np.log2(seq.exposure / e_key)
+    d = np.abs(np.arange(121) - key)
+    assert stops[key] == 0 and np.all(np.abs(stops) <= 0.6 * d / 60 + 1e-6)   # at most 2 x 0.3 stops per 60 frames
+    assert np.ptp(stops) > 0.01                                               # it does drift
+    assert np.all(np.abs(np.diff(stops)) <= 0.6 / 60 * 2 + 1e-6)             # slowly: no steps
+
+    def batch(step, **kw):
+        return ICAMBatches(sources, 2, 64, 2, seed=5, **kw).batch_at(step)
+    step = next(s for s in range(50) if batch(s)["refs"])
+    plain, zero, near = batch(step), batch(step, p_near_exposure=0.0), batch(step, p_near_exposure=1.0)
+    assert all(torch.equal(a, b) for a, b in zip(plain["refs"], zero["refs"]))
+    assert not all(torch.equal(a, b) for a, b in zip(plain["refs"], near["refs"]))
+    assert all(torch.isfinite(r).all() for r in near["refs"])
+    flat_only = batch(step, p_flat_exposure=0.5)
+    assert all(torch.equal(a, b) for a, b in zip(flat_only["refs"], batch(step, p_flat_exposure=0.5,
+                                                                          p_near_exposure=0.0)["refs"]))
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "train_icam.py"
+    r = subprocess.run([sys.executable, str(script), "--data", str(data), "--out", str(tmp_path / "x"),
+                        "--flat-exposure", "0.6", "--near-exposure", "0.6"], capture_output=True, text=True, timeout=300)
+    assert r.returncode != 0 and "their sum must be at most 1" in r.stderr

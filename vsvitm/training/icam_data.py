@@ -105,15 +105,30 @@ def flatten_exposure(seq, key: int) -> None:
     seq.exposure = np.full_like(seq.exposure, seq.exposure[key])
 
 
+def drift_exposure(seq, key: int, rng: np.random.Generator, max_stops: float = 0.3) -> None:
+    """Every frame of `seq` exposed within a small drift of frame `key`'s exposure: log2 T(t) = log2 T(key)
+    + s1 (t - key) / 60 + s2 |t - key| / 60, with s1, s2 uniform in +-max_stops (a slow ramp and a bend, so references
+    are a few per cent darker or brighter than the key). Why (stop 32): roadtrip's references are 4-15 % darker or
+    brighter than the key and clipped in the same sky, and each one pushed the network's guess up by 2-4 % in log
+    (stop 32's diagnostic; BENCHMARKS.md). Training's auto-exposure events mostly change exposure by large steps, and
+    --flat-exposure showed only ratios of exactly 1; this shows the small ratios in between
+    (train_icam.py --near-exposure)."""
+    s1, s2 = rng.uniform(-max_stops, max_stops, 2)
+    d = np.arange(len(seq.exposure), dtype=np.float64) - key
+    seq.exposure = (seq.exposure[key] * 2.0 ** (s1 * d / 60 + s2 * np.abs(d) / 60)).astype(seq.exposure.dtype)
+
+
 class ICAMBatches(torch.utils.data.IterableDataset):
     """Endless batches; every batch shares one reference count. Deterministic for (seed, worker)."""
 
     def __init__(self, sources, batch: int, size: int, max_refs: int, seed: int, n_frames: int = 181,
                  ref_stride: int = 15, exposure_norm: bool = True, start_step: int = 0,
                  p_bad_flow: float = 0.0, p_bad_ratio: float = 0.0, video_weight: float | None = None,
-                 knee: float = 0.0, p_parallax: float = 0.0, preflow: str = "fast", p_flat_exposure: float = 0.0):
+                 knee: float = 0.0, p_parallax: float = 0.0, preflow: str = "fast", p_flat_exposure: float = 0.0,
+                 p_near_exposure: float = 0.0, near_stops: float = 0.3):
         self.video_weight, self.knee, self.p_parallax = video_weight, knee, p_parallax
         self.p_flat_exposure = p_flat_exposure
+        self.p_near_exposure, self.near_stops = p_near_exposure, near_stops
         self.flow_fn = DISFlow(preflow)  # the training pre-flows' DIS preset, by name (flow.PRESETS)
         self.sources, self.batch, self.size, self.max_refs = sources, batch, size, max_refs
         self.seed, self.n_frames, self.ref_stride = seed, n_frames, ref_stride
@@ -134,8 +149,12 @@ class ICAMBatches(torch.utils.data.IterableDataset):
             seq = synth_sequence(src, self.n_frames, (self.size, self.size), seed=seed, parallax=parallax)
             key, cands = pick_key(rng, self.n_frames, n_refs, self.ref_stride)
             # (no draw without it: earlier runs repeat)
-            if self.p_flat_exposure > 0 and rng.random() < self.p_flat_exposure:
-                flatten_exposure(seq, key)
+            if self.p_flat_exposure > 0 or self.p_near_exposure > 0:
+                u = rng.random()   # one draw: the two shares never overlap
+                if u < self.p_flat_exposure:
+                    flatten_exposure(seq, key)
+                elif u < self.p_flat_exposure + self.p_near_exposure:
+                    drift_exposure(seq, key, rng, self.near_stops)
             # Mostly the run-time order (nearest first); sometimes a random subset, for robustness.
             refs = cands[:n_refs] if rng.random() < 0.5 else sorted(rng.choice(cands, n_refs, replace=False).tolist(), key=lambda r: abs(r - key))
             samples.append(make_sample(seq, key, refs, flow_fn, self.exposure_norm, rng, self.p_bad_flow,
