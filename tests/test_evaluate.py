@@ -307,3 +307,46 @@ def test_global_flow_experiment_finds_a_large_camera_motion():
     plain = cv2.DISOpticalFlow.create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM).calc(a, b, None)
     assert abs(plain[50:150, 50:200, 0].mean() - 40) > 5           # DIS alone misses it: what the experiment is for
     assert gf.homography_flow(np.zeros((64, 64), np.uint8), np.zeros((64, 64), np.uint8)) is None
+
+
+def test_ref_push_check_signs_the_error_in_clipped_channels(tmp_path, capsys):
+    """scripts/ref_push_check.py: with ICAM's residual head at zero (Y = f^-1(L)), the no-reference column is the mean
+    of log(f^-1(L)) - log(truth) over the key's clipped channels, which is negative (clipped values are below the
+    truth); references inside the shot are found, and a key without any says so."""
+    import cv2
+    import torch
+
+    from vsvitm.curves import to_linear
+    from vsvitm.training.exr import write_exr
+    from vsvitm.training.icam_net import ICAM, ICAMConfig
+    from vsvitm.training.synth import make_source, synth_sequence
+    rp = _load_script("ref_push_check")
+    rng = np.random.default_rng(1)
+    img = 0.5 * np.exp2(2.0 * rng.standard_normal((24, 32, 3))).astype(np.float32)
+    write_exr(tmp_path / "s.exr", cv2.resize(img, (192, 144), interpolation=cv2.INTER_CUBIC).clip(1e-3, None))
+    seq = synth_sequence(make_source("s", [tmp_path / "s.exr"]), 40, (64, 96), seed=3)
+    np.savez(tmp_path / "s.npz", **seq.to_npz_dict())
+    cfg = ICAMConfig(c1=8, align=8)
+    net = ICAM(cfg)
+    torch.nn.init.zeros_(net.d0[-1].weight)
+    torch.nn.init.zeros_(net.d0[-1].bias)
+    torch.save({"config": cfg.to_dict(), "model": net.state_dict()}, tmp_path / "icam.pt")
+
+    c = rp.Check(tmp_path / "s.npz", str(tmp_path / "icam.pt"))
+    assert c.refs(20, 4) == [5, 35] and c.refs(0, 1) == [15]
+    ldr = np.load(tmp_path / "s.npz")["ldr"][20].astype(np.float32) / 255
+    hdr = np.load(tmp_path / "s.npz")["hdr"][20].astype(np.float32)
+    clip = ldr >= 0.95
+    assert clip.sum() > 20
+    want = np.mean(np.log(np.maximum(to_linear(ldr)[clip], 1e-4)) - np.log(np.maximum(hdr[clip], 1e-4)))
+    got, n = c.bias(20, c.run(20, []))
+    assert n == clip.sum() and want < 0 and abs(got - want) < 1e-3
+
+    out = rp.main(["--data", str(tmp_path), "--sequence", "s", "--icam", str(tmp_path / "icam.pt"), "--keys", "20",
+                   "--num-refs", "1", "--bands"])
+    assert out == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("| 20 |"))
+    assert abs(float(row.split("|")[3]) - want) < 2e-3 and "-15 (" in row and "+15 (" in row
+    assert rp.main(["--data", str(tmp_path), "--sequence", "s", "--icam", str(tmp_path / "icam.pt"), "--keys", "20",
+                    "--num-refs", "0"]) == 0
+    assert "no reference inside the shot" in capsys.readouterr().out
