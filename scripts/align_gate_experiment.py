@@ -25,8 +25,8 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 def residual(eng, k, code_k, r, code_r) -> float:
     from vsvitm.flow import _encode, warp_np
-    eng._preflow(k, code_k, r, code_r, full_res=False)
-    flow, e = eng.flows.get((k, r, eng.exposure_norm))[:2]
+    eng._preflow(k, code_k, r, code_r, full_res=False, icam=True)
+    flow, e = eng.flows.get(eng.flow_key(k, r, icam=True))[:2]
     sk, sr = eng._luma(k, code_k)[0], eng._luma(r, code_r)[0]
     w = warp_np(sr, flow) * float(e)
     ok = (sk > 0.02) & (sk < 0.7) & (w > 0.02) & (w < 0.7)

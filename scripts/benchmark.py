@@ -275,6 +275,7 @@ class _Counter:
     def install(self):
         from vsvitm import backends, flow
         orig_session, orig_run, orig_flow = backends.session, backends.run, flow.DISFlow.calc
+        orig_hflow = flow.HomographyDIS.calc   # ICAM's pre-flows when its manifest asks for them (stop 32)
         orig_bound, orig_aux = backends.run_bound, backends.aux_session
         counter = self
 
@@ -312,6 +313,13 @@ class _Counter:
             finally:
                 counter.add("dis_flow", time.perf_counter() - t)
 
+        def dis_homography(self_, a, b):   # feature homography + DIS from it
+            t = time.perf_counter()
+            try:
+                return orig_hflow(self_, a, b)
+            finally:
+                counter.add("dis_flow_homography", time.perf_counter() - t)
+
         from vsvitm import engine
         orig_warp = engine.warp_planes
 
@@ -333,6 +341,7 @@ class _Counter:
                 counter.add(graph, 0.0)
 
         backends.session, backends.run, backends.run_bound, flow.DISFlow.calc = session, run, run_bound, dis
+        flow.HomographyDIS.calc = dis_homography
         backends.aux_session = aux_session
         engine.Engine._run_banded = banded
         engine.warp_planes = cpu_warp
@@ -471,7 +480,7 @@ def table(results: list[dict]) -> list[str]:
 def calls_table(results: list[dict]) -> list[str]:
     """Where the time went inside the pipeline: per output frame, calls and summed time of each part."""
     names = sorted({k for r in results for k in r.get("calls", {})},
-                   key=lambda k: ("dis_flow icam_init icam_ref icam_decode fcpm_merge fcpm_merge_correct fcpm_merge_mix fcpm_back "
+                   key=lambda k: ("dis_flow dis_flow_homography icam_init icam_ref icam_decode fcpm_merge fcpm_merge_correct fcpm_merge_mix fcpm_back "
                                 "fcpm_fwd fcpm_back_cpu fcpm_fwd_cpu cpu_warp fcpm_fuse".split() + [k]).index(k))
     rows = [r for r in results if r.get("calls")]
     if not rows or not names:

@@ -44,10 +44,10 @@ def install(a):
     def num(x):
         return x[0] if isinstance(x, tuple) else x
 
-    def chained(self, fa, code_a, fb, code_b, full_res=True):
+    def chained(self, fa, code_a, fb, code_b, full_res=True, icam=False):
         d = num(fb) - num(fa)
-        if abs(d) <= a.stride:
-            return orig(self, fa, code_a, fb, code_b, full_res)
+        if abs(d) <= a.stride or (icam and self.icam_flow_fn is not self.flow_fn):   # (no chains of homography pairs)
+            return orig(self, fa, code_a, fb, code_b, full_res, icam)
         m = num(fb) - int(np.sign(d)) * a.stride
         fm = (m,) + tuple(fb[1:]) if isinstance(fb, tuple) else m
         en = self.exposure_norm

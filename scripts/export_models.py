@@ -55,12 +55,21 @@ def main(argv=None):
                          "strength (not learned; default: the checkpoint's, 0 = off). Needs ICAM graphs "
                          "from this version, which output the evidence")
     ap.add_argument("--note", help="re-export only: why the graphs were made again (kept in the manifests)")
+    ap.add_argument("--homography-preflow", action="store_true",
+                    help="the ICAM was trained on pre-flows started from a feature homography (train_icam.py "
+                         "--homography-preflow): icam.json says so and the plugin makes its key -> reference "
+                         "pre-flows the same way (flow.HomographyDIS)")
     a = ap.parse_args(argv)
+    if a.homography_preflow and not a.icam:
+        ap.error("--homography-preflow describes an ICAM: give --icam")
     out = Path(a.out)
     if a.icam:
         m, st = load(a.icam, ICAM, ICAMConfig)
+        # a checkpoint rebuilt from such graphs (checkpoint_from_onnx.py) says so itself
+        homography = a.homography_preflow or st.get("preflow_start") == "homography"
+        start = {"preflow_start": "homography"} if homography else {}
         ps = export_icam(m, out, fp16=not a.no_fp16, meta={**steps(st), "exposure_norm": st.get("exposure_norm", True),
-                                                          **provenance(a.icam, st, "icam", a.note)})
+                                                          **start, **provenance(a.icam, st, "icam", a.note)})
         print("ICAM:", ", ".join(f"{p.name} {p.stat().st_size / 1e6:.2f} MB" for p in ps))
     if a.fcpm:
         m, st = load(a.fcpm, FCPM, FCPMConfig)

@@ -16,9 +16,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import cv2
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -26,46 +23,12 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from vsvitm import flow  # noqa: E402
 
 
-def homography_flow(a: np.ndarray, b: np.ndarray, features: int = 1000, min_inliers: int = 12) -> np.ndarray | None:
-    """Flow a -> b (HxWx2 float32, a's pixels) of the homography fitted to ORB matches of two uint8 images, or None."""
-    orb = cv2.ORB_create(features, fastThreshold=5, edgeThreshold=15, patchSize=15)
-    ka, da = orb.detectAndCompute(a, None)
-    kb, db = orb.detectAndCompute(b, None)
-    if da is None or db is None or len(ka) < min_inliers or len(kb) < min_inliers:
-        return None
-    m = cv2.BFMatcher(cv2.NORM_HAMMING, crossCheck=True).match(da, db)
-    if len(m) < min_inliers:
-        return None
-    pa = np.float32([ka[x.queryIdx].pt for x in m])
-    pb = np.float32([kb[x.trainIdx].pt for x in m])
-    H, inl = cv2.findHomography(pa, pb, cv2.RANSAC, 3.0)
-    if H is None or inl is None or int(inl.sum()) < min_inliers:
-        return None
-    h, w = a.shape
-    ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
-    P = np.stack([xs, ys, np.ones_like(xs)], -1) @ H.T
-    with np.errstate(divide="ignore", invalid="ignore"):
-        f = np.stack([P[..., 0] / P[..., 2] - xs, P[..., 1] / P[..., 2] - ys], -1)
-    if not np.isfinite(f).all():
-        return None
-    return np.ascontiguousarray(f, dtype=np.float32)
-
-
-class GlobalDIS(flow.DISFlow):
-    """A flow.DISFlow whose DIS starts from homography_flow() of its two inputs (plain DIS where that is None).
-    At module level so that train_icam.py's data workers can take it (--homography-preflow)."""
-
-    def __init__(self, preset, max_side: int = 320, features: int = 1000):
-        super().__init__(preset, max_side)
-        self.features = features
-
-    def calc(self, y_key, y_ref):
-        ka, kb = ((y * 255 + 0.5).astype(np.uint8) for y in (y_key, y_ref))
-        return self.create().calc(ka, kb, homography_flow(ka, kb, self.features))   # DIS refines a given flow
+homography_flow = flow.homography_flow   # (stop 32: moved into vsvitm.flow)
+GlobalDIS = flow.HomographyDIS
 
 
 def global_dis(preset, max_side: int = 320, features: int = 1000) -> GlobalDIS:
-    """GlobalDIS with DIS's preset given by id or name (flow.PRESETS)."""
+    """flow.HomographyDIS with DIS's preset given by id or name (flow.PRESETS)."""
     return GlobalDIS(preset, max_side, features)
 
 

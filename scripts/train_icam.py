@@ -66,8 +66,8 @@ def main(argv=None):
     ap.add_argument("--preflow", choices=tuple(PRESETS), default="fast",
                     help="DIS preset of the training pre-flows (the shipped weights: fast; the plugin runs medium)")
     ap.add_argument("--homography-preflow", action="store_true",
-                    help="start each pre-flow's DIS from the homography of ORB matches "
-                         "(scripts/global_flow_experiment.py, stop 31), as that experiment does at run time")
+                    help="start each pre-flow's DIS from the homography of ORB matches (flow.HomographyDIS, stop 32), "
+                         "as the plugin does for an ICAM exported with --homography-preflow (the shipped one)")
     ap.add_argument("--max-minutes", type=float, default=0.0,
                     help="stop (with a checkpoint) after this many minutes of training, e.g. on a lent GPU; "
                          "the cosine schedule is then fitted to the steps that fit in that time (rate of steps 10..60)")
@@ -150,8 +150,8 @@ def main(argv=None):
                      preflow=a.preflow, p_flat_exposure=a.flat_exposure,
                      p_near_exposure=a.near_exposure, near_stops=a.near_stops)
     if a.homography_preflow:
-        from global_flow_experiment import global_dis
-        ds.flow_fn = global_dis(a.preflow)
+        from vsvitm.flow import HomographyDIS
+        ds.flow_fn = HomographyDIS(a.preflow)
         print(f"homography-started pre-flows ({a.preflow})", flush=True)
     if step == 0 and wide is not None:
         calib = [ds.batch_at(10**7 + i) for i in range(4)]  # steps no run reaches

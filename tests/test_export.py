@@ -153,7 +153,16 @@ def test_shipped_models_recoverable(tmp_path):
     assert r.returncode == 0, r.stderr
     st = torch.load(tmp_path / "icam.pt", weights_only=False)
     assert (st["step"] > 0 or st["soup"]) and st["config"]["c1"] > 0   # trained, or a mean of trained runs
-    assert st["source_checkpoint"] == json.loads((MODEL_DIR / "icam.json").read_text())["checkpoint"]
+    meta = json.loads((MODEL_DIR / "icam.json").read_text())
+    assert st["source_checkpoint"] == meta["checkpoint"]
+    # the pre-flows the weights expect travel with them: a re-export of the rebuilt checkpoint keeps them
+    assert st.get("preflow_start") == meta.get("preflow_start")
+    if meta.get("preflow_start") == "homography":
+        out = tmp_path / "re"
+        r = subprocess.run([sys.executable, str(ROOT / "scripts" / "export_models.py"), "--icam", str(tmp_path / "icam.pt"),
+                            "--no-fp16", "--out", str(out)], capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr[-2000:]
+        assert json.loads((out / "icam.json").read_text())["preflow_start"] == "homography"
 
 
 def _check_fp16_pairs(folder):

@@ -518,6 +518,46 @@ def test_ref_keep(tiny_models):
             vsvitm.ITM(swing, ref_gate=0.001, ref_keep=bad, models=tiny_models)
 
 
+def test_icam_preflow_started_from_a_homography_when_the_manifest_says_so(tiny_models, tmp_path):
+    """icam.json "preflow_start": "homography" (export_models.py --homography-preflow): ICAM's key -> reference
+    pre-flows come from flow.HomographyDIS and have their own cache entries, FCPM's pairs keep plain DIS, and the
+    ICAM result differs from the plain one; an unknown start is refused at load time with the fix."""
+    import json
+    import shutil
+
+    import cv2
+
+    from vsvitm import engine
+    from vsvitm.curves import to_linear
+    from vsvitm.flow import HomographyDIS, align_pair
+    homog = tmp_path / "m"
+    shutil.copytree(tiny_models, homog)
+    meta = json.loads((homog / "icam.json").read_text())
+    (homog / "icam.json").write_text(json.dumps({**meta, "preflow_start": "homography"}))
+    kw = dict(need_fcpm=True, transfer="gamma2.2", threshold=0.95, exposure_norm=True, cache_bytes=1 << 26)
+    plain, eng = engine.Engine(tiny_models, None, **kw), engine.Engine(homog, None, **kw)
+    assert plain.icam_flow_fn is plain.flow_fn and not isinstance(plain.flow_fn, HomographyDIS)
+    assert isinstance(eng.icam_flow_fn, HomographyDIS) and eng.icam_flow_fn.preset == eng.flow_fn.preset
+
+    # a textured frame and the same frame moved by 24 px
+    rng = np.random.default_rng(0)
+    base = cv2.GaussianBlur(rng.random((120, 220)).astype(np.float32), (0, 0), 1.5)
+    base = np.repeat(((base - base.min()) / np.ptp(base) * 0.8 + 0.1)[..., None], 3, -1)
+    f0, f1 = base[:, 20:180], base[:, 44:204]          # f1(p) = f0(p + 24): key f0 -> ref f1 flow is -24 in x
+    flow_h, e = eng._preflow(0, f0, 1, f1, icam=True)[:2]
+    want = align_pair(to_linear(f0), to_linear(f1), eng.icam_flow_fn, True)[0]
+    np.testing.assert_array_equal(flow_h, want)
+    assert abs(np.median(flow_h[30:90, 40:120, 0]) + 24) < 1.0
+    flow_p = eng.preflow(0, f0, 1, f1)[0]              # FCPM's view of the same pair: plain DIS, its own entry
+    np.testing.assert_array_equal(flow_p, align_pair(to_linear(f0), to_linear(f1), eng.flow_fn, True)[0])
+    assert eng.flow_key(0, 1, icam=True) != eng.flow_key(0, 1) and eng.flows.get(eng.flow_key(0, 1, icam=True))
+    assert plain.flow_key(0, 1, icam=True) == plain.flow_key(0, 1)
+
+    (homog / "icam.json").write_text(json.dumps({**meta, "preflow_start": "gma"}))
+    with pytest.raises(ValueError, match="'gma'.*update vsvitm or re-export"):
+        engine.Engine(homog, None, **kw)
+
+
 def test_preflow_preset(tiny_models):
     """The plugin's pre-flow is DIS MEDIUM (BENCHMARKS.md stop 24); training keeps FAST (DISFlow's default,
     what the shipped networks saw); ITM(preflow="fast") reaches the engine; anything else is refused."""

@@ -19,7 +19,7 @@ import numpy as np
 from . import backends
 from .cache import ByteLRU
 from .curves import overexposure_mask, to_linear
-from .flow import RUNTIME_PRESET, DISFlow, align_small, luma, pool2, up2_plane, warp_np, warp_planes
+from .flow import RUNTIME_PRESET, DISFlow, HomographyDIS, align_small, luma, pool2, up2_plane, warp_np, warp_planes
 from .prep import MAX_REL, fill_padded, merge_prep_graph, net_input, pad_to, padded_size, ratio_scale
 
 MODEL_DIR = Path(__file__).resolve().parent / "models"
@@ -289,6 +289,13 @@ class Engine:
         self.ref_gate = float(ref_gate)
         self.clip_level = float(to_linear(np.float32(threshold), transfer))
         self.flow_fn = DISFlow(preflow)  # the DIS preset by name (flow.PRESETS)
+        # ICAM's key -> reference pre-flows: DIS started from a feature homography when the ICAM was trained on
+        # those (export_models.py --homography-preflow writes it into icam.json), else the same as FCPM's
+        start = self.icam_meta.get("preflow_start", "zero")
+        if start not in ("zero", "homography"):
+            raise ValueError(f"vsvitm: {folder / 'icam.json'} asks for pre-flows started from {start!r}; this vsvitm "
+                             "knows 'zero' and 'homography': update vsvitm or re-export the models")
+        self.icam_flow_fn = HomographyDIS(preflow) if start == "homography" else self.flow_fn
         # pre-flows at DIS's working size (<= 0.8 MB a pair): 1/8 of the cache holds the ~150 pairs
         # between two uses of a pair (neighbouring chunks share their margins' neighbour flows)
         self.flows = ByteLRU(cache_bytes // 8)
@@ -371,23 +378,32 @@ class Engine:
         code_a/code_b: HxWx3 code values, or functions giving them (only called on a cache miss)."""
         return self._preflow(a, code_a, b, code_b)[:2]
 
-    def _preflow(self, a: int, code_a, b: int, code_b, full_res: bool = True) -> tuple[np.ndarray | None, np.float32, float]:
+    def _preflow(self, a: int, code_a, b: int, code_b, full_res: bool = True,
+                 icam: bool = False) -> tuple[np.ndarray | None, np.float32, float]:
         """preflow() and, third, flow.reference_clue of b for key a (from the same reduced images).
         The cache holds the flow at DIS's working size, upsampled on each use (~5 ms at 1080p): a
         full-resolution 1080p flow is 16.6 MB, so the cache held only ~14 of them and a chunk's pairs
-        were made again. full_res=False: no flow (None), for callers that need only the clue."""
-        key = (a, b, self.exposure_norm)
+        were made again. full_res=False: no flow (None), for callers that need only the clue.
+        icam: an ICAM key -> reference pair (made by icam_flow_fn)."""
+        flow_fn = self.icam_flow_fn if icam else self.flow_fn
+        key = self.flow_key(a, b, icam)
         hit = self.flows.get(key)
         if hit is None:
             (sa, pa, full), (sb, pb, _) = self._luma(a, code_a), self._luma(b, code_b)
             if self.ref_gate > 0:
-                small = align_small(sa, sb, self.flow_fn, self.exposure_norm, peaks=(pa, pb, self.clip_level))
+                small = align_small(sa, sb, flow_fn, self.exposure_norm, peaks=(pa, pb, self.clip_level))
             else:  # nothing reads the clue
-                small = align_small(sa, sb, self.flow_fn, self.exposure_norm) + (1.0,)
+                small = align_small(sa, sb, flow_fn, self.exposure_norm) + (1.0,)
             hit = small + (full,)
             self.flows.put(key, hit)
         flow, e, clue, full = hit
         return (self.flow_fn.upsample(flow, *full) if full_res else None), e, clue
+
+    def flow_key(self, a, b, icam: bool = False) -> tuple:
+        """The pre-flow cache's key for the pair a -> b (an ICAM pair made by its own flow gets its own entry)."""
+        if icam and self.icam_flow_fn is not self.flow_fn:
+            return (a, b, self.exposure_norm, "homography")
+        return (a, b, self.exposure_norm)
 
     def _luma(self, n: int, code) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
         """(linear luma and, with a ref_gate, linear max channel of frame n at DIS's working size (else
@@ -408,7 +424,8 @@ class Engine:
         """The references of key k that pass the gate (all of them when ref_gate is 0), in order."""
         if self.ref_gate <= 0:
             return list(refs)
-        return [(r, c) for r, c in refs if self._preflow(k, code_k, r, c, full_res=False)[2] >= self.ref_gate]
+        return [(r, c) for r, c in refs
+                if self._preflow(k, code_k, r, c, full_res=False, icam=True)[2] >= self.ref_gate]
 
     def _pad_flow(self, flow: np.ndarray) -> np.ndarray:
         return self._pad(flow.transpose(2, 0, 1))[None]
@@ -432,7 +449,7 @@ class Engine:
 
         def ref_inputs(r, code_r) -> dict:
             code_r = _given(code_r)  # one reference's array at a time
-            flow, e = self.preflow(k, code_k, r, code_r)
+            flow, e = self._preflow(k, code_k, r, code_r, icam=True)[:2]
             return {"ref": self.input(code_r, e), "preflow": self._pad_flow(flow)}
         if self.bind_device:
             # the references' inputs are made ahead by PREP_THREADS workers and sent to the device, so

@@ -273,6 +273,8 @@ def checkpoint_from_models(models_dir: Path, which: str) -> dict:
           "source_checkpoint": meta.get("checkpoint")}
     if meta.get("soup"):  # mean weights of fine-tunes (scripts/soup.py): no step count of its own
         st["soup"] = meta["soup"]
+    if meta.get("preflow_start"):  # the pre-flows these weights expect (export_models.py --homography-preflow)
+        st["preflow_start"] = meta["preflow_start"]
     return st
 
 
