@@ -2,15 +2,17 @@
 """Which way each reference moves ICAM's guess in the key frame's clipped pixels (stop 32).
 
     python scripts/ref_push_check.py [--data data/devset] [--sequence roadtrip-vp92-10bit] [--icam CKPT]
-        [--keys 9,21,105,111] [--num-refs 4] [--bands]
+        [--keys 9,21,105,111] [--num-refs 4] [--bands] [--homography-preflow]
 
-For each key frame it runs the torch ICAM (a training checkpoint or a soup, default the shipped soup's
+For each key frame it runs the torch ICAM (a training checkpoint or a soup; default stop 31's soup,
 runs/soup_s30c/icam.pt) without references, with the plugin's references (k +- 15 i, i <= --num-refs, inside the
 key's shot: ITM's thumbnail cut rule, as scripts/ratio_check.py finds it), with the same references at the true
-exposure ratio, and with each reference alone. It prints, over the channels the key clipped (LDR code >= 0.95, the
-evaluation's rule), the mean signed log error log(Y) - log(truth): positive = brighter than the truth. Each
-reference's line also gives its true and estimated exposure offset (log2 key/ref). --bands adds, for the first key,
-the same per band of 20 rows, with how much of each band the aligned references leave clipped.
+exposure ratio, and with each reference alone. Pre-flows: plain DIS MEDIUM, or with --homography-preflow DIS started
+from a feature homography, as the plugin makes them for an ICAM exported that way (stop 32's). It prints, over the
+channels the key clipped (LDR code >= 0.95, the evaluation's rule), the mean signed log error log(Y) - log(truth):
+positive = brighter than the truth. Each reference's entry also gives its true and estimated exposure offset (log2
+key/ref). --bands adds, for the first key, the same per band of 20 rows, with how much of each band the aligned
+references leave clipped.
 Why: evaluate.py said roadtrip loses ~1 dB with references; this says whether a reference pushes the guess up or
 down and whether its exposure ratio is the cause. Frames are padded to ICAM's modulus (64) by edge replication and
 scored on the original area.
@@ -32,7 +34,7 @@ from export_models import load  # noqa: E402
 from ratio_check import thumbnail_cuts  # noqa: E402
 
 from vsvitm.curves import to_linear  # noqa: E402
-from vsvitm.flow import RUNTIME_PRESET, DISFlow, align_pair, warp_np  # noqa: E402
+from vsvitm.flow import RUNTIME_PRESET, DISFlow, HomographyDIS, align_pair, warp_np  # noqa: E402
 from vsvitm.prep import net_input  # noqa: E402
 from vsvitm.training.icam_net import ICAM, ICAMConfig  # noqa: E402
 
@@ -40,7 +42,7 @@ MOD = 64  # ICAM's input modulus: 1/16 resolution in 4x4 attention windows
 
 
 class Check:
-    def __init__(self, npz: Path, icam: str, preset: str = RUNTIME_PRESET):
+    def __init__(self, npz: Path, icam: str, preset: str = RUNTIME_PRESET, homography: bool = False):
         z = np.load(npz)
         self.ldr = z["ldr"].astype(np.float32) / 255.0
         self.hdr = z["hdr"].astype(np.float32)
@@ -51,7 +53,7 @@ class Check:
         cuts = thumbnail_cuts(z["ldr"])
         self.shots = list(zip([0] + cuts, cuts + [len(self.ldr)]))
         self.model = load(icam, ICAM, ICAMConfig)[0]
-        self.flow_fn = DISFlow(preset)
+        self.flow_fn = HomographyDIS(preset) if homography else DISFlow(preset)
 
     def refs(self, k: int, num_refs: int) -> list[int]:
         a, b = next(s for s in self.shots if s[0] <= k < s[1])
@@ -90,6 +92,8 @@ def main(argv=None) -> int:
     ap.add_argument("--keys", default="9,21,33,105,111,117,123,129,135,141")
     ap.add_argument("--num-refs", type=int, default=4, help="references each way at most (ITM's default: 4)")
     ap.add_argument("--bands", action="store_true")
+    ap.add_argument("--homography-preflow", action="store_true",
+                    help="pre-flows started from a feature homography (for an ICAM trained on them: stop 32's)")
     a = ap.parse_args(argv)
     npz = Path(a.data) / f"{a.sequence}.npz"
     if not npz.exists():
@@ -97,10 +101,11 @@ def main(argv=None) -> int:
     if not Path(a.icam).exists():
         ap.error(f"--icam {a.icam} not found: give a training checkpoint or soup (runs/... .pt)")
     torch.set_num_threads(1)
-    c = Check(npz, a.icam)
+    c = Check(npz, a.icam, homography=a.homography_preflow)
     keys = [int(x) for x in a.keys.split(",")]
-    print(f"{a.sequence}: shots {c.shots}; ICAM {a.icam}")
-    print("| key | clipped channels | no refs | refs | refs, true ratio | each reference alone: offset (true / est. stops): bias |")
+    print(f"{a.sequence}: shots {c.shots}; ICAM {a.icam}; pre-flows {type(c.flow_fn).__name__}")
+    print("| key | clipped channels | no refs | refs | refs, true ratio "
+          "| each reference alone: offset (true / est. stops): bias |")
     print("|---:|---:|---:|---:|---:|---|")
     tot = []
     for k in keys:
@@ -127,7 +132,8 @@ def main(argv=None) -> int:
         y0, ya = c.run(k, []), c.run(k, refs)
         warped = [warp_np(np.ascontiguousarray(c.pad[r]), c.align(k, r)[0])[: c.h, : c.w] for r in refs]
         print(f"\nkey {k}, references {refs}, bands of 20 rows:")
-        print("| rows | clipped channels | mean truth there | no refs | refs | share the aligned references leave clipped |")
+        print("| rows | clipped channels | mean truth there | no refs | refs "
+              "| share the aligned references leave clipped |")
         print("|---|---:|---:|---:|---:|---:|")
         for r0 in range(0, c.h, 20):
             rows = slice(r0, r0 + 20)

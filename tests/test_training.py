@@ -618,22 +618,19 @@ def test_flat_exposure_locks_every_frame_to_the_key_and_only_draws_when_asked(tm
     assert r.returncode != 0 and "--flat-exposure is a probability" in r.stderr
 
 
-def test_train_icam_homography_preflow_uses_the_experiments_flow(tmp_path):
-    """train_icam.py --homography-preflow: the data's pre-flows come from global_flow_experiment.GlobalDIS (DIS started
-    from a feature homography), the flow object survives pickling (data workers), and a short run trains on it."""
+def test_train_icam_homography_preflow(tmp_path):
+    """train_icam.py --homography-preflow: the data's pre-flows come from flow.HomographyDIS (DIS started from a feature
+    homography, what the plugin makes for an ICAM exported with --homography-preflow), the flow object survives
+    pickling (data workers), and a short run trains on it."""
     import pickle
     import subprocess
     import sys
     from pathlib import Path
 
+    from vsvitm.flow import HomographyDIS
     scripts = Path(__file__).resolve().parents[1] / "scripts"
-    sys.path.insert(0, str(scripts))
-    try:
-        from global_flow_experiment import GlobalDIS, global_dis
-    finally:
-        sys.path.remove(str(scripts))
-    g = pickle.loads(pickle.dumps(global_dis("medium", features=500)))
-    assert isinstance(g, GlobalDIS) and g.features == 500 and g.max_side == 320
+    g = pickle.loads(pickle.dumps(HomographyDIS("medium", features=500)))
+    assert isinstance(g, HomographyDIS) and g.features == 500 and g.max_side == 320
 
     data = _tiny_stills(tmp_path)
     cmd = [sys.executable, str(scripts / "train_icam.py"), "--data", str(data), "--out", str(tmp_path / "h"),
@@ -684,3 +681,25 @@ def test_near_exposure_drifts_slowly_around_the_key_and_only_draws_when_asked(tm
     r = subprocess.run([sys.executable, str(script), "--data", str(data), "--out", str(tmp_path / "x"),
                         "--flat-exposure", "0.6", "--near-exposure", "0.6"], capture_output=True, text=True, timeout=300)
     assert r.returncode != 0 and "their sum must be at most 1" in r.stderr
+
+
+def test_train_preflow_check_measures_both_preflows(tmp_path, capsys):
+    """scripts/train_preflow_check.py: endpoint errors of the training pre-flows (plain DIS and homography-started)
+    against the synthetic truth, for training-like sequences; a table row per pre-flow."""
+    import importlib.util
+    from pathlib import Path
+
+    from vsvitm.training.synth import load_sources
+    path = Path(__file__).resolve().parents[1] / "scripts" / "train_preflow_check.py"
+    spec = importlib.util.spec_from_file_location("train_preflow_check", path)
+    m = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(m)
+    data = _tiny_stills(tmp_path)
+    errs, secs = m.measure(load_sources(data, split="train"), 2, 64, seed=0)
+    assert set(errs) == {"DIS medium", "homography + DIS medium"}
+    for v in errs.values():
+        assert v and all(d > 0 and d % 15 == 0 and np.isfinite(e) and e >= 0 for d, e in v)
+    assert all(s > 0 for s in secs.values())
+    assert m.main(["--data", str(data), "--sequences", "1", "--size", "64"]) == 0
+    out = capsys.readouterr().out
+    assert "| DIS medium |" in out and "| homography + DIS medium |" in out
