@@ -54,6 +54,8 @@ def soup(items: list[tuple[str, float]]) -> dict:
         args = training_args(path, st)  # the training run's options, as export_models records them
         if args is not None:
             src["training_args"] = args
+        if st.get("soup"):  # an ingredient that is itself a soup: keep its own ingredients
+            src["soup"] = st["soup"]
         sources.append(src)
         if first is None:
             first = st

@@ -354,6 +354,9 @@ def test_soup_is_the_weighted_mean_and_refuses_other_networks(tmp_path):
     assert torch.allclose(st["model"][k], 0.25 * a[k] + 0.75 * b[k], atol=1e-6)
     assert [d["weight"] for d in st["soup"]] == [1.0, 3.0]
     ICAM(ICAMConfig(**st["config"])).load_state_dict(st["model"])
+    soup.main(["--out", str(tmp_path / "nested.pt"), str(out), str(paths[0])])   # a soup of a soup keeps its list
+    nested = torch.load(tmp_path / "nested.pt", map_location="cpu", weights_only=False)["soup"]
+    assert nested[0]["soup"] == st["soup"] and "soup" not in nested[1]
     other = ICAMConfig(c1=8, c2=8, c3=8, c4=24, offsets=2)
     torch.save({"model": ICAM(other).state_dict(), "config": asdict(other), "step": 1}, tmp_path / "o.pt")
     with pytest.raises(ValueError, match="config"):
