@@ -698,11 +698,12 @@ def test_train_preflow_check_measures_both_preflows(tmp_path, capsys):
     m = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(m)
     data = _tiny_stills(tmp_path)
-    errs, secs = m.measure(load_sources(data, split="train"), 2, 64, seed=0)
+    errs, secs, stops = m.measure(load_sources(data, split="train"), 2, 64, seed=0)
+    assert len(stops) >= len(errs["DIS medium"]) and np.all(stops >= 0)
     assert set(errs) == {"DIS medium", "homography + DIS medium"}
     for v in errs.values():
         assert v and all(d > 0 and d % 15 == 0 and np.isfinite(e) and e >= 0 for d, e in v)
     assert all(s > 0 for s in secs.values())
     assert m.main(["--data", str(data), "--sequences", "1", "--size", "64"]) == 0
     out = capsys.readouterr().out
-    assert "| DIS medium |" in out and "| homography + DIS medium |" in out
+    assert "| DIS medium |" in out and "| homography + DIS medium |" in out and "exposure offset" in out
