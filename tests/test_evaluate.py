@@ -350,3 +350,29 @@ def test_ref_push_check_signs_the_error_in_clipped_channels(tmp_path, capsys):
     assert rp.main(["--data", str(tmp_path), "--sequence", "s", "--icam", str(tmp_path / "icam.pt"), "--keys", "20",
                     "--num-refs", "0"]) == 0
     assert "no reference inside the shot" in capsys.readouterr().out
+
+
+def test_homography_field_and_kept_key_features_change_no_flow():
+    """flow.homography_field (broadcast) gives the numbers of the full-grid product stop 31's experiment used, and
+    HomographyDIS's kept key features (a key frame's image is the same in all its pairs) give the flow a fresh
+    object gives, pair after pair."""
+    import cv2
+
+    from vsvitm.flow import HomographyDIS, homography_field
+    H = np.array([[1.02, 0.01, 5.5], [-0.02, 0.99, -3.25], [1e-4, -2e-4, 1.0]])
+    h, w = 90, 160
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
+    P = np.stack([xs, ys, np.ones_like(xs)], -1) @ H.T
+    grid = np.stack([P[..., 0] / P[..., 2] - xs, P[..., 1] / P[..., 2] - ys], -1).astype(np.float32)
+    np.testing.assert_allclose(homography_field(H, h, w), grid, rtol=0, atol=1e-5)
+    assert homography_field(np.array([[1.0, 0, 0], [0, 1, 0], [1.0, 0, -10]]), h, w) is None   # z = 0 at x = 10
+
+    rng = np.random.default_rng(2)
+    base = cv2.GaussianBlur(rng.random((160, 260)).astype(np.float32), (0, 0), 1.5)
+    base = (base - base.min()) / np.ptp(base)
+    key = base[20:140, 30:230]
+    refs = [base[20 + dy:140 + dy, 30 + dx:230 + dx] for dy, dx in ((3, 12), (-8, 25), (10, -20))]
+    kept = HomographyDIS("medium")
+    for r in refs:
+        np.testing.assert_array_equal(kept.calc(key, r), HomographyDIS("medium").calc(key, r))
+    assert len(kept._kept) == 1    # one key image, its features made once

@@ -108,8 +108,7 @@ def orb_features(img: np.ndarray, features: int = 1000) -> tuple[np.ndarray, np.
 
 def homography_field(H: np.ndarray, h: int, w: int) -> np.ndarray | None:
     """HxWx2 float32 flow of the homography H (p -> H p), or None where it is not finite. Broadcast over rows and
-    columns in float64 (the 3-vector products are the same as those of a full HxWx3 grid, at a fraction of the
-    memory traffic: ~1 ms instead of 6 at 320x320)."""
+    columns in float64: the same numbers as the products on a full HxWx3 grid (tested), with less memory traffic."""
     xs = np.arange(w, dtype=np.float64)[None, :]
     ys = np.arange(h, dtype=np.float64)[:, None]
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
