@@ -275,7 +275,8 @@ class _Counter:
     def install(self):
         from vsvitm import backends, flow
         orig_session, orig_run, orig_flow = backends.session, backends.run, flow.DISFlow.calc
-        orig_hflow = flow.HomographyDIS.calc   # ICAM's pre-flows when its manifest asks for them (stop 32)
+        # ICAM's pre-flows when its manifest asks for them (stop 32): HomographyDIS inherits calc, so it gets its own
+        orig_hflow = flow.HomographyDIS.calc
         orig_bound, orig_aux = backends.run_bound, backends.aux_session
         counter = self
 

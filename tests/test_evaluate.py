@@ -222,7 +222,8 @@ def test_benchmark_counts_io_bound_runs_by_graph(monkeypatch):
     from vsvitm import backends, engine, flow
     from vsvitm.prep import merge_prep_graph
     for mod, name in ((backends, "session"), (backends, "run"), (backends, "run_bound"), (backends, "aux_session"),
-                      (flow.DISFlow, "calc"), (engine.Engine, "_run_banded"), (engine, "warp_planes")):
+                      (flow.DISFlow, "calc"), (flow.HomographyDIS, "calc"), (engine.Engine, "_run_banded"),
+                      (engine, "warp_planes")):
         monkeypatch.setattr(mod, name, getattr(mod, name))  # restored after the test: install() patches them
     bm = _load_script("benchmark")
     counter = bm._Counter()
@@ -237,6 +238,10 @@ def test_benchmark_counts_io_bound_runs_by_graph(monkeypatch):
     backends.run_bound(prep, {"k0": np.ones((1, 4, 2, 2), np.float32), "y0": np.ones((1, 3, 2, 2), np.float32),
                               "s0": one, "e0": one}, "cpu")
     assert counter.stats["round_half"][0] == 2 and counter.stats["merge_prep"][0] == 1
+    y = np.random.default_rng(0).random((40, 48)).astype(np.float32)
+    flow.HomographyDIS("medium").calc(y, y)   # ICAM's homography-started pre-flows have their own column
+    flow.DISFlow("medium").calc(y, y)
+    assert counter.stats["dis_flow_homography"][0] == 1 and counter.stats["dis_flow"][0] == 1
 
 
 def test_oe_bias_channel_bias_signs_and_shares():

@@ -78,11 +78,15 @@ class DISFlow:
         """A new OpenCV DIS object with this flow's settings (experiments override this)."""
         return cv2.DISOpticalFlow.create(self.preset)
 
+    def initial_flow(self, a: np.ndarray, b: np.ndarray) -> np.ndarray | None:
+        """The flow DIS starts from for two uint8 images (None: zero; HomographyDIS: a feature homography)."""
+        return None
+
     def calc(self, y_key: np.ndarray, y_ref: np.ndarray) -> np.ndarray:
         """Flow key->ref between two gamma-encoded luma images in [0, 1] of the working size, in their pixels."""
         a, b = ((y * 255 + 0.5).astype(np.uint8) for y in (y_key, y_ref))
         # A fresh object per call: DIS keeps internal state, and sharing one between threads is unsafe.
-        return self.create().calc(a, b, None)
+        return self.create().calc(a, b, self.initial_flow(a, b))
 
     @staticmethod
     def upsample(flow: np.ndarray, h: int, w: int) -> np.ndarray:
@@ -175,10 +179,8 @@ class HomographyDIS(DISFlow):
                 self._kept.popitem(last=False)
         return hit
 
-    def calc(self, y_key: np.ndarray, y_ref: np.ndarray) -> np.ndarray:
-        a, b = ((y * 255 + 0.5).astype(np.uint8) for y in (y_key, y_ref))
-        init = homography_from_features(self._key_features(a), orb_features(b, self.features), a.shape)
-        return self.create().calc(a, b, init)   # DIS refines the flow it is given
+    def initial_flow(self, a: np.ndarray, b: np.ndarray) -> np.ndarray | None:
+        return homography_from_features(self._key_features(a), orb_features(b, self.features), a.shape)
 
 
 def warp_np(img: np.ndarray, flow: np.ndarray) -> np.ndarray:
