@@ -9,7 +9,8 @@ OpenCV DIS from an initial flow: the homography of ORB feature matches (RANSAC) 
 luma images at DIS's working size. Where too few matches agree, plain DIS as before. --all-pairs also does it for
 FCPM's pairs (merge and recurrence). Why: scripts/ratio_check.py found the plugin's DIS pre-flows missing by 12-57 px
 on far references of two stills with a moving camera (MtTamNorth_RGB, ultraHDR), and DIS alone, coarse to fine,
-does not find motions that large.
+does not find motions that large. The flow itself is vsvitm.flow.HomographyDIS (stop 32), which the plugin uses for an
+ICAM exported with --homography-preflow; this script applies it to any models folder.
 """
 from __future__ import annotations
 
@@ -20,16 +21,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from vsvitm import flow  # noqa: E402
-
-
-homography_flow = flow.homography_flow   # (stop 32: moved into vsvitm.flow)
-GlobalDIS = flow.HomographyDIS
-
-
-def global_dis(preset, max_side: int = 320, features: int = 1000) -> GlobalDIS:
-    """flow.HomographyDIS with DIS's preset given by id or name (flow.PRESETS)."""
-    return GlobalDIS(preset, max_side, features)
 
 
 def add_args(ap):
@@ -43,7 +34,7 @@ def install(a):
     from vsvitm import engine, flow
 
     if a.all_pairs:
-        engine.DISFlow = lambda preset=flow.RUNTIME_PRESET: global_dis(preset, features=a.features)
+        engine.DISFlow = lambda preset=flow.RUNTIME_PRESET: flow.HomographyDIS(preset, features=a.features)
         return
     made = {}
 
@@ -52,7 +43,7 @@ def install(a):
             return flow_fn
         key = (flow_fn.preset, flow_fn.max_side)
         if key not in made:
-            made[key] = global_dis(*key, features=a.features)
+            made[key] = flow.HomographyDIS(*key, features=a.features)
         return made[key]
     flows_by_stage(choose)
 

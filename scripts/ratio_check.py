@@ -28,13 +28,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from vsvitm.flow import DISFlow, align_pair, exposure_ratio, luma, warp_np  # noqa: E402
+from vsvitm.curves import to_linear  # noqa: E402
+from vsvitm.flow import DISFlow, HomographyDIS, align_pair, exposure_ratio, luma, warp_np  # noqa: E402
 from vsvitm.itm import thumbnail_cut, thumbnail_luma  # noqa: E402
 from vsvitm.schedule import Schedule  # noqa: E402
 from vsvitm.training.synth import camera_flow  # noqa: E402
-
-sys.path.insert(0, str(ROOT / "scripts"))
-from global_flow_experiment import global_dis  # noqa: E402
 
 
 def thumbnail_cuts(ldr: np.ndarray, threshold: float = 0.2) -> list[int]:
@@ -71,7 +69,7 @@ def check(path: Path, flow_fn: DISFlow, global_flow: DISFlow, num_refs: int, cut
 
     def f_inv(i):
         if i not in lin:
-            lin[i] = ((ldr[i].astype(np.float32) / 255.0) ** 2.2).astype(np.float32)
+            lin[i] = to_linear(ldr[i].astype(np.float32) / 255.0)
         return lin[i]
 
     rows, done = [], set()
@@ -91,7 +89,7 @@ def check(path: Path, flow_fn: DISFlow, global_flow: DISFlow, num_refs: int, cut
                     gt_err = np.log2(exposure_ratio(luma(f_inv(k)), warp_np(luma(f_inv(r)), gt)) / truth)
                     if valid.any():
                         epe = float(np.linalg.norm(pre - gt, axis=-1)[valid].mean())
-                        # global_flow_experiment.py's pre-flow: DIS started from a feature homography
+                        # DIS started from a feature homography (flow.HomographyDIS, global_flow_experiment.py)
                         fh = align_pair(f_inv(k), f_inv(r), global_flow)[0]
                         epe_h = float(np.linalg.norm(fh - gt, axis=-1)[valid].mean())
                 rows.append((abs(r - k), float(np.log2(est / truth)), float(np.log2(q / truth)), gt_err, epe, epe_h))
@@ -111,7 +109,7 @@ def main(argv=None) -> int:
     if not files:
         raise SystemExit(f"no .npz sequences in {a.data}: make them with scripts/make_devset.py")
     flow_fn = DISFlow(a.preflow)
-    global_flow = global_dis(flow_fn.preset, flow_fn.max_side)
+    global_flow = HomographyDIS(flow_fn.preset, flow_fn.max_side)
     lines = ["| sequence | distance | pairs | plugin: mean / mean abs (stops), > 0.1 stop | "
              "matched quantiles | the plugin's median through the true flow (stills) | pre-flow error, px (stills) | "
              "the same, started from a homography (global_flow_experiment.py) |", "|---|---:|---:|---|---|---|---:|---:|"]

@@ -297,21 +297,21 @@ def test_ratio_check_measures_the_plugins_exposure_ratio_against_the_truth(tmp_p
 
 
 def test_global_flow_experiment_finds_a_large_camera_motion():
-    """scripts/global_flow_experiment.py: a homography from feature matches gives DIS a start it cannot find itself
-    (a 40 px shift of a textured image), and the flow is None where nothing matches."""
+    """flow.homography_flow (global_flow_experiment.py's and the plugin's): a homography from feature matches gives DIS
+    a start it cannot find itself (a 40 px shift of a textured image), and the flow is None where nothing matches."""
     import cv2
 
-    gf = _load_script("global_flow_experiment")
+    from vsvitm.flow import homography_flow
     rng = np.random.default_rng(0)
     a = (cv2.GaussianBlur(rng.random((200, 300)).astype(np.float32), (0, 0), 1.5) * 255).astype(np.uint8)
     H = np.float64([[1, 0, 40], [0, 1, -12], [0, 0, 1]])   # b(p + (40, -12)) = a(p)
     b = cv2.warpPerspective(a, H, (300, 200))
-    f = gf.homography_flow(a, b)
+    f = homography_flow(a, b)
     assert f is not None and f.shape == (200, 300, 2)
     assert np.allclose(f[50:150, 50:200].reshape(-1, 2).mean(0), [40, -12], atol=0.5)
     plain = cv2.DISOpticalFlow.create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM).calc(a, b, None)
     assert abs(plain[50:150, 50:200, 0].mean() - 40) > 5           # DIS alone misses it: what the experiment is for
-    assert gf.homography_flow(np.zeros((64, 64), np.uint8), np.zeros((64, 64), np.uint8)) is None
+    assert homography_flow(np.zeros((64, 64), np.uint8), np.zeros((64, 64), np.uint8)) is None
 
 
 def test_ref_push_check_signs_the_error_in_clipped_channels(tmp_path, capsys):
