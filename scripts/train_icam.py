@@ -148,10 +148,9 @@ def main(argv=None):
                      start_step=step, p_bad_flow=a.bad_flow, p_bad_ratio=a.bad_ratio,
                      video_weight=a.video_weight, knee=a.knee, p_parallax=a.parallax,
                      preflow=a.preflow, p_flat_exposure=a.flat_exposure,
-                     p_near_exposure=a.near_exposure, near_stops=a.near_stops)
+                     p_near_exposure=a.near_exposure, near_stops=a.near_stops,
+                     homography_preflow=a.homography_preflow)
     if a.homography_preflow:
-        from vsvitm.flow import HomographyDIS
-        ds.flow_fn = HomographyDIS(a.preflow)
         print(f"homography-started pre-flows ({a.preflow})", flush=True)
     if step == 0 and wide is not None:
         calib = [ds.batch_at(10**7 + i) for i in range(4)]  # steps no run reaches

@@ -634,6 +634,9 @@ def test_train_icam_homography_preflow(tmp_path):
     scripts = Path(__file__).resolve().parents[1] / "scripts"
     g = pickle.loads(pickle.dumps(HomographyDIS("medium", features=500)))
     assert isinstance(g, HomographyDIS) and g.features == 500 and g.max_side == 320
+    from vsvitm.training.icam_data import ICAMBatches
+    assert isinstance(ICAMBatches([], 1, 64, 1, 0, preflow="medium", homography_preflow=True).flow_fn, HomographyDIS)
+    assert not isinstance(ICAMBatches([], 1, 64, 1, 0, preflow="medium").flow_fn, HomographyDIS)
 
     data = _tiny_stills(tmp_path)
     cmd = [sys.executable, str(scripts / "train_icam.py"), "--data", str(data), "--out", str(tmp_path / "h"),

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from ..curves import overexposure_mask, to_linear
-from ..flow import DISFlow, align_pair, warp_np
+from ..flow import DISFlow, HomographyDIS, align_pair, warp_np
 from ..prep import net_input
 
 
@@ -125,11 +125,13 @@ class ICAMBatches(torch.utils.data.IterableDataset):
                  ref_stride: int = 15, exposure_norm: bool = True, start_step: int = 0,
                  p_bad_flow: float = 0.0, p_bad_ratio: float = 0.0, video_weight: float | None = None,
                  knee: float = 0.0, p_parallax: float = 0.0, preflow: str = "fast", p_flat_exposure: float = 0.0,
-                 p_near_exposure: float = 0.0, near_stops: float = 0.3):
+                 p_near_exposure: float = 0.0, near_stops: float = 0.3, homography_preflow: bool = False):
         self.video_weight, self.knee, self.p_parallax = video_weight, knee, p_parallax
         self.p_flat_exposure = p_flat_exposure
         self.p_near_exposure, self.near_stops = p_near_exposure, near_stops
-        self.flow_fn = DISFlow(preflow)  # the training pre-flows' DIS preset, by name (flow.PRESETS)
+        # the training pre-flows' DIS preset, by name (flow.PRESETS); started from a feature homography as the plugin
+        # starts them for an ICAM exported with --homography-preflow
+        self.flow_fn = (HomographyDIS if homography_preflow else DISFlow)(preflow)
         self.sources, self.batch, self.size, self.max_refs = sources, batch, size, max_refs
         self.seed, self.n_frames, self.ref_stride = seed, n_frames, ref_stride
         self.exposure_norm, self.start_step = exposure_norm, start_step
