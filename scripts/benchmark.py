@@ -307,19 +307,16 @@ class _Counter:
             finally:
                 counter.add(counter.names.get(id(sess), "?"), time.perf_counter() - t)
 
-        def dis(self_, a, b):
-            t = time.perf_counter()
-            try:
-                return orig_flow(self_, a, b)
-            finally:
-                counter.add("dis_flow", time.perf_counter() - t)
-
-        def dis_homography(self_, a, b):   # feature homography + DIS from it
-            t = time.perf_counter()
-            try:
-                return orig_hflow(self_, a, b)
-            finally:
-                counter.add("dis_flow_homography", time.perf_counter() - t)
+        def timed_calc(orig, name):   # a pre-flow's calc, timed under `name`
+            def calc(self_, a, b):
+                t = time.perf_counter()
+                try:
+                    return orig(self_, a, b)
+                finally:
+                    counter.add(name, time.perf_counter() - t)
+            return calc
+        dis = timed_calc(orig_flow, "dis_flow")
+        dis_homography = timed_calc(orig_hflow, "dis_flow_homography")   # feature homography + DIS from it
 
         from vsvitm import engine
         orig_warp = engine.warp_planes
