@@ -167,13 +167,34 @@ def cuda_ok() -> bool:
     return cuda_available()
 
 
+VECTOR_FLAGS = (("avx512f", "AVX-512"), ("avx512_vnni", "AVX-512 VNNI"), ("avx_vnni", "AVX-VNNI"))
+
+
+def cpu_description(cpuinfo: str) -> str:
+    """The first processor's name, family/model and vector extensions from /proc/cpuinfo's text. Hosts that
+    print the same name ("AMD EPYC") differ: stop 33's had no AVX-512 and ran the same graphs 1.4-1.8x slower."""
+    info: dict[str, str] = {}
+    for line in cpuinfo.splitlines():
+        if not line.strip():
+            if info:
+                break  # end of the first processor's block
+            continue
+        k, sep, v = line.partition(":")
+        if sep:
+            info.setdefault(k.strip(), v.strip())
+    if "model name" not in info:
+        return ""
+    flags = set(info.get("flags", "").split())
+    ext = ["AVX2" if "avx2" in flags else "no AVX2"]
+    ext += [name for flag, name in VECTOR_FLAGS if flag in flags] or ["no AVX-512"]
+    fam = f"family {info['cpu family']}, model {info['model']}; " if "cpu family" in info and "model" in info else ""
+    return f"{info['model name']} ({fam}{', '.join(ext)})"
+
+
 def machine_lines() -> list[str]:
     cpu = "unknown CPU"
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+        cpu = cpu_description(Path("/proc/cpuinfo").read_text()) or cpu
     except OSError:
         cpu = platform.processor() or cpu
     ram = "?"

@@ -213,6 +213,18 @@ def test_benchmark_arch_widths():
             bm.random_arch(bad)
 
 
+def test_benchmark_describes_cpu_vector_extensions():
+    """Hosts named alike ("AMD EPYC") ran the same graphs at different speeds: the header tells them apart."""
+    bm = _load_script("benchmark")
+    zen3 = ("processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 1\n"
+            "model name\t: AMD EPYC\nflags\t\t: fpu sse2 avx avx2 fma\n\n"
+            "processor\t: 1\nmodel name\t: other\nflags\t\t: avx512f\n")
+    assert bm.cpu_description(zen3) == "AMD EPYC (family 25, model 1; AVX2, no AVX-512)"
+    zen4 = zen3.replace("avx2 fma", "avx2 fma avx512f avx512_vnni").replace("model\t\t: 1", "model\t\t: 17")
+    assert bm.cpu_description(zen4) == "AMD EPYC (family 25, model 17; AVX2, AVX-512, AVX-512 VNNI)"
+    assert bm.cpu_description("") == ""
+
+
 def test_benchmark_counts_io_bound_runs_by_graph(monkeypatch):
     """benchmark.py's per-graph counter times IO-bound runs (CUDA's path) and names the engine's own small
     graphs (round_half, merge_prep) instead of lumping them together."""
