@@ -172,7 +172,7 @@ VECTOR_FLAGS = (("avx512f", "AVX-512"), ("avx512_vnni", "AVX-512 VNNI"), ("avx_v
 
 def cpu_description(cpuinfo: str) -> str:
     """The first processor's name, family/model and vector extensions from /proc/cpuinfo's text. Hosts that
-    print the same name ("AMD EPYC") differ: stop 33's had no AVX-512 and ran the same graphs 1.4-1.8x slower."""
+    print the same name ("AMD EPYC") differ: stop 33's had no AVX-512 and ran one graph 1.4x (fp32) to 2x (int8) slower."""
     info: dict[str, str] = {}
     for line in cpuinfo.splitlines():
         if not line.strip():
