@@ -1,6 +1,5 @@
 """Fast tests of scripts/evaluate.py with a tiny fake sequence and a stub vsvitm.ITM."""
 import csv
-import importlib.util
 import json
 from pathlib import Path
 
@@ -14,18 +13,9 @@ import vsvitm  # noqa: E402
 from vsvitm.curves import overexposure_mask, to_linear  # noqa: E402
 from vsvitm.vsnp import clip_from_array, clip_to_array  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT, load_script  # noqa: E402
 
-
-def _load_script(name: str = "evaluate"):
-    """scripts/<name>.py as a module (the scripts are not a package)."""
-    spec = importlib.util.spec_from_file_location(f"vsvitm_{name}", ROOT / "scripts" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-ev = _load_script()
+ev = load_script()
 CALLS = []
 
 
@@ -128,7 +118,7 @@ def test_main_patched_splits_own_and_evaluate_arguments(devset, tmp_path, capsys
 
 
 def test_ref_order_experiment_reorders():
-    ro = _load_script("ref_order_experiment")
+    ro = load_script("ref_order_experiment")
     refs = [(45, "a"), (75, "b"), (30, "c"), (90, "d")]   # the plugin's order: nearest first, past first
     assert ro.reorder(refs, "near-first") == refs
     assert ro.reorder(refs, "far-first") == refs[::-1]
@@ -140,7 +130,7 @@ def test_ref_order_experiment_reorders():
 
 def test_edge_refs_experiment_adds_shot_ends():
     from vsvitm.schedule import Schedule
-    er = _load_script("edge_refs_experiment")
+    er = load_script("edge_refs_experiment")
 
     def refs(s, k, cuts=()):
         return er.with_edges(s, k, list(cuts), s.references(k, list(cuts)), 8)
@@ -157,7 +147,7 @@ def test_key_merge_experiment_holds_the_own_result_as_the_merge_would():
     from types import SimpleNamespace
     from vsvitm.engine import LOG_EPS
     from vsvitm.prep import pad_to
-    km = _load_script("key_merge_experiment")
+    km = load_script("key_merge_experiment")
     y = np.random.default_rng(0).uniform(0, 5, (10, 13, 3)).astype(np.float32)
     x = km.own_xhat(SimpleNamespace(_pad=lambda a: pad_to(a, 8)[0]), y)
     assert x.shape == (1, 3, 16, 16) and x.dtype == np.float32
@@ -166,7 +156,7 @@ def test_key_merge_experiment_holds_the_own_result_as_the_merge_would():
 
 
 def test_margin_check_edge_frames():
-    mc = _load_script("margin_check")
+    mc = load_script("margin_check")
     assert mc.edge_frames(72, 24) == [23, 24, 47, 48]
     assert mc.edge_frames(24, 24) == []
     assert mc.edge_frames(30, 12) == [11, 12, 23, 24]
@@ -205,7 +195,7 @@ def test_ldr_video_mode(tmp_path, monkeypatch):
 
 
 def test_benchmark_arch_widths():
-    bm = _load_script("benchmark")
+    bm = load_script("benchmark")
     assert bm.random_arch(None) == {} and bm.random_arch("") == {}
     assert bm.random_arch('{"icam": {"c1": 16}, "fcpm": {"hidden": 8}}') == {"icam": {"c1": 16}, "fcpm": {"hidden": 8}}
     for bad, says in (("{c1: 16}", "not JSON"), ('{"unet": {}}', "expected"), ('{"icam": {"width": 3}}', "fields: c1")):
@@ -215,7 +205,7 @@ def test_benchmark_arch_widths():
 
 def test_benchmark_describes_cpu_vector_extensions():
     """Hosts named alike ("AMD EPYC") ran the same graphs at different speeds: the header tells them apart."""
-    bm = _load_script("benchmark")
+    bm = load_script("benchmark")
     zen3 = ("processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 1\n"
             "model name\t: AMD EPYC\nflags\t\t: fpu sse2 avx avx2 fma\n\n"
             "processor\t: 1\nmodel name\t: other\nflags\t\t: avx512f\n")
@@ -237,7 +227,7 @@ def test_benchmark_counts_io_bound_runs_by_graph(monkeypatch):
                       (flow.DISFlow, "calc"), (flow.HomographyDIS, "calc"), (engine.Engine, "_run_banded"),
                       (engine, "warp_planes")):
         monkeypatch.setattr(mod, name, getattr(mod, name))  # restored after the test: install() patches them
-    bm = _load_script("benchmark")
+    bm = load_script("benchmark")
     counter = bm._Counter()
     counter.install()
     counter.on = True
@@ -259,7 +249,7 @@ def test_benchmark_counts_io_bound_runs_by_graph(monkeypatch):
 def test_oe_bias_channel_bias_signs_and_shares():
     """scripts/oe_bias.py: the log error is taken only in the channels clipped in the LDR, with its sign
     (prediction above the truth = positive), and each channel's share of the over-exposed pixels."""
-    ob = _load_script("oe_bias")
+    ob = load_script("oe_bias")
     ldr = np.zeros((1, 2, 2, 3), np.uint8)
     ldr[0, 0, 0] = (255, 100, 255)   # R and B clipped
     ldr[0, 0, 1] = (255, 255, 255)   # all clipped
@@ -284,7 +274,7 @@ def test_ratio_check_measures_the_plugins_exposure_ratio_against_the_truth(tmp_p
 
     from vsvitm.training.exr import write_exr
     from vsvitm.training.synth import make_source, synth_sequence
-    rc = _load_script("ratio_check")
+    rc = load_script("ratio_check")
     rng = np.random.default_rng(0)
     img = 0.18 * np.exp2(2.0 * rng.standard_normal((24, 32, 3))).astype(np.float32)
     write_exr(tmp_path / "s.exr", cv2.resize(img, (192, 144), interpolation=cv2.INTER_CUBIC).clip(1e-3, None))
@@ -337,7 +327,7 @@ def test_ref_push_check_signs_the_error_in_clipped_channels(tmp_path, capsys):
     from vsvitm.training.exr import write_exr
     from vsvitm.training.icam_net import ICAM, ICAMConfig
     from vsvitm.training.synth import make_source, synth_sequence
-    rp = _load_script("ref_push_check")
+    rp = load_script("ref_push_check")
     rng = np.random.default_rng(1)
     img = 0.5 * np.exp2(2.0 * rng.standard_normal((24, 32, 3))).astype(np.float32)
     write_exr(tmp_path / "s.exr", cv2.resize(img, (192, 144), interpolation=cv2.INTER_CUBIC).clip(1e-3, None))

@@ -170,12 +170,8 @@ def _check_fp16_pairs(folder):
     (ICAM Y compared in the log domain, where the networks work). Width 1152 > 1024: a sampling
     coordinate computed in fp16 would snap to whole pixels there."""
     from vsvitm.engine import FCPM_GRAPHS, ICAM_GRAPHS
-    import importlib.util
-    from conftest import ROOT
-    spec = importlib.util.spec_from_file_location("vsvitm_graph_memory", ROOT / "scripts" / "graph_memory.py")
-    gm = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(gm)
-    random_feeds = gm.random_feeds
+    from conftest import load_script
+    random_feeds = load_script("graph_memory").random_feeds
     h, w = 64, 1152
     for g in ICAM_GRAPHS + FCPM_GRAPHS:
         if not (folder / f"{g}.onnx").exists():

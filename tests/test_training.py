@@ -10,6 +10,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from conftest import load_script  # noqa: E402
 from vsvitm.training.icam_net import EPS, ICAM, ICAMConfig  # noqa: E402
 from vsvitm.training.losses import log_l1  # noqa: E402
 
@@ -330,13 +331,9 @@ def test_pick_key_fits_the_reference_count():
 def test_soup_is_the_weighted_mean_and_refuses_other_networks(tmp_path):
     """scripts/soup.py: weights average with the given weights into a checkpoint ICAM loads;
     a checkpoint of another shape of network is refused by name."""
-    import importlib.util
     from dataclasses import asdict
-    from pathlib import Path
 
-    spec = importlib.util.spec_from_file_location("soup", Path(__file__).resolve().parents[1] / "scripts" / "soup.py")
-    soup = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(soup)
+    soup = load_script("soup")
     cfg = ICAMConfig(c1=8, c2=8, c3=8, c4=16, offsets=2)
     paths = []
     for seed in (0, 1):
@@ -692,14 +689,8 @@ def test_near_exposure_drifts_slowly_around_the_key_and_only_draws_when_asked(tm
 def test_train_preflow_check_measures_both_preflows(tmp_path, capsys):
     """scripts/train_preflow_check.py: endpoint errors of the training pre-flows (plain DIS and homography-started)
     against the synthetic truth, for training-like sequences; a table row per pre-flow."""
-    import importlib.util
-    from pathlib import Path
-
     from vsvitm.training.synth import load_sources
-    path = Path(__file__).resolve().parents[1] / "scripts" / "train_preflow_check.py"
-    spec = importlib.util.spec_from_file_location("train_preflow_check", path)
-    m = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(m)
+    m = load_script("train_preflow_check")
     data = _tiny_stills(tmp_path)
     errs, secs, stops = m.measure(load_sources(data, split="train"), 2, 64, seed=0)
     assert len(stops) >= len(errs["DIS medium"]) and np.all(stops >= 0)
