@@ -152,7 +152,7 @@ def resolve_models(a, need_fcpm: bool, need_fp16: bool) -> tuple[Path | None, st
         if meta.get("random_weights"):
             desc += " (random weights)"
         elif meta.get("soup"):
-            desc += f" (ICAM: mean weights of {len(meta['soup'])} fine-tunes)"
+            desc += f" (ICAM: {soup_description(meta['soup'])})"
         elif "trained_steps" in meta:
             desc += f" (ICAM trained {meta['trained_steps']} steps)"
         desc += f", ICAM config {json.dumps(meta.get('config', {}), sort_keys=True)}"
@@ -168,6 +168,15 @@ def cuda_ok() -> bool:
 
 
 VECTOR_FLAGS = (("avx512f", "AVX-512"), ("avx512_vnni", "AVX-512 VNNI"), ("avx_vnni", "AVX-VNNI"))
+
+
+def soup_description(soup) -> str:
+    """How a souped ICAM was made, from its manifest's "soup" list (scripts/soup.py): the mean of N checkpoints
+    and their weights when they differ. A soup may hold soups, so N counts the top level only."""
+    ws = [float(e.get("weight", 1.0)) if isinstance(e, dict) else 1.0 for e in soup]
+    if len(set(ws)) <= 1:
+        return f"mean weights of {len(ws)} checkpoints"
+    return f"weighted mean of {len(ws)} checkpoints (weights {' : '.join(f'{w:g}' for w in ws)})"
 
 
 def cpu_description(cpuinfo: str) -> str:

@@ -383,3 +383,12 @@ def test_homography_field_and_kept_key_features_change_no_flow():
     for r in refs:
         np.testing.assert_array_equal(kept.calc(key, r), HomographyDIS("medium").calc(key, r))
     assert len(kept._kept) == 1    # one key image, its features made once
+
+
+def test_benchmark_describes_weighted_soups():
+    """The shipped ICAM is a weighted soup (a soup counted twice, plus a fine-tune): the header says so, not
+    "mean weights of 2 fine-tunes"."""
+    bm = load_script("benchmark")
+    assert bm.soup_description([{"checkpoint": "a"}, {"checkpoint": "b"}]) == "mean weights of 2 checkpoints"
+    shipped = [{"checkpoint": "runs/shipped_H2/icam.pt", "weight": 2.0}, {"checkpoint": "runs/icam_s33nh/last.pt", "weight": 1.0}]
+    assert bm.soup_description(shipped) == "weighted mean of 2 checkpoints (weights 2 : 1)"
