@@ -173,7 +173,7 @@ VECTOR_FLAGS = (("avx512f", "AVX-512"), ("avx512_vnni", "AVX-512 VNNI"), ("avx_v
 def soup_description(soup) -> str:
     """How a souped ICAM was made, from its manifest's "soup" list (scripts/soup.py): the mean of N checkpoints
     and their weights when they differ. A soup may hold soups, so N counts the top level only."""
-    ws = [float(e.get("weight", 1.0)) if isinstance(e, dict) else 1.0 for e in soup]
+    ws = [float(e.get("weight", 1.0)) for e in soup]   # soup.py writes one dict per ingredient
     if len(set(ws)) <= 1:
         return f"mean weights of {len(ws)} checkpoints"
     return f"weighted mean of {len(ws)} checkpoints (weights {' : '.join(f'{w:g}' for w in ws)})"
