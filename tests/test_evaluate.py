@@ -246,6 +246,23 @@ def test_benchmark_counts_io_bound_runs_by_graph(monkeypatch):
     assert counter.stats["dis_flow_homography"][0] == 1 and counter.stats["dis_flow"][0] == 1
 
 
+def test_pyspy_profile_charges_samples_to_the_innermost_engine_part():
+    """scripts/pyspy_profile.py: each sample goes to the innermost engine function named in PARTS (a warp
+    called from inside a graph-running helper is a warp), its leaf is the innermost Python frame, and the
+    weights count."""
+    pp = load_script("pyspy_profile")
+    frames = [{"name": n, "file": f"/x/{n}.py", "line": i} for i, n in
+              enumerate(["render", "_ref_split", "_run", "run", "warp_planes", "remap", "other"])]
+    ss = {"shared": {"frames": frames}, "profiles": [
+        {"samples": [[0, 1, 2, 3], [0, 1, 4, 5], [0, 6], []], "weights": [3, 2, 1, 7]},
+        {"samples": [[0, 1, 2, 3]], "weights": [4]}]}
+    total, leaves, parts = pp.summarise(ss, top=2)
+    assert total == 10   # the empty stack is not a sample of running Python
+    assert dict(parts) == {"ONNX graph runs": 7, "OpenCV warps between graphs": 2, "other Python": 1}
+    assert leaves == [("run (run.py:3)", 7), ("remap (remap.py:5)", 2)]
+    assert "| `ONNX graph runs` | 7 | 70.0 % |" in pp.table(parts, total, "part")
+
+
 def test_oe_bias_channel_bias_signs_and_shares():
     """scripts/oe_bias.py: the log error is taken only in the channels clipped in the LDR, with its sign
     (prediction above the truth = positive), and each channel's share of the over-exposed pixels."""
