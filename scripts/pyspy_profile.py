@@ -3,6 +3,7 @@
 
     python scripts/pyspy_profile.py [--size 512x512] [--mode full] [--frames 48] [--itm JSON] [--rate 50]
                                     [--out runs/pyspy_512] [--top 20]
+    python scripts/pyspy_profile.py --summarise runs/pyspy_512.speedscope.json     # tables of an earlier run
 
 Runs `scripts/benchmark.py` for one configuration (its subprocess renders through VapourSynth with
 clip.frames(prefetch), like vspipe) under `py-spy record --subprocesses --format speedscope`, then
@@ -44,8 +45,9 @@ PARTS = [
 ]
 
 
-def summarise(speedscope: dict, top: int = 20) -> tuple[int, list[tuple[str, int]], list[tuple[str, int]]]:
-    """(samples, [(leaf, n)] most first (top of them), [(part, n)] most first) from py-spy's speedscope JSON."""
+def summarise(speedscope: dict, top: int = 20) -> tuple[float, list[tuple[str, float]], list[tuple[str, float]]]:
+    """(total, [(leaf, t)] most first (top of them), [(part, t)] most first) from py-spy's speedscope JSON,
+    in its sample weights (seconds of thread time)."""
     frames = speedscope["shared"]["frames"]
 
     def label(i: int) -> str:
@@ -53,11 +55,15 @@ def summarise(speedscope: dict, top: int = 20) -> tuple[int, list[tuple[str, int
         file = Path(f.get("file") or "?").name
         return f"{f['name']} ({file}:{f.get('line', '?')})"
 
-    names = [f["name"] for f in frames]
-    leaves, parts, total = Counter(), Counter(), 0
+    # py-spy names methods by their qualified name ("Engine._run", "Engine._run_banded.<locals>.rows"):
+    # match the part's function name as the whole name or its last component
+    names = [f["name"].rsplit(".", 1)[-1] for f in frames]
+    # with --subprocesses each stack starts with a "process PID:..." frame; a stack of nothing else is not Python
+    proc = [f["name"].startswith("process ") for f in frames]
+    leaves, parts, total = Counter(), Counter(), 0.0
     for prof in speedscope["profiles"]:
         for stack, w in zip(prof["samples"], prof["weights"]):
-            if not stack:
+            if not stack or proc[stack[-1]]:
                 continue
             total += w
             leaves[label(stack[-1])] += w
@@ -71,9 +77,9 @@ def summarise(speedscope: dict, top: int = 20) -> tuple[int, list[tuple[str, int
     return total, leaves.most_common(top), parts.most_common()
 
 
-def table(rows: list[tuple[str, int]], total: int, head: str) -> str:
-    out = [f"| {head} | samples | share |", "|---|---:|---:|"]
-    out += [f"| `{k}` | {n} | {100 * n / max(total, 1):.1f} % |" for k, n in rows]
+def table(rows: list[tuple[str, float]], total: float, head: str) -> str:
+    out = [f"| {head} | thread s | share |", "|---|---:|---:|"]
+    out += [f"| `{k}` | {n:.1f} | {100 * n / max(total, 1e-9):.1f} % |" for k, n in rows]
     return "\n".join(out)
 
 
@@ -86,7 +92,14 @@ def main(argv=None) -> int:
     ap.add_argument("--rate", type=int, default=50, help="samples per second per thread")
     ap.add_argument("--out", default=str(ROOT / "runs" / "pyspy_512"))
     ap.add_argument("--top", type=int, default=20)
+    ap.add_argument("--summarise", metavar="JSON", help="only summarise this earlier speedscope file (no run)")
     a = ap.parse_args(argv)
+    if a.summarise:
+        total, leaves, parts = summarise(json.loads(Path(a.summarise).read_text()), a.top)
+        print(f"{a.summarise}: {total:.1f} s of running Python threads sampled\n")
+        print(table(parts, total, "part (innermost engine function on the stack)") + "\n")
+        print(table(leaves, total, "innermost Python function"))
+        return 0
     spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     if not Path(spy).exists():
         raise SystemExit("pyspy_profile: py-spy not found: pip install py-spy")
@@ -104,8 +117,8 @@ def main(argv=None) -> int:
         raise SystemExit(f"pyspy_profile: the profiled run failed (exit {run.returncode})")
     total, leaves, parts = summarise(json.loads(ss.read_text()), a.top)
     text = "\n".join([
-        f"py-spy {a.rate} Hz, {a.size} {a.mode}, {a.frames} timed frames, ITM {a.itm}: {total} samples "
-        f"of running Python threads", "",
+        f"py-spy {a.rate} Hz, {a.size} {a.mode}, {a.frames} timed frames, ITM {a.itm}: {total:.1f} s "
+        f"of running Python threads sampled (model loading and warm-up included)", "",
         "benchmark row (sampled, so slower than an unprofiled run):", *bench_rows, "",
         table(parts, total, "part (innermost engine function on the stack)"), "",
         table(leaves, total, "innermost Python function"), ""])
