@@ -83,6 +83,14 @@ def table(rows: list[tuple[str, float]], total: float, head: str) -> str:
     return "\n".join(out)
 
 
+def report(speedscope: dict, top: int) -> str:
+    """The two tables of a profile, with its total."""
+    total, leaves, parts = summarise(speedscope, top)
+    return "\n".join([f"{total:.1f} s of running Python threads sampled", "",
+                      table(parts, total, "part (innermost engine function on the stack)"), "",
+                      table(leaves, total, "innermost Python function"), ""])
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--size", default="512x512")
@@ -95,10 +103,7 @@ def main(argv=None) -> int:
     ap.add_argument("--summarise", metavar="JSON", help="only summarise this earlier speedscope file (no run)")
     a = ap.parse_args(argv)
     if a.summarise:
-        total, leaves, parts = summarise(json.loads(Path(a.summarise).read_text()), a.top)
-        print(f"{a.summarise}: {total:.1f} s of running Python threads sampled\n")
-        print(table(parts, total, "part (innermost engine function on the stack)") + "\n")
-        print(table(leaves, total, "innermost Python function"))
+        print(f"{a.summarise}: " + report(json.loads(Path(a.summarise).read_text()), a.top))
         return 0
     spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     if not Path(spy).exists():
@@ -115,13 +120,10 @@ def main(argv=None) -> int:
     if run.returncode != 0 or not ss.exists():
         sys.stderr.write(run.stdout[-3000:] + run.stderr[-3000:])
         raise SystemExit(f"pyspy_profile: the profiled run failed (exit {run.returncode})")
-    total, leaves, parts = summarise(json.loads(ss.read_text()), a.top)
     text = "\n".join([
-        f"py-spy {a.rate} Hz, {a.size} {a.mode}, {a.frames} timed frames, ITM {a.itm}: {total:.1f} s "
-        f"of running Python threads sampled (model loading and warm-up included)", "",
-        "benchmark row (sampled, so slower than an unprofiled run):", *bench_rows, "",
-        table(parts, total, "part (innermost engine function on the stack)"), "",
-        table(leaves, total, "innermost Python function"), ""])
+        f"py-spy {a.rate} Hz, {a.size} {a.mode}, {a.frames} timed frames, ITM {a.itm} (model loading and warm-up "
+        f"included); benchmark rows (sampled, so slower than an unprofiled run):", *bench_rows, "",
+        report(json.loads(ss.read_text()), a.top)])
     out.with_suffix(".md").write_text(text)
     print(text)
     return 0
