@@ -3,12 +3,16 @@
 
     python scripts/demo.py [--src samples/london_pan_320x240.mp4] [--frames 120] [--out out]
 Writes OUT/demo_hdr10.hevc (vspipe | x265) and OUT/demo_side_by_side.png, and prints what ffprobe
-says of the stream.
+says of the stream. The sample clip clips almost nothing (samples/README.md), so the demo also writes
+OUT/demo_recovery.png: the same clip brightened by a slow exposure swing and clipped to 8 bits, as a
+camera whose auto-exposure drifts would record it, and what ITM recovers of the highlights it clipped,
+against the unclipped clip at the same exposure (with the error in stops, f^-1(L) against ITM).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import shutil
 import subprocess
 import sys
@@ -31,6 +35,54 @@ def label(img: np.ndarray, text: str) -> np.ndarray:
     bar = np.zeros((22, img.shape[1], 3), np.uint8)
     cv2.putText(bar, text, (4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
     return np.vstack([bar, img])
+
+
+def push_stops(n: int, base: float = 1.5, swing: float = 1.0, period: int = 60) -> float:
+    """The demo's exposure push of frame n in stops: base +- swing, a sine of `period` frames (at the
+    sample's 60 fps, one second), so a highlight clipped at the swing's top is unclipped half a period away."""
+    return base + swing * math.sin(2 * math.pi * n / period)
+
+
+def pushed_clip(core, code_clip):
+    """code_clip (RGBS display code values) brightened by push_stops(n) in linear light (gamma 2.2),
+    clipped at 1.0 and rounded to 8 bits: an LDR clip whose highlights clip in some frames only."""
+    def push(n):
+        return core.std.Expr(code_clip, f"x {2.0 ** (push_stops(n) / 2.2)} * 1 min")
+    return core.resize.Point(core.std.FrameEval(code_clip, push), format=code_clip.format.replace(
+        sample_type=0, bits_per_sample=8).id)
+
+
+def recovery_sheet(clip, frames: int, png: Path) -> str:
+    """demo_recovery.png and a line saying how far f^-1(L) and ITM are from the unclipped clip, in stops,
+    over the pixels the pushed frame clipped."""
+    import vapoursynth as vs
+    import vsvitm
+    from vsvitm.colour import to_display_rgb
+    from vsvitm.vsnp import frame_to_array, frame_to_code
+    core = vs.core
+    code = to_display_rgb(clip)
+    ldr = pushed_clip(core, code)
+    cand = range(0, min(clip.num_frames, frames or clip.num_frames), 5)
+    n = max(cand, key=lambda i: float((frame_to_code(ldr.get_frame(i)).max(-1) >= 0.95).mean()))
+    s = push_stops(n)
+    ref = frame_to_array(vsvitm.ITM(clip, mode="linear").get_frame(n)) * 2.0 ** s   # unclipped, same exposure
+    lin = frame_to_array(vsvitm.ITM(ldr, mode="linear").get_frame(n))
+    hdr = frame_to_array(vsvitm.ITM(ldr).get_frame(n))
+    ldr_n = frame_to_code(ldr.get_frame(n))
+    clipped = ldr_n.max(-1) >= 0.95
+    src_ok = frame_to_array(code.get_frame(n)).max(-1) < 0.95                # the original saw them unclipped
+
+    def err(x):  # mean |log2 x - log2 ref| over the pixels clipped here and not in the original
+        m = clipped & src_ok
+        return float(np.mean(np.abs(np.log2(x[m] + 1e-4) - np.log2(ref[m] + 1e-4)))) if m.any() else float("nan")
+    tiles = [label(cv2.cvtColor((ldr_n * 255 + 0.5).astype(np.uint8), cv2.COLOR_RGB2BGR),
+                   f"LDR, +{s:.1f} stops (frame {n})"),
+             label(exposure_view(lin, -s), f"f^-1(L), -{s:.1f} stops"),
+             label(exposure_view(hdr, -s), f"vsvitm.ITM, -{s:.1f} stops"),
+             label(exposure_view(ref, -s), "unclipped source, same view")]
+    cv2.imwrite(str(png), np.hstack(tiles))
+    return (f"wrote {png} (frame {n}, pushed {s:.2f} stops: {100 * float(clipped.mean()):.1f}% of pixels clipped; "
+            f"mean error there, in stops: f^-1(L) {err(lin):.2f}, ITM {err(hdr):.2f})")
 
 
 def main(argv=None):
@@ -91,6 +143,7 @@ def main(argv=None):
     png = out / "demo_side_by_side.png"
     cv2.imwrite(str(png), np.hstack(tiles))
     print(f"wrote {png} (frame {n}; peak {hdr.max():.2f}x SDR white, {100 * float((hdr > 1).mean()):.2f}% of values above 1.0)")
+    print(recovery_sheet(clip, a.frames, out / "demo_recovery.png"))
 
 
 if __name__ == "__main__":
