@@ -72,8 +72,9 @@ def recovery_sheet(clip, frames: int, png: Path) -> str:
     clipped = ldr_n.max(-1) >= 0.95
     src_ok = frame_to_array(code.get_frame(n)).max(-1) < 0.95                # the original saw them unclipped
 
+    m = clipped & src_ok
+
     def err(x):  # mean |log2 x - log2 ref| over the pixels clipped here and not in the original
-        m = clipped & src_ok
         return float(np.mean(np.abs(np.log2(x[m] + 1e-4) - np.log2(ref[m] + 1e-4)))) if m.any() else float("nan")
     tiles = [label(cv2.cvtColor((ldr_n * 255 + 0.5).astype(np.uint8), cv2.COLOR_RGB2BGR),
                    f"LDR, +{s:.1f} stops (frame {n})"),
@@ -81,8 +82,9 @@ def recovery_sheet(clip, frames: int, png: Path) -> str:
              label(exposure_view(hdr, -s), f"vsvitm.ITM, -{s:.1f} stops"),
              label(exposure_view(ref, -s), "unclipped source, same view")]
     cv2.imwrite(str(png), np.hstack(tiles))
-    return (f"wrote {png} (frame {n}, pushed {s:.2f} stops: {100 * float(clipped.mean()):.1f}% of pixels clipped; "
-            f"mean error there, in stops: f^-1(L) {err(lin):.2f}, ITM {err(hdr):.2f})")
+    return (f"wrote {png} (frame {n}, pushed {s:.2f} stops: {100 * float(clipped.mean()):.1f}% of pixels clipped, "
+            f"{100 * float(m.mean()):.1f}% clipped here but not in the source; mean error there, in stops: "
+            f"f^-1(L) {err(lin):.2f}, ITM {err(hdr):.2f})")
 
 
 def main(argv=None):
