@@ -5,8 +5,9 @@
 Writes OUT/demo_hdr10.hevc (vspipe | x265) and OUT/demo_side_by_side.png, and prints what ffprobe
 says of the stream. The sample clip clips almost nothing (samples/README.md), so the demo also writes
 OUT/demo_recovery.png: the same clip brightened by a slow exposure swing and clipped to 8 bits, as a
-camera whose auto-exposure drifts would record it, and what ITM recovers of the highlights it clipped,
-against the unclipped clip at the same exposure (with the error in stops, f^-1(L) against ITM).
+camera whose auto-exposure drifts would record it, and what ITM recovers of the highlights it clipped
+with and without references (num_refs=0), against the unclipped clip at the same exposure (with the
+error in stops of f^-1(L), the single frame and ITM).
 """
 from __future__ import annotations
 
@@ -68,6 +69,7 @@ def recovery_sheet(clip, frames: int, png: Path) -> str:
     ref = frame_to_array(vsvitm.ITM(clip, mode="linear").get_frame(n)) * 2.0 ** s   # unclipped, same exposure
     lin = frame_to_array(vsvitm.ITM(ldr, mode="linear").get_frame(n))
     hdr = frame_to_array(vsvitm.ITM(ldr).get_frame(n))
+    one = frame_to_array(vsvitm.ITM(ldr, num_refs=0).get_frame(n))                # no temporal clues
     ldr_n = frame_to_code(ldr.get_frame(n))
     clipped = ldr_n.max(-1) >= 0.95
     src_ok = frame_to_array(code.get_frame(n)).max(-1) < 0.95                # the original saw them unclipped
@@ -79,12 +81,13 @@ def recovery_sheet(clip, frames: int, png: Path) -> str:
     tiles = [label(cv2.cvtColor((ldr_n * 255 + 0.5).astype(np.uint8), cv2.COLOR_RGB2BGR),
                    f"LDR, +{s:.1f} stops (frame {n})"),
              label(exposure_view(lin, -s), f"f^-1(L), -{s:.1f} stops"),
+             label(exposure_view(one, -s), "ITM(num_refs=0), same view"),
              label(exposure_view(hdr, -s), f"vsvitm.ITM, -{s:.1f} stops"),
              label(exposure_view(ref, -s), "unclipped source, same view")]
     cv2.imwrite(str(png), np.hstack(tiles))
     return (f"wrote {png} (frame {n}, pushed {s:.2f} stops: {100 * float(clipped.mean()):.1f}% of pixels clipped, "
             f"{100 * float(m.mean()):.1f}% clipped here but not in the source; mean error there, in stops: "
-            f"f^-1(L) {err(lin):.2f}, ITM {err(hdr):.2f})")
+            f"f^-1(L) {err(lin):.2f}, ITM without references {err(one):.2f}, ITM {err(hdr):.2f})")
 
 
 def main(argv=None):
