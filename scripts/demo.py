@@ -32,6 +32,19 @@ def exposure_view(lin: np.ndarray, stops: float) -> np.ndarray:
     return cv2.cvtColor((v * 255 + 0.5).astype(np.uint8), cv2.COLOR_RGB2BGR)
 
 
+def code_view(code: np.ndarray) -> np.ndarray:
+    """Display code values (HxWx3 in [0, 1]) -> 8-bit BGR, as they are."""
+    return cv2.cvtColor((code * 255 + 0.5).astype(np.uint8), cv2.COLOR_RGB2BGR)
+
+
+def most_clipped(code_clip, frames: int, step: int) -> int:
+    """The frame (of every `step`-th among the first `frames`, 0: all) of a display-RGB clip with the largest
+    share of pixels whose brightest channel is at or above 0.95, the clip level the evaluation uses."""
+    from vsvitm.vsnp import frame_to_code
+    cand = range(0, min(code_clip.num_frames, frames or code_clip.num_frames), step)
+    return max(cand, key=lambda i: float((frame_to_code(code_clip.get_frame(i)).max(-1) >= 0.95).mean()))
+
+
 def label(img: np.ndarray, text: str) -> np.ndarray:
     bar = np.zeros((22, img.shape[1], 3), np.uint8)
     cv2.putText(bar, text, (4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
@@ -53,18 +66,14 @@ def pushed_clip(core, code_clip):
         sample_type=0, bits_per_sample=8).id)
 
 
-def recovery_sheet(clip, frames: int, png: Path) -> str:
+def recovery_sheet(clip, code, frames: int, png: Path) -> str:
     """demo_recovery.png and a line saying how far f^-1(L) and ITM are from the unclipped clip, in stops,
-    over the pixels the pushed frame clipped."""
+    over the pixels the pushed frame clipped; code: the clip as display RGB (colour.to_display_rgb)."""
     import vapoursynth as vs
     import vsvitm
-    from vsvitm.colour import to_display_rgb
     from vsvitm.vsnp import frame_to_array, frame_to_code
-    core = vs.core
-    code = to_display_rgb(clip)
-    ldr = pushed_clip(core, code)
-    cand = range(0, min(clip.num_frames, frames or clip.num_frames), 5)
-    n = max(cand, key=lambda i: float((frame_to_code(ldr.get_frame(i)).max(-1) >= 0.95).mean()))
+    ldr = pushed_clip(vs.core, code)
+    n = most_clipped(ldr, frames, 5)
     s = push_stops(n)
     ref = frame_to_array(vsvitm.ITM(clip, mode="linear").get_frame(n)) * 2.0 ** s   # unclipped, same exposure
     lin = frame_to_array(vsvitm.ITM(ldr, mode="linear").get_frame(n))
@@ -73,13 +82,11 @@ def recovery_sheet(clip, frames: int, png: Path) -> str:
     ldr_n = frame_to_code(ldr.get_frame(n))
     clipped = ldr_n.max(-1) >= 0.95
     src_ok = frame_to_array(code.get_frame(n)).max(-1) < 0.95                # the original saw them unclipped
-
     m = clipped & src_ok
 
     def err(x):  # mean |log2 x - log2 ref| over the pixels clipped here and not in the original
         return float(np.mean(np.abs(np.log2(x[m] + 1e-4) - np.log2(ref[m] + 1e-4)))) if m.any() else float("nan")
-    tiles = [label(cv2.cvtColor((ldr_n * 255 + 0.5).astype(np.uint8), cv2.COLOR_RGB2BGR),
-                   f"LDR, +{s:.1f} stops (frame {n})"),
+    tiles = [label(code_view(ldr_n), f"LDR, +{s:.1f} stops (frame {n})"),
              label(exposure_view(lin, -s), f"f^-1(L), -{s:.1f} stops"),
              label(exposure_view(one, -s), "ITM(num_refs=0), same view"),
              label(exposure_view(hdr, -s), f"vsvitm.ITM, -{s:.1f} stops"),
@@ -135,20 +142,17 @@ def main(argv=None):
     core = vs.core
     clip = core.bs.VideoSource(a.src)
     rgb = to_display_rgb(clip)
-    n = a.frame
-    if n is None:  # the frame (of every 10th) with the most over-exposed pixels
-        cand = range(0, min(clip.num_frames, a.frames or clip.num_frames), 10)
-        n = max(cand, key=lambda i: float((frame_to_array(rgb.get_frame(i)).max(-1) >= 0.95).mean()))
+    n = most_clipped(rgb, a.frames, 10) if a.frame is None else a.frame
     code = frame_to_array(rgb.get_frame(n))
     lin = frame_to_array(vsvitm.ITM(clip, mode="linear").get_frame(n))
     hdr = frame_to_array(vsvitm.ITM(clip).get_frame(n))
-    tiles = [label(cv2.cvtColor((code * 255 + 0.5).astype(np.uint8), cv2.COLOR_RGB2BGR), f"input (frame {n})"),
+    tiles = [label(code_view(code), f"input (frame {n})"),
              label(exposure_view(lin, -2), "f^-1(L), -2 stops"),
              label(exposure_view(hdr, -2), "vsvitm.ITM, -2 stops")]
     png = out / "demo_side_by_side.png"
     cv2.imwrite(str(png), np.hstack(tiles))
     print(f"wrote {png} (frame {n}; peak {hdr.max():.2f}x SDR white, {100 * float((hdr > 1).mean()):.2f}% of values above 1.0)")
-    print(recovery_sheet(clip, a.frames, out / "demo_recovery.png"))
+    print(recovery_sheet(clip, rgb, a.frames, out / "demo_recovery.png"))
 
 
 if __name__ == "__main__":
