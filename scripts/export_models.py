@@ -59,12 +59,38 @@ def main(argv=None):
                     help="the ICAM was trained on pre-flows started from a feature homography (train_icam.py "
                          "--homography-preflow): icam.json says so and the plugin makes its key -> reference "
                          "pre-flows the same way (flow.HomographyDIS)")
+    ap.add_argument("--clue-transfer", metavar="W0[,LEVEL[,SPREAD]]",
+                    help="ICAM decode: raise the key's clipped channels towards the clue path's mean where its "
+                         "weight sum passes W0, the mean passes LEVEL x the clip level (default 1.05) and the "
+                         "references' spread of log radiance is below SPREAD (default 0: not gated); not learned "
+                         "(stop 36; scripts/clue_transfer_check.py picks them). 0 = off. Default: the "
+                         "checkpoint's (off for training checkpoints)")
     a = ap.parse_args(argv)
     if a.homography_preflow and not a.icam:
         ap.error("--homography-preflow describes an ICAM: give --icam")
+    transfer = None
+    if a.clue_transfer is not None:
+        if not a.icam:
+            ap.error("--clue-transfer describes an ICAM: give --icam")
+        try:
+            transfer = [float(x) for x in a.clue_transfer.split(",")]
+        except ValueError:
+            transfer = []
+        if (not 1 <= len(transfer) <= 3 or transfer[0] < 0 or (len(transfer) >= 2 and transfer[1] <= 0)
+                or (len(transfer) == 3 and transfer[2] < 0)):
+            ap.error("--clue-transfer takes W0 >= 0, optionally LEVEL > 0 and SPREAD >= 0, e.g. 0.25,1.05,0.1; "
+                     f"got {a.clue_transfer!r}")
     out = Path(a.out)
     if a.icam:
         m, st = load(a.icam, ICAM, ICAMConfig)
+        if transfer:
+            if not m.cfg.clue:
+                ap.error("--clue-transfer needs an ICAM with the clue path (this one was trained with --no-clue)")
+            m.cfg.clue_transfer = transfer[0]
+            if len(transfer) >= 2:
+                m.cfg.clue_transfer_level = transfer[1]
+            if len(transfer) == 3:
+                m.cfg.clue_transfer_spread = transfer[2]
         # a checkpoint rebuilt from such graphs (checkpoint_from_onnx.py) says so itself
         homography = a.homography_preflow or st.get("preflow_start") == "homography"
         start = {"preflow_start": "homography"} if homography else {}

@@ -73,6 +73,91 @@ def _merge_inputs(h, w, seed, flow_px):
     return cur, keys, torch.rand(1, 15, h, w, generator=g) * 4, torch.randn(1, 10, h, w, generator=g) * flow_px
 
 
+def _clue_state(icam, key, log_mean: float, wsum: float, std: float = 0.0):
+    """ICAM's init state with the clue accumulator set to a mean log radiance, weight sum and (when the state
+    carries it) spread everywhere."""
+    import torch.nn.functional as F
+    fl, g = icam.init(key)
+    c1 = icam.cfg.c1
+    acc = F.pixel_shuffle(fl[:, c1:], 2)
+    acc[:, :3] = log_mean * wsum
+    acc[:, 3:4] = wsum
+    if icam.spread:
+        acc[:, 4:7] = std * std * wsum
+    return torch.cat([fl[:, :c1], F.pixel_unshuffle(acc, 2)], 1), g
+
+
+def test_clue_transfer_exports_and_only_raises(tmp_path):
+    """The clue transfer (stop 36) is in icam_decode: ORT matches torch; it raises Y towards the clue's mean only
+    in the key's clipped channels, only where the weight sum and the mean pass their settings, never lowers Y."""
+    from vsvitm.training.export import export_icam
+    from vsvitm.training.icam_net import EPS, ICAM, ICAMConfig
+    torch.manual_seed(3)
+    icam = ICAM(ICAMConfig(c1=8, clue_transfer=0.25, clue_transfer_level=1.05)).eval()
+    export_icam(icam, tmp_path, fp16=False)
+    assert json.loads((tmp_path / "icam.json").read_text())["config"]["clue_transfer"] == 0.25
+    h, w = 64, 64
+    key = torch.rand(1, 4, h, w, generator=torch.Generator().manual_seed(4)) * 0.5
+    key[:, :3, :, :32] = 1.0  # left half clipped in every channel
+    s = _sess(tmp_path / "icam_decode.onnx")
+    with torch.no_grad():
+        for log_mean, wsum, raised in ((np.log(4.0), 1.0, True), (np.log(4.0), 0.2, False), (np.log(1.02), 1.0, False)):
+            fl, g = _clue_state(icam, key, float(log_mean), wsum)
+            y = icam.decode(key, fl, g)
+            icam.cfg.clue_transfer = 0.0
+            y_off = icam.decode(key, fl, g)
+            icam.cfg.clue_transfer = 0.25
+            yo = s.run(None, {"key": key.numpy(), "fl": fl.numpy(), "g": g.numpy()})[0]
+            assert np.abs(yo - y.numpy()).max() <= 1e-4 * max(1.0, float(y.abs().max()))
+            assert (y >= y_off - 1e-6).all()
+            assert torch.equal(y[..., 32:], y_off[..., 32:])  # unclipped key: untouched
+            if raised:  # full weight: Y = max(Y, mean) where the key clipped (the mean is of log(v + EPS))
+                assert torch.allclose(y[..., :32], torch.maximum(y_off[..., :32], torch.tensor(4.0 - EPS)), rtol=1e-4)
+            else:
+                assert torch.equal(y, y_off)
+
+
+def test_clue_transfer_spread_gate(tmp_path):
+    """With a spread gate the state carries the references' spread (Welford update, checked here with two
+    references of known log radiance); ORT matches torch; references that disagree transfer nothing."""
+    from vsvitm.training.export import export_icam
+    from vsvitm.training.icam_net import ICAM, ICAMConfig
+    torch.manual_seed(5)
+    icam = ICAM(ICAMConfig(c1=8, clue_transfer=0.25, clue_transfer_spread=0.1)).eval()
+    assert icam.clue_state == 32
+    h, w = 64, 64
+    key = torch.ones(1, 4, h, w)
+    with torch.no_grad():  # trust every reference fully: w = sigmoid(30)
+        icam.clue_w[-1].weight.zero_()
+        icam.clue_w[-1].bias.fill_(30.0)
+        fl, g = icam.init(key)
+        feat = fl[:, :8]
+        for v in (2.0, 8.0):
+            wr = torch.cat([torch.full((1, 3, h, w), v ** (1 / 2.2)), torch.zeros(1, 1, h, w)], 1)
+            fl = icam._with_clue(fl, feat, feat, wr)
+        import torch.nn.functional as F
+        acc = F.pixel_shuffle(fl[:, 8:], 2)
+        la, lb = float(np.log(2.0 + 1e-3)), float(np.log(8.0 + 1e-3))
+        assert torch.allclose(acc[:, 3], torch.tensor(2.0), atol=1e-5)
+        assert torch.allclose(acc[:, :3] / 2, torch.tensor((la + lb) / 2), atol=1e-4)
+        assert torch.allclose(acc[:, 4:7] / 2, torch.tensor(((lb - la) / 2) ** 2), atol=1e-4)  # weighted variance
+    export_icam(icam, tmp_path, fp16=False)
+    s = _sess(tmp_path / "icam_decode.onnx")
+    key = torch.rand(1, 4, h, w, generator=torch.Generator().manual_seed(6)) * 0.5
+    key[:, :3, :, :32] = 1.0
+    with torch.no_grad():
+        ys = {}
+        for std in (0.05, 0.3):
+            fl, g = _clue_state(icam, key, float(np.log(4.0)), 1.0, std)
+            ys[std] = icam.decode(key, fl, g)
+            yo = s.run(None, {"key": key.numpy(), "fl": fl.numpy(), "g": g.numpy()})[0]
+            assert np.abs(yo - ys[std].numpy()).max() <= 1e-4 * max(1.0, float(ys[std].abs().max()))
+        icam.cfg.clue_transfer = 0.0
+        y_off = icam.decode(key, fl, g)
+    assert torch.allclose(ys[0.05][..., :32], torch.maximum(y_off[..., :32], torch.tensor(4.0 - 1e-3)), rtol=1e-4)
+    assert torch.equal(ys[0.3], y_off)
+
+
 def test_fcpm_evidence_gate_exports(tmp_path):
     """With the evidence gate the merge graph takes one more input, and ORT matches torch."""
     from vsvitm.training.export import export_fcpm

@@ -23,6 +23,7 @@ from .nets_common import EPS, DenseBlock, act, conv, downflow, from_log, input_l
 MODULUS = 64  # 1/16 resolution, then 4x4-token attention windows
 CLUE_IN = 4      # decoder inputs from the clue: mean log gain (3) and confidence (1)
 CLUE_STATE = 16  # full-res (sum w*log v, sum w) = 4 channels, pixel_unshuffled by 2
+CLUE_SPREAD_STATE = 16  # with cfg.clue_transfer_spread: + (M2 of log v, 3 ch; 1 unused) full-res, unshuffled
 
 
 @dataclass
@@ -39,6 +40,14 @@ class ICAMConfig:
     deformable: bool = True
     global_attention: bool = True
     clue: bool = True              # image-level clue accumulation (ours; see ICAM.ref_step)
+    # clue transfer in decode (ours, stop 36; not learned, 0 = off): the key's clipped channels are
+    # raised towards the clue's weighted mean where its weight sum passes clue_transfer (full at 2x)
+    # and the mean is above clue_transfer_level (x the key's clip level, full 0.05 above). See ICAM.transfer.
+    clue_transfer: float = 0.0
+    clue_transfer_level: float = 1.05
+    # ... and only where the references agree: the weighted spread (std) of their log radiance is below
+    # this (full below it, none at 2x). > 0 also makes the state carry that spread (CLUE_SPREAD_STATE).
+    clue_transfer_spread: float = 0.0
 
     def to_dict(self):
         return asdict(self)
@@ -178,8 +187,17 @@ class ICAM(nn.Module):
         fl = self.enc.e1(key)
         g = self.enc.deep(fl)[2]
         if self.cfg.clue:
-            fl = torch.cat([fl, torch.zeros_like(fl[:, :1]).repeat(1, CLUE_STATE, 1, 1)], 1)
+            fl = torch.cat([fl, torch.zeros_like(fl[:, :1]).repeat(1, self.clue_state, 1, 1)], 1)
         return fl, g
+
+    @property
+    def spread(self) -> bool:
+        """Whether the clue accumulator also carries the references' spread (for the clue transfer)."""
+        return self.cfg.clue and self.cfg.clue_transfer > 0 and self.cfg.clue_transfer_spread > 0
+
+    @property
+    def clue_state(self) -> int:
+        return CLUE_STATE + (CLUE_SPREAD_STATE if self.spread else 0)
 
     def ref_step(self, fl: torch.Tensor, g: torch.Tensor, ref: torch.Tensor, preflow: torch.Tensor):
         feat = fl[:, :self.cfg.c1]
@@ -204,8 +222,17 @@ class ICAM(nn.Module):
         w = torch.sigmoid(self.clue_w(torch.cat([fl[:, :c1], aligned], 1)))
         lv = torch.log(torch.pow(wr[:, :3].clamp_min(0), 2.2) + EPS)
         wf = up2(w) * (1 - wr[:, 3:4].clamp(0, 1))
-        acc = F.pixel_shuffle(fl[:, c1:], 2) + torch.cat([wf * lv, wf], 1)
-        return torch.cat([new, F.pixel_unshuffle(acc, 2)], 1)
+        acc = F.pixel_shuffle(fl[:, c1:], 2)
+        add = torch.cat([wf * lv, wf], 1)
+        if self.spread:
+            # weighted M2 of log v, updated as Welford's: from deviations, not sum(w v^2) - W mean^2,
+            # which cancels catastrophically in the fp16 graphs
+            s1, ws = acc[:, :3], acc[:, 3:4]
+            mean_old = s1 / ws.clamp_min(1e-4)
+            mean_new = (s1 + wf * lv) / (ws + wf).clamp_min(1e-4)
+            m2 = acc[:, 4:7] + wf * (lv - mean_old) * (lv - mean_new)
+            return torch.cat([new, F.pixel_unshuffle(torch.cat([acc[:, :4] + add, m2, acc[:, 7:8]], 1), 2)], 1)
+        return torch.cat([new, F.pixel_unshuffle(acc + add, 2)], 1)
 
     # --- ref_step in four graphs for the CPU (engine.SPLIT_REF): every warp of the reference's
     # features happens between them, done by OpenCV (flow.warp_planes). In one graph those warps
@@ -270,7 +297,32 @@ class ICAM(nn.Module):
     def decode(self, key: torch.Tensor, fl: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
         """Y (linear, 1.0 = the key's clip level), never below f^-1(L) and at most 2^12."""
         lin = input_linear(key)
-        return from_log(self.decode_log(key, fl, g, lin), lin)
+        logy = self.decode_log(key, fl, g, lin)
+        if self.cfg.clue and self.cfg.clue_transfer > 0:
+            logy = self.transfer(logy, key, fl)
+        return from_log(logy, lin)
+
+    def transfer(self, logy: torch.Tensor, key: torch.Tensor, fl: torch.Tensor) -> torch.Tensor:
+        """Clue transfer (ours, stop 36): in the key's clipped channels, raise log(Y + EPS) towards
+        the clue path's weighted mean log radiance of the aligned references, where enough weight
+        backs it and it lies above the key's clip level. Why: the decoder, trained briefly on
+        128 px crops, leaves much of that measured radiance unused (on the development set's
+        panning still seine the mean alone beat Y by 4.6 dB where references saw the highlight,
+        BENCHMARKS.md stop 36). Only upwards: a mean that includes nearly clipped references is
+        a lower bound, not an estimate (ultraHDR). With clue_transfer_spread, only where the
+        references agree: on the validation video hdr10-av1 misaligned references with wrong
+        exposure ratios made the mean overshoot. Inference only; training fits decode_log."""
+        c1, w0, e0 = self.cfg.c1, self.cfg.clue_transfer, self.cfg.clue_transfer_level
+        acc = F.pixel_shuffle(fl[:, c1:], 2)
+        wsum = acc[:, 3:4]
+        loge = acc[:, :3] / wsum.clamp_min(1e-3)
+        b = (((key[:, :3] - 0.97) / 0.02).clamp(0, 1) * ((wsum - w0) / w0).clamp(0, 1)
+             * ((torch.exp(loge) - EPS - e0) / 0.05).clamp(0, 1))
+        if self.spread:  # references that disagree (misaligned, wrong exposure ratio): no transfer
+            s0 = self.cfg.clue_transfer_spread
+            std = torch.sqrt((acc[:, 4:7] / wsum.clamp_min(1e-3)).clamp_min(0))
+            b = b * (1 - ((std - s0) / s0).clamp(0, 1))
+        return logy + b * (loge - logy).clamp_min(0)
 
     def decode_evidence(self, key: torch.Tensor, fl: torch.Tensor, g: torch.Tensor):
         """The exported decode graph: Y and the reference evidence behind it (FCPM's merge reads it)."""
