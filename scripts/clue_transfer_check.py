@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""ICAM's clue transfer (stop 36) over a grid of its two settings, with the torch ICAM.
+"""ICAM's clue transfer (stop 36) over a grid of its three settings, with the torch ICAM.
 
     python scripts/clue_transfer_check.py [--data data/valset] [--icam runs/soup_s33_S4/icam.pt] [--every 3]
         [--w0 0.125,0.25,0.5] [--e0 1.0,1.05,1.15] [--s0 0] [--sequences a,b] [--num-refs 4] [--out FILE.md]
@@ -8,8 +8,8 @@ For every --every-th frame of each sequence it runs the torch ICAM as the plugin
 plugin's references (k +- 15 i, i <= --num-refs, inside the shot: ITM's thumbnail cut rule), pre-flows started
 from a feature homography (the shipped ICAM's), nearest first. From the one final state it decodes Y without the
 transfer, and with ICAM.transfer at each (w0, e0, s0) of the grid (the same function the exported icam_decode
-runs; s0 = 0: no spread gate). Also the key alone (no references). Prints the over-exposed PU21-PSNR per sequence (evaluate.py's mask
-and scale, frames pooled) and the mean, as a Markdown table.
+runs; s0 = 0: no spread gate). Also the key alone (no references). Prints the over-exposed PU21-PSNR per
+sequence (evaluate.py's mask and scale, frames pooled) and the mean, as a Markdown table.
 Why: stop 36 found the clue path's own weighted mean of the references' radiance unused by the decoder on a
 panning still; this picks the transfer's settings on the validation set before the plugin is run with them.
 """

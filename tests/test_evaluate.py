@@ -353,18 +353,15 @@ def test_global_flow_experiment_finds_a_large_camera_motion():
     assert homography_flow(np.zeros((64, 64), np.uint8), np.zeros((64, 64), np.uint8)) is None
 
 
-def test_ref_push_check_signs_the_error_in_clipped_channels(tmp_path, capsys):
-    """scripts/ref_push_check.py: with ICAM's residual head at zero (Y = f^-1(L)), the no-reference column is the mean
-    of log(f^-1(L)) - log(truth) over the key's clipped channels, which is negative (clipped values are below the
-    truth); references inside the shot are found, and a key without any says so."""
+def _still_sequence_and_flat_icam(tmp_path):
+    """tmp_path/s.npz: 40 synthetic frames of a random HDR still; tmp_path/icam.pt: a small ICAM whose residual head
+    is zero (its result is f^-1(L) whatever the references)."""
     import cv2
     import torch
 
-    from vsvitm.curves import to_linear
     from vsvitm.training.exr import write_exr
     from vsvitm.training.icam_net import ICAM, ICAMConfig
     from vsvitm.training.synth import make_source, synth_sequence
-    rp = load_script("ref_push_check")
     rng = np.random.default_rng(1)
     img = 0.5 * np.exp2(2.0 * rng.standard_normal((24, 32, 3))).astype(np.float32)
     write_exr(tmp_path / "s.exr", cv2.resize(img, (192, 144), interpolation=cv2.INTER_CUBIC).clip(1e-3, None))
@@ -375,6 +372,39 @@ def test_ref_push_check_signs_the_error_in_clipped_channels(tmp_path, capsys):
     torch.nn.init.zeros_(net.d0[-1].weight)
     torch.nn.init.zeros_(net.d0[-1].bias)
     torch.save({"config": cfg.to_dict(), "model": net.state_dict()}, tmp_path / "icam.pt")
+
+
+def test_clue_transfer_check_scores_the_grid(tmp_path, capsys):
+    """scripts/clue_transfer_check.py: with ICAM's residual head at zero, "key alone" and "off" are f^-1(L)'s
+    over-exposed PU21-PSNR on the frames it visits; a weight threshold no clue reaches changes nothing, and a low one
+    raises the clipped pixels towards what the references saw (this still's truth lies above the clip level)."""
+    from vsvitm.curves import to_linear
+    from vsvitm.training import metrics as M
+    ct = load_script("clue_transfer_check")
+    _still_sequence_and_flat_icam(tmp_path)
+    out = tmp_path / "grid.md"
+    assert ct.main(["--data", str(tmp_path), "--icam", str(tmp_path / "icam.pt"), "--every", "10", "--w0",
+                    "0.01,1e6", "--e0", "1.0", "--s0", "0,0.1", "--threads", "1", "--out", str(out)]) == 0
+    z = np.load(tmp_path / "s.npz")
+    ldr, hdr = z["ldr"][::10], z["hdr"][::10].astype(np.float32)
+    want = M.pu21_psnr(to_linear(ldr.astype(np.float32) / 255), hdr, mask=M.overexposed_mask(ldr, 0.95), scale=100)
+    lines = out.read_text().splitlines()
+    head = [c.strip() for c in lines[2].split("|")[1:-1]]
+    row = dict(zip(head, [c.strip() for c in next(x for x in lines if x.startswith("| s |")).split("|")[1:-1]]))
+    assert head == ["sequence", "key alone", "off", "0.01/1", "0.01/1/0.1", "1e+06/1", "1e+06/1/0.1"]
+    assert abs(float(row["key alone"]) - want) < 0.01 and row["off"] == row["key alone"]
+    assert row["1e+06/1"] == row["off"] and row["1e+06/1/0.1"] == row["off"]
+    assert float(row["0.01/1"]) > float(row["off"]) + 0.05
+    assert "highest mean: 0.01/1" in capsys.readouterr().out
+
+
+def test_ref_push_check_signs_the_error_in_clipped_channels(tmp_path, capsys):
+    """scripts/ref_push_check.py: with ICAM's residual head at zero (Y = f^-1(L)), the no-reference column is the mean
+    of log(f^-1(L)) - log(truth) over the key's clipped channels, which is negative (clipped values are below the
+    truth); references inside the shot are found, and a key without any says so."""
+    from vsvitm.curves import to_linear
+    rp = load_script("ref_push_check")
+    _still_sequence_and_flat_icam(tmp_path)
 
     c = rp.Check(tmp_path / "s.npz", str(tmp_path / "icam.pt"))
     assert c.refs(20, 4) == [5, 35] and c.refs(0, 1) == [15]

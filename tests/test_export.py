@@ -120,8 +120,10 @@ def test_clue_transfer_exports_and_only_raises(tmp_path):
 def test_clue_transfer_spread_gate(tmp_path):
     """With a spread gate the state carries the references' spread (Welford update, checked here with two
     references of known log radiance); ORT matches torch; references that disagree transfer nothing."""
+    import torch.nn.functional as F
+
     from vsvitm.training.export import export_icam
-    from vsvitm.training.icam_net import ICAM, ICAMConfig
+    from vsvitm.training.icam_net import EPS, ICAM, ICAMConfig
     torch.manual_seed(5)
     icam = ICAM(ICAMConfig(c1=8, clue_transfer=0.25, clue_transfer_spread=0.1)).eval()
     assert icam.clue_state == 32
@@ -135,9 +137,8 @@ def test_clue_transfer_spread_gate(tmp_path):
         for v in (2.0, 8.0):
             wr = torch.cat([torch.full((1, 3, h, w), v ** (1 / 2.2)), torch.zeros(1, 1, h, w)], 1)
             fl = icam._with_clue(fl, feat, feat, wr)
-        import torch.nn.functional as F
         acc = F.pixel_shuffle(fl[:, 8:], 2)
-        la, lb = float(np.log(2.0 + 1e-3)), float(np.log(8.0 + 1e-3))
+        la, lb = float(np.log(2.0 + EPS)), float(np.log(8.0 + EPS))
         assert torch.allclose(acc[:, 3], torch.tensor(2.0), atol=1e-5)
         assert torch.allclose(acc[:, :3] / 2, torch.tensor((la + lb) / 2), atol=1e-4)
         assert torch.allclose(acc[:, 4:7] / 2, torch.tensor(((lb - la) / 2) ** 2), atol=1e-4)  # weighted variance
@@ -154,7 +155,7 @@ def test_clue_transfer_spread_gate(tmp_path):
             assert np.abs(yo - ys[std].numpy()).max() <= 1e-4 * max(1.0, float(ys[std].abs().max()))
         icam.cfg.clue_transfer = 0.0
         y_off = icam.decode(key, fl, g)
-    assert torch.allclose(ys[0.05][..., :32], torch.maximum(y_off[..., :32], torch.tensor(4.0 - 1e-3)), rtol=1e-4)
+    assert torch.allclose(ys[0.05][..., :32], torch.maximum(y_off[..., :32], torch.tensor(4.0 - EPS)), rtol=1e-4)
     assert torch.equal(ys[0.3], y_off)
 
 
