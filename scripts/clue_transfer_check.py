@@ -8,7 +8,8 @@ For every --every-th frame of each sequence it runs the torch ICAM as the plugin
 plugin's references (k +- 15 i, i <= --num-refs, inside the shot: ITM's thumbnail cut rule), pre-flows started
 from a feature homography (the shipped ICAM's), nearest first. From the one final state it decodes Y without the
 transfer, and with ICAM.transfer at each (w0, e0, s0) of the grid (the same function the exported icam_decode
-runs; s0 = 0: no spread gate). Also the key alone (no references). Prints the over-exposed PU21-PSNR per
+runs; s0 = 0: no spread gate. Since R3 of stop 36 the transfer's mean and weight count only samples that land
+inside the references, so stop 36's R1 grid, which used the clue path's own sums, is not reproduced exactly). Also the key alone (no references). Prints the over-exposed PU21-PSNR per
 sequence (evaluate.py's mask and scale, frames pooled) and the mean, as a Markdown table.
 Why: stop 36 found the clue path's own weighted mean of the references' radiance unused by the decoder on a
 panning still; this picks the transfer's settings on the validation set before the plugin is run with them.

@@ -82,8 +82,10 @@ def _clue_state(icam, key, log_mean: float, wsum: float, std: float = 0.0):
     acc = F.pixel_shuffle(fl[:, c1:], 2)
     acc[:, :3] = log_mean * wsum
     acc[:, 3:4] = wsum
-    if icam.spread:
-        acc[:, 4:7] = std * std * wsum
+    if icam.spread:  # the transfer's own sums: the same here
+        acc[:, 4:7] = log_mean * wsum
+        acc[:, 7:8] = wsum
+        acc[:, 8:11] = std * std * wsum
     return torch.cat([fl[:, :c1], F.pixel_unshuffle(acc, 2)], 1), g
 
 
@@ -126,7 +128,7 @@ def test_clue_transfer_spread_gate(tmp_path):
     from vsvitm.training.icam_net import EPS, ICAM, ICAMConfig
     torch.manual_seed(5)
     icam = ICAM(ICAMConfig(c1=8, clue_transfer=0.25, clue_transfer_spread=0.1)).eval()
-    assert icam.clue_state == 32
+    assert icam.clue_state == 48
     h, w = 64, 64
     key = torch.ones(1, 4, h, w)
     with torch.no_grad():  # trust every reference fully: w = sigmoid(30)
@@ -134,14 +136,22 @@ def test_clue_transfer_spread_gate(tmp_path):
         icam.clue_w[-1].bias.fill_(30.0)
         fl, g = icam.init(key)
         feat = fl[:, :8]
-        for v in (2.0, 8.0):
+        for v, dx in ((2.0, 0.0), (8.0, 0.0), (100.0, 40.0)):  # the third lands outside for x >= 24
             wr = torch.cat([torch.full((1, 3, h, w), v ** (1 / 2.2)), torch.zeros(1, 1, h, w)], 1)
-            fl = icam._with_clue(fl, feat, feat, wr)
+            fup = torch.zeros(1, 2, h, w)
+            fup[:, 0] = dx
+            fl = icam._with_clue(fl, feat, feat, wr, fup)
         acc = F.pixel_shuffle(fl[:, 8:], 2)
-        la, lb = float(np.log(2.0 + EPS)), float(np.log(8.0 + EPS))
-        assert torch.allclose(acc[:, 3], torch.tensor(2.0), atol=1e-5)
-        assert torch.allclose(acc[:, :3] / 2, torch.tensor((la + lb) / 2), atol=1e-4)
-        assert torch.allclose(acc[:, 4:7] / 2, torch.tensor(((lb - la) / 2) ** 2), atol=1e-4)  # weighted variance
+        la, lb, lc = (float(np.log(v + EPS)) for v in (2.0, 8.0, 100.0))
+        assert torch.allclose(acc[:, 3], torch.tensor(3.0), atol=1e-5)  # the network's clue counts every sample
+        assert torch.allclose(acc[:, :3] / 3, torch.tensor((la + lb + lc) / 3), atol=1e-4)
+        inner, outer = acc[..., :24], acc[..., 24:]  # the transfer's sums: inside the references only
+        assert torch.allclose(inner[:, 7], torch.tensor(3.0), atol=1e-5) and torch.allclose(outer[:, 7], torch.tensor(2.0), atol=1e-5)
+        assert torch.allclose(outer[:, 4:7] / 2, torch.tensor((la + lb) / 2), atol=1e-4)
+        assert torch.allclose(outer[:, 8:11] / 2, torch.tensor(((lb - la) / 2) ** 2), atol=1e-4)  # weighted variance
+        mean3 = (la + lb + lc) / 3
+        var3 = ((la - mean3) ** 2 + (lb - mean3) ** 2 + (lc - mean3) ** 2) / 3
+        assert torch.allclose(inner[:, 8:11] / 3, torch.tensor(var3), atol=1e-3)
     export_icam(icam, tmp_path, fp16=False)
     s = _sess(tmp_path / "icam_decode.onnx")
     key = torch.rand(1, 4, h, w, generator=torch.Generator().manual_seed(6)) * 0.5
@@ -411,3 +421,39 @@ def test_split_ref_graphs_match_torch_ref_step(exported, hw):
     plain = d / "plain"
     export_icam(ICAM(ICAMConfig(deformable=False)).eval(), plain, fp16=False)
     assert (plain / "icam_ref.onnx").exists() and not (plain / "icam_ref_a.onnx").exists()
+
+
+def test_split_ref_graphs_match_torch_with_the_transfer_sums(tmp_path):
+    """With the clue transfer's spread gate the state carries the transfer's own sums (samples inside the
+    reference only): the CPU split graphs (icam_ref_a..d, OpenCV warps) and the one-graph step still equal torch
+    over two references whose flows reach past the frame's edges, and the transfer's weight is lower than the
+    clue path's where they do."""
+    import torch.nn.functional as F
+
+    from vsvitm import engine
+    from vsvitm.training.export import export_icam
+    from vsvitm.training.icam_net import ICAM, ICAMConfig
+    torch.manual_seed(7)
+    icam = ICAM(ICAMConfig(c1=8, align=8, clue_transfer=0.125, clue_transfer_spread=0.1)).eval()
+    export_icam(icam, tmp_path, fp16=False)
+    h, w = 64, 128
+    g = torch.Generator().manual_seed(8)
+    key = torch.rand(1, 4, h, w, generator=g)
+    refs = [torch.rand(1, 4, h, w, generator=g) * 2 for _ in range(2)]
+    pfs = [torch.randn(1, 2, h, w, generator=g) * 20 for _ in range(2)]
+    eng = engine.Engine.__new__(engine.Engine)
+    eng.sess = {n: _sess(tmp_path / f"{n}.onnx") for n in engine.SPLIT_REF}
+    eng._run = lambda n, feeds: eng.sess[n].run(None, feeds)
+    one = _sess(tmp_path / "icam_ref.onnx")
+    with torch.no_grad():
+        fl, gg = icam.init(key)
+    got, got1 = (fl.numpy(), gg.numpy()), (fl.numpy(), gg.numpy())
+    for ref, pf in zip(refs, pfs):
+        with torch.no_grad():
+            fl, gg, _ = icam.ref_step(fl, gg, ref, pf)
+        got = eng._ref_split({"fl": got[0], "g": got[1], "ref": ref.numpy(), "preflow": pf.numpy()})
+        got1 = one.run(None, {"fl": got1[0], "g": got1[1], "ref": ref.numpy(), "preflow": pf.numpy()})[:2]
+        for a in (got[0], got1[0]):
+            np.testing.assert_allclose(a, fl.numpy(), atol=2e-4 * max(1.0, float(fl.abs().max())))
+    acc = F.pixel_shuffle(fl[:, 8:], 2)
+    assert acc.shape[1] == 12 and (acc[:, 7] <= acc[:, 3] + 1e-5).all() and (acc[:, 7] < acc[:, 3] - 0.1).any()

@@ -18,12 +18,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .nets_common import EPS, DenseBlock, act, conv, downflow, from_log, input_linear, up2, warp
+from .nets_common import EPS, DenseBlock, act, conv, downflow, from_log, input_linear, inside, up2, warp
 
 MODULUS = 64  # 1/16 resolution, then 4x4-token attention windows
 CLUE_IN = 4      # decoder inputs from the clue: mean log gain (3) and confidence (1)
 CLUE_STATE = 16  # full-res (sum w*log v, sum w) = 4 channels, pixel_unshuffled by 2
-CLUE_SPREAD_STATE = 16  # with cfg.clue_transfer_spread: + (M2 of log v, 3 ch; 1 unused) full-res, unshuffled
+# with cfg.clue_transfer_spread: the transfer's own accumulator, full-res (sum w*log v 3, sum w 1, M2 of log v 3,
+# 1 unused) = 8 channels, unshuffled: only samples that land inside the reference count (ICAM.transfer)
+CLUE_SPREAD_STATE = 32
 
 
 @dataclass
@@ -46,7 +48,8 @@ class ICAMConfig:
     clue_transfer: float = 0.0
     clue_transfer_level: float = 1.05
     # ... and only where the references agree: the weighted spread (std) of their log radiance is below
-    # this (full below it, none at 2x). > 0 also makes the state carry that spread (CLUE_SPREAD_STATE).
+    # this (full below it, none at 2x). > 0 also gives the transfer its own sums in the state
+    # (CLUE_SPREAD_STATE), from samples that land inside the references only.
     clue_transfer_spread: float = 0.0
 
     def to_dict(self):
@@ -206,14 +209,16 @@ class ICAM(nn.Module):
         g = self._attend(g, rl, flow)
         if not self.cfg.clue:
             return new, g, flow
-        return self._with_clue(fl, new, aligned, warp(ref, 2 * up2(flow))), g, flow
+        fup = 2 * up2(flow)
+        return self._with_clue(fl, new, aligned, warp(ref, fup), fup), g, flow
 
     def _attend(self, g: torch.Tensor, rl: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
         if self.attn is None:
             return g
         return self.attn(g, warp(self.enc.deep(rl)[2], downflow(flow, 8)))
 
-    def _with_clue(self, fl: torch.Tensor, new: torch.Tensor, aligned: torch.Tensor, wr: torch.Tensor) -> torch.Tensor:
+    def _with_clue(self, fl: torch.Tensor, new: torch.Tensor, aligned: torch.Tensor, wr: torch.Tensor,
+                   fup: torch.Tensor) -> torch.Tensor:
         """Image-level clue (ours): the paper fuses references only in feature space, where a short
         CPU training learns to copy radiance slowly (and at 1/2 res). Here the reference's own
         pixels, warped to the key at full res with the corrected flow (wr), are accumulated with a
@@ -225,13 +230,16 @@ class ICAM(nn.Module):
         acc = F.pixel_shuffle(fl[:, c1:], 2)
         add = torch.cat([wf * lv, wf], 1)
         if self.spread:
-            # weighted M2 of log v, updated as Welford's: from deviations, not sum(w v^2) - W mean^2,
-            # which cancels catastrophically in the fp16 graphs
-            s1, ws = acc[:, :3], acc[:, 3:4]
+            # the transfer's own sums: the same samples, except those the warp took from beyond the
+            # reference's border (replicated edge pixels, not measurements); weighted M2 of log v updated
+            # as Welford's, from deviations (sum(w v^2) - W mean^2 cancels catastrophically in fp16)
+            wt = wf * inside(fup)
+            s1, ws = acc[:, 4:7], acc[:, 7:8]
             mean_old = s1 / ws.clamp_min(1e-4)
-            mean_new = (s1 + wf * lv) / (ws + wf).clamp_min(1e-4)
-            m2 = acc[:, 4:7] + wf * (lv - mean_old) * (lv - mean_new)
-            return torch.cat([new, F.pixel_unshuffle(torch.cat([acc[:, :4] + add, m2, acc[:, 7:8]], 1), 2)], 1)
+            mean_new = (s1 + wt * lv) / (ws + wt).clamp_min(1e-4)
+            m2 = acc[:, 8:11] + wt * (lv - mean_old) * (lv - mean_new)
+            return torch.cat([new, F.pixel_unshuffle(torch.cat([acc[:, :4] + add, s1 + wt * lv, ws + wt, m2,
+                                                                acc[:, 11:12]], 1), 2)], 1)
         return torch.cat([new, F.pixel_unshuffle(acc + add, 2)], 1)
 
     # --- ref_step in four graphs for the CPU (engine.SPLIT_REF): every warp of the reference's
@@ -261,7 +269,7 @@ class ICAM(nn.Module):
         """-> state' (fl', g') from the warped samples."""
         aligned = self.local.aligned_from(samples, mod)
         new = self.local.fused(fl[:, :self.cfg.c1], aligned)
-        return self._with_clue(fl, new, aligned, wr), self._attend(g, rl, flow)
+        return self._with_clue(fl, new, aligned, wr, 2 * up2(flow)), self._attend(g, rl, flow)
 
     def evidence(self, fl: torch.Tensor) -> torch.Tensor:
         """How much reference evidence the clue path gathered per pixel (full res, in [0, 1)): the
@@ -311,16 +319,20 @@ class ICAM(nn.Module):
         BENCHMARKS.md stop 36). Only upwards: a mean that includes nearly clipped references is
         a lower bound, not an estimate (ultraHDR). With clue_transfer_spread, only where the
         references agree: on the validation video hdr10-av1 misaligned references with wrong
-        exposure ratios made the mean overshoot. Inference only; training fits decode_log."""
+        exposure ratios made the mean overshoot; then the mean, weight and spread are the transfer's
+        own, from samples that land inside the references (the warp replicates a reference's border
+        elsewhere: streaks). Inference only; training fits decode_log."""
         c1, w0, e0 = self.cfg.c1, self.cfg.clue_transfer, self.cfg.clue_transfer_level
         acc = F.pixel_shuffle(fl[:, c1:], 2)
-        wsum = acc[:, 3:4]
-        loge = acc[:, :3] / wsum.clamp_min(1e-3)
+        # with a spread gate, the transfer's own sums (samples inside the references only); else the clue path's
+        k = 4 if self.spread else 0
+        wsum = acc[:, k + 3:k + 4]
+        loge = acc[:, k:k + 3] / wsum.clamp_min(1e-3)
         b = (((key[:, :3] - 0.97) / 0.02).clamp(0, 1) * ((wsum - w0) / w0).clamp(0, 1)
              * ((torch.exp(loge) - EPS - e0) / 0.05).clamp(0, 1))
         if self.spread:  # references that disagree (misaligned, wrong exposure ratio): no transfer
             s0 = self.cfg.clue_transfer_spread
-            std = torch.sqrt((acc[:, 4:7] / wsum.clamp_min(1e-3)).clamp_min(0))
+            std = torch.sqrt((acc[:, 8:11] / wsum.clamp_min(1e-3)).clamp_min(0))
             b = b * (1 - ((std - s0) / s0).clamp(0, 1))
         return logy + b * (loge - logy).clamp_min(0)
 

@@ -96,6 +96,15 @@ def warp(x: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
+def inside(flow: torch.Tensor) -> torch.Tensor:
+    """[B,1,H,W]: 1 where p + flow lands inside the frame (warp() replicates the border elsewhere), else 0."""
+    _, _, h, w = flow.shape
+    ys = torch.arange(h, dtype=flow.dtype, device=flow.device).view(1, h, 1)
+    xs = torch.arange(w, dtype=flow.dtype, device=flow.device).view(1, 1, w)
+    x, y = xs + flow[:, 0], ys + flow[:, 1]
+    return ((x >= 0) & (x <= w - 1) & (y >= 0) & (y <= h - 1)).to(flow.dtype).unsqueeze(1)
+
+
 def downflow(flow: torch.Tensor, factor: int) -> torch.Tensor:
     """Full-resolution flow -> flow at 1/factor resolution, in that resolution's pixels."""
     return F.avg_pool2d(flow, factor) / factor
