@@ -435,7 +435,7 @@ def test_split_ref_graphs_match_torch_with_the_transfer_sums(tmp_path):
     from vsvitm.training.icam_net import ICAM, ICAMConfig
     torch.manual_seed(7)
     icam = ICAM(ICAMConfig(c1=8, align=8, clue_transfer=0.125, clue_transfer_spread=0.1)).eval()
-    export_icam(icam, tmp_path, fp16=False)
+    export_icam(icam, tmp_path, fp16=True)
     h, w = 64, 128
     g = torch.Generator().manual_seed(8)
     key = torch.rand(1, 4, h, w, generator=g)
@@ -455,5 +455,10 @@ def test_split_ref_graphs_match_torch_with_the_transfer_sums(tmp_path):
         got1 = one.run(None, {"fl": got1[0], "g": got1[1], "ref": ref.numpy(), "preflow": pf.numpy()})[:2]
         for a in (got[0], got1[0]):
             np.testing.assert_allclose(a, fl.numpy(), atol=2e-4 * max(1.0, float(fl.abs().max())))
+    # the fp16 graphs load (ONNX's Range has no float16 form) and run
+    fl16, g16 = _sess(tmp_path / "icam_init_fp16.onnx").run(None, {"key": key.numpy()})
+    out16 = _sess(tmp_path / "icam_ref_fp16.onnx").run(None, {"fl": fl16, "g": g16, "ref": refs[0].numpy(),
+                                                             "preflow": pfs[0].numpy()})
+    assert np.isfinite(out16[0].astype(np.float32)).all()
     acc = F.pixel_shuffle(fl[:, 8:], 2)
     assert acc.shape[1] == 12 and (acc[:, 7] <= acc[:, 3] + 1e-5).all() and (acc[:, 7] < acc[:, 3] - 0.1).any()

@@ -99,8 +99,9 @@ def warp(x: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
 def inside(flow: torch.Tensor) -> torch.Tensor:
     """[B,1,H,W]: 1 where p + flow lands inside the frame (warp() replicates the border elsewhere), else 0."""
     _, _, h, w = flow.shape
-    ys = torch.arange(h, dtype=flow.dtype, device=flow.device).view(1, h, 1)
-    xs = torch.arange(w, dtype=flow.dtype, device=flow.device).view(1, 1, w)
+    # integer ranges, then cast: ONNX's Range has no float16 form, and the fp16 graphs are converted from these
+    ys = torch.arange(h, device=flow.device).to(flow.dtype).view(1, h, 1)
+    xs = torch.arange(w, device=flow.device).to(flow.dtype).view(1, 1, w)
     x, y = xs + flow[:, 0], ys + flow[:, 1]
     return ((x >= 0) & (x <= w - 1) & (y >= 0) & (y <= h - 1)).to(flow.dtype).unsqueeze(1)
 
