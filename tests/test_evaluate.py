@@ -368,6 +368,7 @@ def _still_sequence_and_flat_icam(tmp_path):
     seq = synth_sequence(make_source("s", [tmp_path / "s.exr"]), 40, (64, 96), seed=3)
     np.savez(tmp_path / "s.npz", **seq.to_npz_dict())
     cfg = ICAMConfig(c1=8, align=8)
+    torch.manual_seed(0)
     net = ICAM(cfg)
     torch.nn.init.zeros_(net.d0[-1].weight)
     torch.nn.init.zeros_(net.d0[-1].bias)
@@ -380,8 +381,13 @@ def test_clue_transfer_check_scores_the_grid(tmp_path, capsys):
     raises the clipped pixels towards what the references saw (this still's truth lies above the clip level)."""
     from vsvitm.curves import to_linear
     from vsvitm.training import metrics as M
+    import torch
     ct = load_script("clue_transfer_check")
     _still_sequence_and_flat_icam(tmp_path)
+    st = torch.load(tmp_path / "icam.pt", weights_only=False)  # the clue path trusts every reference sample
+    st["model"]["clue_w.2.weight"].zero_()
+    st["model"]["clue_w.2.bias"].fill_(5.0)
+    torch.save(st, tmp_path / "icam.pt")
     out = tmp_path / "grid.md"
     assert ct.main(["--data", str(tmp_path), "--icam", str(tmp_path / "icam.pt"), "--every", "10", "--w0",
                     "0.01,1e6", "--e0", "1.0", "--s0", "0,0.1", "--threads", "1", "--out", str(out)]) == 0
