@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import vapoursynth as vs
 
-from vsvitm.hdr import (hdr10_ffmpeg_args, hdr10_metadata, hdr10_x265_args, hlg_x265_args, rolloff_expr,
-                        to_hdr10, to_hlg)
+from vsvitm.hdr import (LightLevel, hdr10_ffmpeg_args, hdr10_metadata, hdr10_x265_args, hlg_x265_args,
+                        measure_light_level, rolloff_expr, to_hdr10, to_hlg)
 
 core = vs.core
 ROOT = Path(__file__).resolve().parents[1]
@@ -120,10 +120,70 @@ def test_props_for_encoders_and_players():
     assert p["MasteringDisplayWhitePointY"] == pytest.approx(0.3290)
     assert p["MasteringDisplayMaxLuminance"] == pytest.approx(1000)
     assert p["MasteringDisplayMinLuminance"] == pytest.approx(0.0001)
-    assert p["ContentLightLevelMax"] == 1000 and p["ContentLightLevelAverage"] == 250
+    assert p["ContentLightLevelMax"] == 0 and p["ContentLightLevelAverage"] == 250  # 0: unknown (CTA-861.3)
+    p = to_hdr10(flat(1.0), max_cll=640.4, max_fall=120.6).get_frame(0).props
+    assert p["ContentLightLevelMax"] == 640 and p["ContentLightLevelAverage"] == 121
+    assert "--max-cll 0,0" in " ".join(hdr10_x265_args(1000))
     assert to_hdr10(flat(1.0)).format.id == vs.YUV420P10
     with pytest.raises(vs.Error, match="max_fall"):
         hdr10_metadata(1000, max_cll=400, max_fall=500)
+
+
+# BT.2087: linear BT.709 RGB -> linear BT.2020 RGB
+M709_TO_2020 = np.array([[0.6274, 0.3293, 0.0433], [0.0691, 0.9195, 0.0114], [0.0164, 0.0880, 0.8956]])
+
+
+def light_clip():
+    """Three 64x64 frames of linear RGB (1.0 = 203 cd/m²) with a known brightest pixel and frame average.
+    Frame 0: grey 1.0 with an 8x8 grey block at 3.0 (609 cd/m², the clip's brightest pixel);
+    frame 1: grey 2.0 everywhere (406 cd/m², the largest frame average); frame 2: grey 0.5 with one red
+    pixel whose max(R, G, B) in BT.2020 is above its luminance."""
+    h = w = 64
+    frames = [np.ones((h, w, 3), np.float32), np.full((h, w, 3), 2.0, np.float32),
+              np.full((h, w, 3), 0.5, np.float32)]
+    frames[0][8:16, 8:16] = 3.0
+    frames[2][40, 40] = [2.5, 0.2, 0.2]
+    blank = core.std.BlankClip(format=vs.RGBS, width=w, height=h, length=3)
+
+    def fill(n, f):
+        out = f.copy()
+        for p in range(3):
+            np.copyto(np.asarray(out[p]), frames[n][..., p])
+        return out
+    return core.std.ModifyFrame(blank, blank, fill), frames
+
+
+def test_measure_light_level(capsys):
+    src, frames = light_clip()
+    fall = max(float(f.max(-1).mean()) for f in frames) * 203                 # frame 1: 406
+    assert fall == pytest.approx(406)
+    # exact (float RGB PQ out): max(R, G, B) after BT.709 -> BT.2020, not luminance
+    seen = []
+    ll = measure_light_level(to_hdr10(src, format=vs.RGBS), progress=lambda d, t: seen.append((d, t)))
+    assert isinstance(ll, LightLevel) and seen == [(1, 3), (2, 3), (3, 3)]
+    assert ll.max_cll == pytest.approx(609, rel=1e-3) and ll.max_fall == pytest.approx(fall, rel=1e-3)
+    red = float((M709_TO_2020 @ np.array([2.5, 0.2, 0.2])).max()) * 203          # 329 cd/m² in frame 2
+    ll2 = measure_light_level(to_hdr10(src[2], format=vs.RGBS), progress=False)
+    assert ll2.max_cll == pytest.approx(red, rel=2e-3)
+    assert ll2.max_fall == pytest.approx((0.5 * (64 * 64 - 1) + red / 203) / (64 * 64) * 203, rel=1e-3)
+    # the encoded format (limited-range 10-bit 4:2:0 YUV): within a 10-bit PQ step; progress on stderr only
+    ll = measure_light_level(to_hdr10(src))
+    assert ll.max_cll == pytest.approx(609, rel=0.01) and ll.max_fall == pytest.approx(fall, rel=0.01)
+    out = capsys.readouterr()
+    assert out.out == "" and "3/3 frames" in out.err
+    # the bright pixels past the roll-off's knee are measured as written, below the peak
+    hot = measure_light_level(to_hdr10(src[0], peak=400, format=vs.RGBS), progress=False)
+    assert 300 < hot.max_cll < 400
+
+
+def test_measure_light_level_bad_input():
+    with pytest.raises(vs.Error, match="_Transfer=16"):
+        measure_light_level(flat(1.0), progress=False)            # linear, not PQ
+    with pytest.raises(vs.Error, match="_Matrix"):
+        measure_light_level(core.std.BlankClip(format=vs.YUV420P10, width=8, height=8, length=1).std.SetFrameProps(
+            _Transfer=16), progress=False)
+    with pytest.raises(vs.Error, match="YUV or RGB"):
+        measure_light_level(core.std.BlankClip(format=vs.GRAY16), progress=False)
 
 
 def test_hlg_reference_white_is_75_percent():

@@ -6,10 +6,14 @@ softly below the peak, convert to BT.2020 and PQ / HLG with zimg (``core.resize`
 colour and HDR10 metadata frame props (the names BestSource / L-SMASH / ffms2 use).
 
 y4m carries no colour metadata: encode with ``hdr10_x265_args`` / ``hdr10_ffmpeg_args``.
+``measure_light_level`` reads MaxCLL and MaxFALL (CTA-861.3) off the PQ output, for a second pass.
 """
 from __future__ import annotations
 
+import sys
+import time
 from dataclasses import dataclass, replace
+from typing import Callable, NamedTuple
 
 import vapoursynth as vs
 
@@ -17,7 +21,7 @@ from .colour import set_linear_props
 
 __all__ = [
     "MasteringDisplay", "MASTERING_P3_D65", "MASTERING_BT2020", "rolloff_expr", "hdr10_metadata",
-    "to_hdr10", "to_hlg", "hdr10_x265_args", "hdr10_ffmpeg_args", "hlg_x265_args", "hlg_ffmpeg_args",
+    "LightLevel", "measure_light_level", "to_hdr10", "to_hlg", "hdr10_x265_args", "hdr10_ffmpeg_args", "hlg_x265_args", "hlg_ffmpeg_args",
 ]
 
 HLG_DISPLAY_PEAK = 1000.0  # zimg's HLG is display-referred for a 1000 cd/m² nominal display (BT.2100)
@@ -67,10 +71,10 @@ def hdr10_metadata(peak: float = 1000.0, max_cll: float | None = None, max_fall:
                    mastering_display="p3") -> dict:
     """The HDR10 static metadata as frame props (BestSource/lsmas names and types).
 
-    MaxCLL defaults to ``peak`` (an upper bound: the roll-off never exceeds it). MaxFALL defaults
-    to 0, which CTA-861.3 defines as "unknown" (it depends on the content; pass a measured value)."""
+    MaxCLL and MaxFALL default to 0, which CTA-861.3 defines as "unknown": they depend on the
+    content. Pass the values ``measure_light_level`` gives for the clip (a first pass)."""
     md = _mastering(mastering_display, peak)
-    cll = int(round(peak if max_cll is None else max_cll))
+    cll = int(round(0 if max_cll is None else max_cll))
     fall = int(round(0 if max_fall is None else max_fall))
     if cll < 0 or fall < 0 or (fall > cll > 0):
         raise vs.Error(f"vsvitm: need 0 <= max_fall <= max_cll (got max_cll={cll}, max_fall={fall})")
@@ -155,7 +159,8 @@ def to_hdr10(clip: vs.VideoNode, sdr_white: float = 203.0, peak: float = 1000.0,
                ``roll_off=False`` channels are hard-clipped at ``peak``.
     format:    output format (YUV420P10 default; any YUV/RGB format zimg supports).
     max_cll, max_fall, mastering_display: HDR10 static metadata props (see ``hdr10_metadata``);
-               the same values must go to the encoder (``hdr10_x265_args``).
+               the same values must go to the encoder (``hdr10_x265_args``). None: 0, "unknown";
+               ``measure_light_level`` on this function's output gives the content's values.
     """
     _check_levels(sdr_white, peak)
     meta = hdr10_metadata(peak, max_cll, max_fall, mastering_display)
@@ -173,6 +178,89 @@ def to_hlg(clip: vs.VideoNode, sdr_white: float = 203.0, *, format=vs.YUV420P10,
     _check_levels(sdr_white, HLG_DISPLAY_PEAK)
     lin = _prepare_linear(clip, "to_hlg", sdr_white, HLG_DISPLAY_PEAK, roll_off, knee)
     return _convert(lin, format, vs.TRANSFER_ARIB_B67, sdr_white, "to_hlg")
+
+
+class LightLevel(NamedTuple):
+    """Content light levels in cd/m² (CTA-861.3 Annex A), as ``measure_light_level`` returns them.
+    A clip's values are the largest of its segments' (measure segments apart and take the max)."""
+    max_cll: float   # MaxCLL: the largest max(R, G, B) of any pixel of any frame
+    max_fall: float  # MaxFALL: the largest frame average of max(R, G, B)
+
+
+# SMPTE ST 2084 constants
+_PQ_M1, _PQ_M2 = 2610 / 16384, 2523 / 4096 * 128
+_PQ_C1, _PQ_C2, _PQ_C3 = 3424 / 4096, 2413 / 4096 * 32, 2392 / 4096 * 32
+
+
+def pq_eotf_expr(v: str = "x") -> str:
+    """std.Expr: PQ signal ``v`` (0..1) -> absolute luminance in cd/m² (ST 2084 EOTF)."""
+    e = f"{v} 0 max 1 min {1 / _PQ_M2!r} pow"
+    return (f"{e} {_PQ_C1!r} - 0 max {_PQ_C2!r} {_PQ_C3!r} {e} * - / {1 / _PQ_M1!r} pow 10000 *")
+
+
+def _progress_printer(total: int, label: str) -> Callable[[int], None]:
+    """Progress on stderr (never stdout: vspipe writes video there): a line redrawn on a terminal,
+    else a line every 10 %."""
+    tty = sys.stderr.isatty()
+    state = {"t": 0.0, "tenth": -1}
+
+    def show(done: int) -> None:
+        now = time.monotonic()
+        if tty:
+            if done == total or now - state["t"] >= 0.25:
+                state["t"] = now
+                sys.stderr.write(f"\r{label}: {done}/{total} frames" + ("\n" if done == total else ""))
+                sys.stderr.flush()
+        else:
+            tenth = 10 * done // max(total, 1)
+            if tenth != state["tenth"] and (tenth > state["tenth"] or done == total):
+                state["tenth"] = tenth
+                sys.stderr.write(f"{label}: {done}/{total} frames\n")
+                sys.stderr.flush()
+    return show
+
+
+def measure_light_level(clip: vs.VideoNode, progress: bool | Callable[[int, int], None] = True) -> LightLevel:
+    """MaxCLL and MaxFALL of a PQ clip (the output of ``to_hdr10``), per CTA-861.3 Annex A.
+
+    Every frame is rendered once: each pixel is decoded to linear R, G, B in cd/m² (YUV through the
+    clip's ``_Matrix``/``_Range`` props, 4:2:0 chroma upsampled bicubically), max(R, G, B) is taken;
+    MaxCLL is its largest value over the clip, MaxFALL the largest of its frame averages.
+    Pass the result to ``to_hdr10(max_cll=..., max_fall=...)`` and ``hdr10_x265_args`` for the
+    encode (a second pass). progress: True writes frames done to stderr; a callable gets
+    ``(done, total)``; False says nothing."""
+    name = "vsvitm.hdr.measure_light_level"
+    if not isinstance(clip, vs.VideoNode) or clip.format is None or clip.format.id == 0:
+        raise vs.Error(f"{name}: expected a constant-format vs.VideoNode (the output of vsvitm.to_hdr10)")
+    fmt = clip.format
+    if fmt.color_family not in (vs.YUV, vs.RGB):
+        raise vs.Error(f"{name}: expected a YUV or RGB clip (the output of vsvitm.to_hdr10), got {fmt.name}")
+    props = clip.get_frame(0).props
+    transfer = props.get("_Transfer", vs.TRANSFER_UNSPECIFIED)
+    if transfer != vs.TRANSFER_ST2084:
+        raise vs.Error(f"{name}: expected PQ video (frame prop _Transfer=16, as vsvitm.to_hdr10 sets it), "
+                       f"got _Transfer={int(transfer)}. Measure the output of to_hdr10; for PQ video read "
+                       f"without colour props (y4m, raw) tag it first: core.std.SetFrameProps(clip, "
+                       f"_Transfer=16, _Matrix=9, _Primaries=9, _Range=0)")
+    if fmt.color_family == vs.YUV and props.get("_Matrix", vs.MATRIX_UNSPECIFIED) in (vs.MATRIX_UNSPECIFIED, vs.MATRIX_RGB):
+        raise vs.Error(f"{name}: the YUV clip has no usable _Matrix frame prop; set it (BT.2020 NCL: "
+                       f"core.std.SetFrameProps(clip, _Matrix=9))")
+    core = vs.core
+    rgb = core.resize.Bicubic(clip, format=vs.RGBS)  # matrix and range from the props; the transfer stays PQ
+    r, g, b = (core.std.ShufflePlanes(rgb, i, vs.GRAY) for i in range(3))
+    nits = core.std.Expr([r, g, b], pq_eotf_expr("x y max z max"), format=vs.GRAYS)
+    stats = core.std.PlaneStats(nits)
+    total = stats.num_frames
+    report = (progress if callable(progress) else
+              (lambda done, _t, _s=_progress_printer(total, "vsvitm: measuring MaxCLL/MaxFALL"): _s(done))
+              if progress else None)
+    cll = fall = 0.0
+    for done, f in enumerate(stats.frames(close=True), 1):
+        cll = max(cll, float(f.props["PlaneStatsMax"]))
+        fall = max(fall, float(f.props["PlaneStatsAverage"]))
+        if report is not None:
+            report(done, total)
+    return LightLevel(cll, fall)
 
 
 def _master_display_string(md: MasteringDisplay) -> str:
