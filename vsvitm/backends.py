@@ -2,7 +2,9 @@
 
 Sessions are created once per (graph, backend) and reused by every frame and thread (ORT's
 `run` is thread-safe). The default backend takes CUDA when its provider really loads, else the CPU,
-and says which once (on stderr: vspipe writes video to stdout).
+and says which once, at information level in VapourSynth's log (vspipe writes video to stdout, so
+nothing here prints there). A CUDA provider that is installed, with a driver, and still fails to
+load is a warning that gives the reason.
 """
 from __future__ import annotations
 
@@ -61,15 +63,22 @@ def _ort():
 
 def cuda_available() -> bool:
     """True when ONNX Runtime lists the CUDA provider and a tiny session on it really runs."""
+    return _cuda_probe()[0]
+
+
+def _cuda_probe() -> tuple[bool, str, bool]:
+    """(usable, why not, whether that is a failure). No CUDA provider in this onnxruntime build and
+    no NVIDIA driver are the normal CPU case (failure False); a provider that is there, with a
+    driver, and does not load is a failure, with ONNX Runtime's reason when it gives one."""
     ort = _ort()
     if "CUDAExecutionProvider" not in ort.get_available_providers():
-        return False
+        return False, "this onnxruntime build has no CUDA provider", False
     if os.name == "posix":
         import ctypes
         try:  # no driver, no GPU: say nothing (ORT itself would log two red error lines)
             ctypes.CDLL("libcuda.so.1")
         except OSError:
-            return False
+            return False, "no NVIDIA driver (libcuda.so.1) found", False
     try:
         ort.set_default_logger_severity(4)
         if hasattr(ort, "preload_dlls"):
@@ -77,9 +86,13 @@ def cuda_available() -> bool:
         so = ort.SessionOptions()
         so.log_severity_level = 4  # quiet: a missing CUDA stack logs red errors otherwise
         sess = ort.InferenceSession(_tiny_model(), so, providers=["CUDAExecutionProvider"])
-        return sess.get_providers()[0] == "CUDAExecutionProvider"
-    except Exception:  # noqa: BLE001 - any failure means "no usable CUDA"
-        return False
+        if sess.get_providers()[0] == "CUDAExecutionProvider":
+            return True, "", False
+        return False, ("ONNX Runtime fell back to its CPU provider: the CUDA runtime or cuDNN libraries "
+                       "it was built for were not found"), True
+    except Exception as e:  # noqa: BLE001 - any failure means "no usable CUDA"
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        return False, f"{type(e).__name__}: {first}", True
     finally:
         ort.set_default_logger_severity(2)
 
@@ -101,20 +114,35 @@ def resolve(backend) -> "Backend.ORT_CPU | Backend.ORT_CUDA":
         default = Backend.ORT_CUDA() if _cuda_usable() else Backend.ORT_CPU()  # probes once, outside the lock
         with _lock:
             chosen = _sessions.setdefault("default", default)
-        _announce(f"vsvitm: using {'CUDA (GPU ' + str(chosen.device_id) + ')' if chosen.name == 'cuda' else 'the CPU'}"
-                  f"{'' if chosen.name == 'cuda' else ' (no usable CUDA provider found)'}")
+        if chosen.name == "cuda":
+            _announce(f"vsvitm: using CUDA (GPU {chosen.device_id})")
+        else:
+            _, why, failed = _cuda_state()
+            if failed:
+                _announce(f"vsvitm: ONNX Runtime's CUDA provider did not load ({why}); using the CPU. "
+                          f"CUDA 12/13 + cuDNN 9 libraries missing? Try pip install 'onnxruntime-gpu[cuda,cudnn]', "
+                          f"or pass backend=vsvitm.Backend.ORT_CPU() to choose the CPU", warning=True)
+            else:
+                _announce(f"vsvitm: using the CPU ({why})")
         return copy.deepcopy(chosen)
     if not isinstance(backend, (Backend.ORT_CPU, Backend.ORT_CUDA)):
         raise ValueError(f"vsvitm: backend must be vsvitm.Backend.ORT_CPU(...) or Backend.ORT_CUDA(...), got {backend!r}")
     return copy.deepcopy(backend)
 
 
-def _announce(msg: str):
+def _announce(msg: str, warning: bool = False) -> None:
+    """Say msg once per process through VapourSynth's log (information level unless warning): vspipe
+    prints it on stderr and previewers show it; plain Python shows warnings only. Python's logging
+    ("vsvitm" logger) where VapourSynth cannot be imported."""
     with _lock:
         if msg in _announced:
             return
         _announced.add(msg)
-    log.warning(msg)
+    try:
+        import vapoursynth as vs
+        vs.core.log_message(vs.MESSAGE_TYPE_WARNING if warning else vs.MESSAGE_TYPE_INFORMATION, msg)
+    except Exception:  # noqa: BLE001 - no VapourSynth (training tools): Python's logging
+        (log.warning if warning else log.info)(msg)
 
 
 _INT8_DOT_FLAGS = {"avx512_vnni", "avx_vnni", "amx_int8", "asimddp"}
@@ -212,27 +240,34 @@ def session(path: Path, backend) -> "onnxruntime.InferenceSession":  # noqa: F82
     return s
 
 
-_cuda_ok: bool | None = None
+_cuda_ok: tuple[bool, str, bool] | None = None
 
 
-def _cuda_usable() -> bool:
-    """cuda_available(), probed once per process."""
+def _cuda_state() -> tuple[bool, str, bool]:
+    """_cuda_probe(), probed once per process."""
     global _cuda_ok
     with _lock:
         known = _cuda_ok
     if known is None:
-        known = cuda_available()
+        known = _cuda_probe()
         with _lock:
             _cuda_ok = known
     return known
 
 
+def _cuda_usable() -> bool:
+    """cuda_available(), probed once per process."""
+    return _cuda_state()[0]
+
+
 def _cuda_missing(backend) -> None:
+    why = _cuda_state()[1] or "the session fell back to ONNX Runtime's CPU provider"
     if not backend.fallback_cpu:
-        raise RuntimeError("vsvitm: Backend.ORT_CUDA was requested but ONNX Runtime's CUDA provider did not load "
-                           "(CUDA 12/13 + cuDNN 9 libraries missing? try pip install 'onnxruntime-gpu[cuda,cudnn]'). "
+        raise RuntimeError(f"vsvitm: Backend.ORT_CUDA was requested but ONNX Runtime's CUDA provider did not load "
+                           f"({why}; CUDA 12/13 + cuDNN 9 libraries missing? try pip install 'onnxruntime-gpu[cuda,cudnn]'). "
                            "Use Backend.ORT_CPU(), or Backend.ORT_CUDA(fallback_cpu=True) to fall back.")
-    _announce("vsvitm: CUDA provider did not load; falling back to the CPU as allowed by fallback_cpu=True")
+    _announce(f"vsvitm: ONNX Runtime's CUDA provider did not load ({why}); falling back to the CPU as "
+              f"allowed by fallback_cpu=True", warning=True)
 
 
 def run_bound(sess, feeds: dict, device: str, device_id: int = 0) -> list:

@@ -1,0 +1,1 @@
+"""The shipped ONNX graphs and their manifests (package data: icam*.onnx, fcpm*.onnx, *.json)."""
