@@ -1,12 +1,23 @@
 #!/usr/bin/env bash
 # One-step setup: a Python >= 3.12 virtual environment in .venv with vsvitm and its runtime
-# dependencies, a source plugin, vspipe configured, and x265/ffmpeg when apt can install them.
-#   scripts/setup.sh            runtime (what a user who converts video needs)
-#   scripts/setup.sh --dev      + training/test tools (torch, onnx, pytest, hypothesis)
+# dependencies, a source plugin and vspipe configured. x265 and ffmpeg (to encode HEVC) are system
+# packages: it says which to install, and installs them only when asked to.
+#   scripts/setup.sh                     runtime (what a user who converts video needs)
+#   scripts/setup.sh --dev               + training/test tools (torch, onnx, pytest, hypothesis)
+#   scripts/setup.sh --system-packages   + x265 and ffmpeg through apt-get (as root, Debian/Ubuntu)
+# The options combine, in any order.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extras=""
-[ "${1:-}" = "--dev" ] && extras="[train,test]"
+system_packages=0
+for arg in "$@"; do
+  case "$arg" in
+    --dev) extras="[train,test]" ;;
+    --system-packages) system_packages=1 ;;
+    -h|--help) sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "setup: unknown option '$arg'; use --dev and/or --system-packages (see --help)" >&2; exit 2 ;;
+  esac
+done
 
 pick_python() {
   for c in "${PYTHON:-}" python3.13 python3.12 python3; do
@@ -32,11 +43,27 @@ fi
 # vspipe from the wheel needs this once per Python installation (writes the user's vapoursynth.toml)
 .venv/bin/vspipe --version >/dev/null 2>&1 || .venv/bin/vapoursynth config >&2
 .venv/bin/vspipe --version >/dev/null
-if ! command -v x265 >/dev/null 2>&1 || ! command -v ffprobe >/dev/null 2>&1; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq x265 ffmpeg) >&2
+missing=()
+command -v x265 >/dev/null 2>&1 || missing+=(x265)
+{ command -v ffmpeg >/dev/null 2>&1 && command -v ffprobe >/dev/null 2>&1; } || missing+=(ffmpeg)
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$system_packages" = 1 ]; then
+    if ! command -v apt-get >/dev/null 2>&1; then
+      echo "setup: --system-packages installs through apt-get, which is not here; install ${missing[*]} yourself (Homebrew: brew install x265 ffmpeg; Windows: winget install Gyan.FFmpeg)" >&2
+      exit 1
+    fi
+    sudo=""
+    if [ "$(id -u)" != 0 ]; then
+      command -v sudo >/dev/null 2>&1 || { echo "setup: --system-packages needs root or sudo for apt-get" >&2; exit 1; }
+      sudo="sudo"
+    fi
+    echo "setup: installing ${missing[*]} with ${sudo:+sudo }apt-get" >&2
+    ($sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}") >&2
   else
-    echo "setup: x265/ffmpeg not found; install them (e.g. sudo apt-get install x265 ffmpeg) to encode HEVC" >&2
+    echo "setup: ${missing[*]} not found (needed to encode HEVC: the demo, the encode tests). Install them:" >&2
+    echo "         Debian/Ubuntu: sudo apt-get install ${missing[*]}   (or rerun: scripts/setup.sh --system-packages)" >&2
+    echo "         macOS (Homebrew): brew install ${missing[*]}" >&2
+    echo "         Windows (winget): winget install Gyan.FFmpeg   (its ffmpeg has libx265; the x265 CLI is not needed with ffmpeg)" >&2
   fi
 fi
 echo "setup: ready (.venv, $(.venv/bin/python --version))" >&2
