@@ -114,7 +114,7 @@ def test_overshoot_weighted_log_loss_is_a_quantile_loss():
         opt.zero_grad()
         log_l1(c.expand(1, 3, 3, 3), torch.exp(vals) - EPS, torch.ones(1, 1, 3, 3), overshoot=2.0).backward()
         opt.step()
-    assert 3.0 <= float(c) <= 4.0
+    assert 3.0 <= float(c.detach()) <= 4.0
 
 
 def _fcpm_inputs(seed=0, size=32, keys=5):
@@ -198,7 +198,7 @@ def test_fcpm_evidence_gate():
     gated.load_state_dict(plain.state_dict())
     x = _fcpm_inputs()
     ev0 = torch.zeros(1, 5, *x[0].shape[2:])
-    b0 = float(plain.mask.out.bias[-1])
+    b0 = float(plain.mask.out.bias[-1].detach())
     with torch.no_grad():
         with pytest.raises(ValueError, match="evidence"):
             gated.merge(*x)

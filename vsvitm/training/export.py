@@ -7,6 +7,7 @@ ONNX Runtime releases from 1.16 on load the files.
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import torch
@@ -31,8 +32,14 @@ def export_graph(net: torch.nn.Module, method: str, args: tuple, names_in: list[
     """Export net.method(*args); every 4-D input/output gets dynamic N, H, W axes."""
     import onnx
     dyn = {n: {0: "N", 2: f"{n}_h", 3: f"{n}_w"} for n in names_in + names_out}
-    torch.onnx.export(_Bound(net, method).eval(), args, str(path), input_names=names_in, output_names=names_out,
-                      dynamic_axes=dyn, opset_version=OPSET, dynamo=False, do_constant_folding=True)
+    with warnings.catch_warnings():
+        # dynamo=False on purpose: the shipped graphs are TorchScript exports (opset 13, IR 8, the node
+        # names quantize_models.py and the engine's checks know); torch's notice that this exporter is
+        # legacy, and the one its logging setup gives, say nothing about these graphs.
+        warnings.filterwarnings("ignore", "You are using the legacy TorchScript-based ONNX export", DeprecationWarning)
+        warnings.filterwarnings("ignore", "The feature will be removed", DeprecationWarning)
+        torch.onnx.export(_Bound(net, method).eval(), args, str(path), input_names=names_in, output_names=names_out,
+                          dynamic_axes=dyn, opset_version=OPSET, dynamo=False, do_constant_folding=True)
     m = onnx.load(str(path))
     m.ir_version = IR_VERSION
     onnx.checker.check_model(m)
