@@ -225,8 +225,15 @@ def segment_extra(sched, start: int, end: int) -> dict:
     start, end: the segment's frame range [start, end).
     """
     n = sched.num_frames
+    # only frames this near an edge can need anything outside the segment
     near = (sched.fcpm_keys + 1) * sched.key_stride + sched.chunk + sched.margin + 1
-    chunks = {sched.chunk_of(t, []) for t in range(start, end)}
+    refs_reach = sched.ref_stride * sched.num_refs
+    # a shot around the segment that holds everything it reaches: the same answers as the whole
+    # clip without cuts, without each call walking the whole clip's key grid
+    pad = near + refs_reach + sched.reach + sched.key_stride
+    cuts = [c for c in (start - pad, end + pad) if 0 < c < n]
+    edge = [t for t in range(start, end) if t < start + near or t >= end - near]
+    chunks = {sched.chunk_of(t, cuts) for t in edge}
     merged = set()
     steps_extra = 0
     for cs, ce, rs, re_ in chunks:
@@ -236,12 +243,15 @@ def segment_extra(sched, start: int, end: int) -> dict:
     keys = set()
     for t in merged:
         if t < start + near or t >= end - near:
-            keys.update(sched.nearest_keys(t, []))
+            keys.update(sched.nearest_keys(t, cuts))
     keys_out = {k for k in keys if not start <= k < end}
-    reads = set(range(max(0, start - sched.reach - 2), min(n, end + sched.reach + 2)))
-    for k in keys_out | {k for k in keys if k < start + sched.ref_stride * sched.num_refs
-                         or k >= end - sched.ref_stride * sched.num_refs}:
-        reads.update(sched.references(k, []))
+    reads = set(range(max(0, start - sched.reach - 2), start)) | set(range(end, min(n, end + sched.reach + 2)))
+    for k in keys:
+        reads.update(sched.references(k, cuts))
+    keys_in = [k for k in range(start, end) if start + refs_reach > k or k >= end - refs_reach]
+    for k in keys_in:
+        if k in sched.keys_in(*sched.shot(k, cuts)):
+            reads.update(sched.references(k, cuts))
     reads_out = {t for t in reads if not start <= t < end}
     return {"merged": len([t for t in merged if not start <= t < end]), "keys": len(keys_out),
             "steps": steps_extra, "reads": len(reads_out)}
@@ -901,6 +911,8 @@ def _render_ray(a, job, segments, todo, manifest, manifest_path, script, cwd, in
             partial = sum(snap[i][1] for i in pending.values() if i in snap)
             bar.draw(done_frames + partial, per_node, running)
         bar.draw(done_frames, per_node, Counter(), final=True)
+        for f in Path(job["work_dir"]).glob(".seg_*.tmp"):   # what attempts on lost workers left
+            f.unlink(missing_ok=True)
     finally:
         ray.shutdown()
 
