@@ -3,7 +3,7 @@
 # dependencies, a source plugin and vspipe configured. x265 and ffmpeg (to encode HEVC) are system
 # packages: it says which to install, and installs them only when asked to.
 #   scripts/setup.sh                     runtime (what a user who converts video needs)
-#   scripts/setup.sh --dev               + training/test tools (torch, onnx, pytest, hypothesis)
+#   scripts/setup.sh --dev               + training/test/preview tools (torch, onnx, pytest, hypothesis, vspreview)
 #   scripts/setup.sh --system-packages   + x265 and ffmpeg through apt-get (as root, Debian/Ubuntu)
 # The options combine, in any order.
 set -euo pipefail
@@ -12,7 +12,7 @@ extras=""
 system_packages=0
 for arg in "$@"; do
   case "$arg" in
-    --dev) extras="[train,test]" ;;
+    --dev) extras="[train,test,preview]" ;;
     --system-packages) system_packages=1 ;;
     -h|--help) sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "setup: unknown option '$arg'; use --dev and/or --system-packages (see --help)" >&2; exit 2 ;;
