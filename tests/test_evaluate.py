@@ -117,51 +117,6 @@ def test_main_patched_splits_own_and_evaluate_arguments(devset, tmp_path, capsys
     assert [(r["sequence"], r["method"]) for r in rows] == [("seqb", "f^-1(L)"), ("mean", "f^-1(L)")]
 
 
-def test_ref_order_experiment_reorders():
-    ro = load_script("ref_order_experiment")
-    refs = [(45, "a"), (75, "b"), (30, "c"), (90, "d")]   # the plugin's order: nearest first, past first
-    assert ro.reorder(refs, "near-first") == refs
-    assert ro.reorder(refs, "far-first") == refs[::-1]
-    assert ro.reorder(refs, "far-first", nearest=2) == [(75, "b"), (45, "a")]
-    with pytest.raises(ValueError, match="order"):
-        ro.reorder(refs, "random")
-
-
-
-def test_edge_refs_experiment_adds_shot_ends():
-    from vsvitm.schedule import Schedule
-    er = load_script("edge_refs_experiment")
-
-    def refs(s, k, cuts=()):
-        return er.with_edges(s, k, list(cuts), s.references(k, list(cuts)), 8)
-    assert refs(Schedule(12), 3) == [11] and refs(Schedule(12), 9) == [0]   # 2 frames to the end: too near
-    s = Schedule(100, num_refs=4)
-    assert refs(s, 87) == [99, 72, 57, 42, 27]            # nearest first
-    assert refs(s, 93) == [78, 63, 48, 33]                # the last frame is 6 away
-    assert refs(s, 45) == s.references(45, [])            # both ways have references: unchanged
-    assert refs(s, 51, [40, 70]) == [40, 66]              # its shot's first frame, not the clip's
-    assert refs(Schedule(12, num_refs=0), 3) == []        # single frame stays single
-
-
-def test_key_merge_experiment_holds_the_own_result_as_the_merge_would():
-    from types import SimpleNamespace
-    from vsvitm.engine import LOG_EPS
-    from vsvitm.prep import pad_to
-    km = load_script("key_merge_experiment")
-    y = np.random.default_rng(0).uniform(0, 5, (10, 13, 3)).astype(np.float32)
-    x = km.own_xhat(SimpleNamespace(_pad=lambda a: pad_to(a, 8)[0]), y)
-    assert x.shape == (1, 3, 16, 16) and x.dtype == np.float32
-    np.testing.assert_allclose(np.exp(x[0, :, :10, :13]) - LOG_EPS, y.transpose(2, 0, 1), rtol=1e-5, atol=1e-5)
-    np.testing.assert_array_equal(x[0, :, :10, 13:], np.repeat(x[0, :, :10, 12:13], 3, axis=2))  # edge replicated
-
-
-def test_margin_check_edge_frames():
-    mc = load_script("margin_check")
-    assert mc.edge_frames(72, 24) == [23, 24, 47, 48]
-    assert mc.edge_frames(24, 24) == []
-    assert mc.edge_frames(30, 12) == [11, 12, 23, 24]
-
-
 def test_sheet_helpers():
     ldr, hdr = fake_sequence(t=3, h=40, w=64)
     assert ev.pick_frame(np.zeros_like(ldr)) == 1
@@ -283,58 +238,6 @@ def test_demo_pushed_clip_swings_exposure_and_clips_like_a_camera():
     assert np.asarray(ldr.get_frame(15)[0])[0, 0] == 255 and np.asarray(ldr.get_frame(45)[0])[0, 0] < 255
 
 
-def test_oe_bias_channel_bias_signs_and_shares():
-    """scripts/oe_bias.py: the log error is taken only in the channels clipped in the LDR, with its sign
-    (prediction above the truth = positive), and each channel's share of the over-exposed pixels."""
-    ob = load_script("oe_bias")
-    ldr = np.zeros((1, 2, 2, 3), np.uint8)
-    ldr[0, 0, 0] = (255, 100, 255)   # R and B clipped
-    ldr[0, 0, 1] = (255, 255, 255)   # all clipped
-    oe = ldr.max(-1) >= 0.95 * 255
-    gt = np.ones((1, 2, 2, 3), np.float32) * 2.0
-    pred = gt.copy()
-    pred[..., 0] *= np.e ** 0.5      # R half a log unit over
-    pred[..., 2] /= np.e             # B one log unit under
-    pred[..., 1] = 99.0              # G is wrong but unclipped at (0, 0): only (0, 1) counts
-    b = ob.channel_bias(pred, gt, ldr, oe)
-    assert b["R"][0] == 1.0 and b["G"][0] == 0.5 and b["B"][0] == 1.0
-    assert b["R"][1] == pytest.approx(0.5, abs=1e-5)
-    assert b["B"][1] == pytest.approx(-1.0, abs=1e-5)
-    assert b["G"][1] == pytest.approx(np.log(99.0 / 2.0), abs=1e-5)
-    assert ob.channel_bias(pred, gt, ldr, np.zeros_like(oe)) == {}
-
-
-def test_ratio_check_measures_the_plugins_exposure_ratio_against_the_truth(tmp_path):
-    """scripts/ratio_check.py: on a synthetic still sequence with auto-exposure (known exposures) the plugin's ratio is
-    close to exposure[key] / exposure[ref]; the thumbnail detector finds a hard cut and no cut in a smooth sequence."""
-    import cv2
-
-    from vsvitm.training.exr import write_exr
-    from vsvitm.training.synth import make_source, synth_sequence
-    rc = load_script("ratio_check")
-    rng = np.random.default_rng(0)
-    img = 0.18 * np.exp2(2.0 * rng.standard_normal((24, 32, 3))).astype(np.float32)
-    write_exr(tmp_path / "s.exr", cv2.resize(img, (192, 144), interpolation=cv2.INTER_CUBIC).clip(1e-3, None))
-    src = make_source("s", [tmp_path / "s.exr"])
-    seq = synth_sequence(src, 40, (64, 96), seed=3)
-    d = seq.to_npz_dict()
-    assert np.ptp(np.log2(d["exposure"])) > 0.05  # the exposure moves: a ratio of 1 would be wrong
-    assert rc.thumbnail_cuts(d["ldr"]) == []
-    cut = np.concatenate([d["ldr"][:20], 255 - d["ldr"][20:]])
-    assert rc.thumbnail_cuts(cut) == [20]
-    np.savez(tmp_path / "s.npz", **d)
-    out = tmp_path / "r.md"
-    assert rc.main(["--data", str(tmp_path), "--out", str(out)]) == 0
-    row = next(line for line in out.read_text().splitlines() if line.startswith("| s | all |"))
-    pairs, plugin = int(row.split("|")[3]), row.split("|")[4]
-    mean_abs = float(plugin.split("/")[1].split(",")[0])
-    assert pairs > 0 and mean_abs < 0.1
-    through_true_flow = float(row.split("|")[6].split("/")[1].split(",")[0])
-    assert through_true_flow < 0.05 and float(row.split("|")[7]) >= 0  # a still: the true flow's column is filled
-    with pytest.raises(SystemExit, match="no .npz sequences"):
-        rc.main(["--data", str(tmp_path / "empty")])
-
-
 def test_global_flow_experiment_finds_a_large_camera_motion():
     """flow.homography_flow (global_flow_experiment.py's and the plugin's): a homography from feature matches gives DIS
     a start it cannot find itself (a 40 px shift of a textured image), and the flow is None where nothing matches."""
@@ -351,85 +254,6 @@ def test_global_flow_experiment_finds_a_large_camera_motion():
     plain = cv2.DISOpticalFlow.create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM).calc(a, b, None)
     assert abs(plain[50:150, 50:200, 0].mean() - 40) > 5           # DIS alone misses it: what the experiment is for
     assert homography_flow(np.zeros((64, 64), np.uint8), np.zeros((64, 64), np.uint8)) is None
-
-
-def _still_sequence_and_flat_icam(tmp_path):
-    """tmp_path/s.npz: 40 synthetic frames of a random HDR still; tmp_path/icam.pt: a small ICAM whose residual head
-    is zero (its result is f^-1(L) whatever the references)."""
-    import cv2
-    import torch
-
-    from vsvitm.training.exr import write_exr
-    from vsvitm.training.icam_net import ICAM, ICAMConfig
-    from vsvitm.training.synth import make_source, synth_sequence
-    rng = np.random.default_rng(1)
-    img = 0.5 * np.exp2(2.0 * rng.standard_normal((24, 32, 3))).astype(np.float32)
-    write_exr(tmp_path / "s.exr", cv2.resize(img, (192, 144), interpolation=cv2.INTER_CUBIC).clip(1e-3, None))
-    seq = synth_sequence(make_source("s", [tmp_path / "s.exr"]), 40, (64, 96), seed=3)
-    np.savez(tmp_path / "s.npz", **seq.to_npz_dict())
-    cfg = ICAMConfig(c1=8, align=8)
-    torch.manual_seed(0)
-    net = ICAM(cfg)
-    torch.nn.init.zeros_(net.d0[-1].weight)
-    torch.nn.init.zeros_(net.d0[-1].bias)
-    torch.save({"config": cfg.to_dict(), "model": net.state_dict()}, tmp_path / "icam.pt")
-
-
-def test_clue_transfer_check_scores_the_grid(tmp_path, capsys):
-    """scripts/clue_transfer_check.py: with ICAM's residual head at zero, "key alone" and "off" are f^-1(L)'s
-    over-exposed PU21-PSNR on the frames it visits; a weight threshold no clue reaches changes nothing, and a low one
-    raises the clipped pixels towards what the references saw (this still's truth lies above the clip level)."""
-    from vsvitm.curves import to_linear
-    from vsvitm.training import metrics as M
-    import torch
-    ct = load_script("clue_transfer_check")
-    _still_sequence_and_flat_icam(tmp_path)
-    st = torch.load(tmp_path / "icam.pt", weights_only=False)  # the clue path trusts every reference sample
-    st["model"]["clue_w.2.weight"].zero_()
-    st["model"]["clue_w.2.bias"].fill_(5.0)
-    torch.save(st, tmp_path / "icam.pt")
-    out = tmp_path / "grid.md"
-    assert ct.main(["--data", str(tmp_path), "--icam", str(tmp_path / "icam.pt"), "--every", "10", "--w0",
-                    "0.01,1e6", "--e0", "1.0", "--s0", "0,0.1", "--threads", "1", "--out", str(out)]) == 0
-    z = np.load(tmp_path / "s.npz")
-    ldr, hdr = z["ldr"][::10], z["hdr"][::10].astype(np.float32)
-    want = M.pu21_psnr(to_linear(ldr.astype(np.float32) / 255), hdr, mask=M.overexposed_mask(ldr, 0.95), scale=100)
-    lines = out.read_text().splitlines()
-    head = [c.strip() for c in lines[2].split("|")[1:-1]]
-    row = dict(zip(head, [c.strip() for c in next(x for x in lines if x.startswith("| s |")).split("|")[1:-1]]))
-    assert head == ["sequence", "key alone", "off", "0.01/1", "0.01/1/0.1", "1e+06/1", "1e+06/1/0.1"]
-    assert abs(float(row["key alone"]) - want) < 0.01 and row["off"] == row["key alone"]
-    assert row["1e+06/1"] == row["off"] and row["1e+06/1/0.1"] == row["off"]
-    assert float(row["0.01/1"]) > float(row["off"]) + 0.05
-    assert "highest mean: 0.01/1" in capsys.readouterr().out
-
-
-def test_ref_push_check_signs_the_error_in_clipped_channels(tmp_path, capsys):
-    """scripts/ref_push_check.py: with ICAM's residual head at zero (Y = f^-1(L)), the no-reference column is the mean
-    of log(f^-1(L)) - log(truth) over the key's clipped channels, which is negative (clipped values are below the
-    truth); references inside the shot are found, and a key without any says so."""
-    from vsvitm.curves import to_linear
-    rp = load_script("ref_push_check")
-    _still_sequence_and_flat_icam(tmp_path)
-
-    c = rp.Check(tmp_path / "s.npz", str(tmp_path / "icam.pt"))
-    assert c.refs(20, 4) == [5, 35] and c.refs(0, 1) == [15]
-    ldr = np.load(tmp_path / "s.npz")["ldr"][20].astype(np.float32) / 255
-    hdr = np.load(tmp_path / "s.npz")["hdr"][20].astype(np.float32)
-    clip = ldr >= 0.95
-    assert clip.sum() > 20
-    want = np.mean(np.log(np.maximum(to_linear(ldr)[clip], 1e-4)) - np.log(np.maximum(hdr[clip], 1e-4)))
-    got, n = c.bias(20, c.run(20, []))
-    assert n == clip.sum() and want < 0 and abs(got - want) < 1e-3
-
-    out = rp.main(["--data", str(tmp_path), "--sequence", "s", "--icam", str(tmp_path / "icam.pt"), "--keys", "20",
-                   "--num-refs", "1", "--bands"])
-    assert out == 0
-    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("| 20 |"))
-    assert abs(float(row.split("|")[3]) - want) < 2e-3 and "-15 (" in row and "+15 (" in row
-    assert rp.main(["--data", str(tmp_path), "--sequence", "s", "--icam", str(tmp_path / "icam.pt"), "--keys", "20",
-                    "--num-refs", "0"]) == 0
-    assert "no reference inside the shot" in capsys.readouterr().out
 
 
 def test_homography_field_and_kept_key_features_change_no_flow():

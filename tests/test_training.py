@@ -685,19 +685,3 @@ def test_near_exposure_drifts_slowly_around_the_key_and_only_draws_when_asked(tm
                         "--flat-exposure", "0.6", "--near-exposure", "0.6"], capture_output=True, text=True, timeout=300)
     assert r.returncode != 0 and "their sum must be at most 1" in r.stderr
 
-
-def test_train_preflow_check_measures_both_preflows(tmp_path, capsys):
-    """scripts/train_preflow_check.py: endpoint errors of the training pre-flows (plain DIS and homography-started)
-    against the synthetic truth, for training-like sequences; a table row per pre-flow."""
-    from vsvitm.training.synth import load_sources
-    m = load_script("train_preflow_check")
-    data = _tiny_stills(tmp_path)
-    errs, secs, stops = m.measure(load_sources(data, split="train"), 2, 64, seed=0)
-    assert len(stops) >= len(errs["DIS medium"]) and np.all(stops >= 0)
-    assert set(errs) == {"DIS medium", "homography + DIS medium"}
-    for v in errs.values():
-        assert v and all(d > 0 and d % 15 == 0 and np.isfinite(e) and e >= 0 for d, e in v)
-    assert all(s > 0 for s in secs.values())
-    assert m.main(["--data", str(data), "--sequences", "1", "--size", "64"]) == 0
-    out = capsys.readouterr().out
-    assert "| DIS medium |" in out and "| homography + DIS medium |" in out and "exposure offset" in out

@@ -95,9 +95,3 @@ class Schedule:
     def _check(self, n: int):
         if not 0 <= n < self.num_frames:
             raise IndexError(f"vsvitm: frame {n} outside the clip (0..{self.num_frames - 1})")
-
-
-def cuts_in_window(flags: Sequence[bool], n: int, reach: int) -> list[int]:
-    """Absolute cut positions from the cut flags of frames n - reach .. n + reach (flag i: a new shot
-    starts at frame n - reach + i). Frames outside the clip are passed as cuts by the caller."""
-    return [n - reach + i for i, f in enumerate(flags) if f]
