@@ -63,7 +63,7 @@ def main(argv=None):
                     help="ICAM decode: raise the key's clipped channels towards the clue path's mean where its "
                          "weight sum passes W0, the mean passes LEVEL x the clip level (default 1.05) and the "
                          "references' spread of log radiance is below SPREAD (default 0: not gated); not learned "
-                         "(stop 36; scripts/clue_transfer_check.py picks them). 0 = off. Default: the "
+                         "(docs/TRAINING.md gives the shipped values). 0 = off. Default: the "
                          "checkpoint's (off for training checkpoints)")
     a = ap.parse_args(argv)
     if a.homography_preflow and not a.icam:

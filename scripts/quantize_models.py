@@ -12,7 +12,7 @@ channel, activations uint8 per tensor. ONNX Runtime fuses each QuantizeLinear ->
 into an integer convolution (VNNI/AMX on x86). Then it checks every int8 graph against its fp32
 graph on held-out inputs (largest and mean absolute difference, time of one call on one thread).
 
-Why only these graphs (BENCHMARKS.md, stop 18): the reference step's last part (icam_ref_d: the
+Why only these graphs (BENCHMARKS.md): the reference step's last part (icam_ref_d: the
 deformable fusion's and the U-Net's convolutions) ran 1.6x faster in int8; icam_ref_c predicts the
 deformable offsets, and int8 moved them by 0.5 px on average, so it stays fp32; FCPM's recurrent
 and fuse graphs are 16-channel full-resolution convolutions, which int8 made slower (the

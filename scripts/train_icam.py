@@ -66,7 +66,7 @@ def main(argv=None):
     ap.add_argument("--preflow", choices=tuple(PRESETS), default="fast",
                     help="DIS preset of the training pre-flows (the shipped weights: fast; the plugin runs medium)")
     ap.add_argument("--homography-preflow", action="store_true",
-                    help="start each pre-flow's DIS from the homography of ORB matches (flow.HomographyDIS, stop 32), "
+                    help="start each pre-flow's DIS from the homography of ORB matches (flow.HomographyDIS), "
                          "as the plugin does for an ICAM exported with --homography-preflow (the shipped one)")
     ap.add_argument("--max-minutes", type=float, default=0.0,
                     help="stop (with a checkpoint) after this many minutes of training, e.g. on a lent GPU; "

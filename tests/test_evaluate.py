@@ -238,8 +238,8 @@ def test_demo_pushed_clip_swings_exposure_and_clips_like_a_camera():
     assert np.asarray(ldr.get_frame(15)[0])[0, 0] == 255 and np.asarray(ldr.get_frame(45)[0])[0, 0] < 255
 
 
-def test_global_flow_experiment_finds_a_large_camera_motion():
-    """flow.homography_flow (global_flow_experiment.py's and the plugin's): a homography from feature matches gives DIS
+def test_homography_flow_finds_a_large_camera_motion():
+    """flow.homography_flow: a homography from feature matches gives DIS
     a start it cannot find itself (a 40 px shift of a textured image), and the flow is None where nothing matches."""
     import cv2
 
@@ -252,12 +252,12 @@ def test_global_flow_experiment_finds_a_large_camera_motion():
     assert f is not None and f.shape == (200, 300, 2)
     assert np.allclose(f[50:150, 50:200].reshape(-1, 2).mean(0), [40, -12], atol=0.5)
     plain = cv2.DISOpticalFlow.create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM).calc(a, b, None)
-    assert abs(plain[50:150, 50:200, 0].mean() - 40) > 5           # DIS alone misses it: what the experiment is for
+    assert abs(plain[50:150, 50:200, 0].mean() - 40) > 5           # DIS alone misses it: why the homography is there
     assert homography_flow(np.zeros((64, 64), np.uint8), np.zeros((64, 64), np.uint8)) is None
 
 
 def test_homography_field_and_kept_key_features_change_no_flow():
-    """flow.homography_field (broadcast) gives the numbers of the full-grid product stop 31's experiment used, and
+    """flow.homography_field (broadcast) gives the numbers of the full-grid product, and
     HomographyDIS's kept key features (a key frame's image is the same in all its pairs) give the flow a fresh
     object gives, pair after pair."""
     import cv2

@@ -90,7 +90,7 @@ def _clue_state(icam, key, log_mean: float, wsum: float, std: float = 0.0):
 
 
 def test_clue_transfer_exports_and_only_raises(tmp_path):
-    """The clue transfer (stop 36) is in icam_decode: ORT matches torch; it raises Y towards the clue's mean only
+    """The clue transfer is in icam_decode: ORT matches torch; it raises Y towards the clue's mean only
     in the key's clipped channels, only where the weight sum and the mean pass their settings, never lowers Y."""
     from vsvitm.training.export import export_icam
     from vsvitm.training.icam_net import EPS, ICAM, ICAMConfig
@@ -283,7 +283,7 @@ def _check_fp16_pairs(folder):
 
 
 def test_fp16_graphs_load_and_match_fp32(tmp_path):
-    """Regression: the fp16 files of stop 11 did not load at all (icam_ref, fcpm_merge, fcpm_back/fwd:
+    """Regression: fp16 files once did not load at all (icam_ref, fcpm_merge, fcpm_back/fwd:
     'Type (tensor(float16)) ... does not match expected type (tensor(float))')."""
     from vsvitm.training.export import export_fcpm, export_icam
     from vsvitm.training.fcpm_net import FCPM

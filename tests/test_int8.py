@@ -72,7 +72,7 @@ def test_quantize_models_script(tiny_models, tmp_path):
 
 def test_shipped_int8_graphs_match_fp32():
     """The shipped int8 graphs load with int8=True, and a render with them stays within 1 % of the fp32
-    render in mean (2 % in the clipped region's mean); the devset numbers are in BENCHMARKS.md, stop 18."""
+    render in mean (2 % in the clipped region's mean); the devset numbers are in BENCHMARKS.md."""
     assert sorted(_engine(MODEL_DIR, True).int8_graphs) == sorted(INT8_GRAPHS)
     frames = moving_clip(14, h=64, w=96, seed=1)
     a, b = _render(MODEL_DIR, False, frames, 8), _render(MODEL_DIR, True, frames, 8)

@@ -271,7 +271,7 @@ def test_cuda_backend_without_gpu(rgb8, tiny_models, capfd):
 
 def test_fp16_graphs_run_through_the_plugin(rgb8):
     """Backend fp16=True runs the shipped *_fp16 graphs (on the CPU here; CUDA is where they pay
-    off): finite, and within 1 % of the fp32 result. Regression: they did not load before stop 12."""
+    off): finite, and within 1 % of the fp32 result. Regression: they once did not load."""
     from vsvitm.engine import MODEL_DIR
     if not (MODEL_DIR / "fcpm.json").exists():
         pytest.skip("no shipped models in this checkout")

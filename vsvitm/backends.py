@@ -30,7 +30,7 @@ class Backend:
         # pipeline at 512x512 (scripts/benchmark.py, BENCHMARKS.md).
         mem_arena: bool = False
         # int8 variants of the graphs that have one (scripts/quantize_models.py): 5-8 % faster at 512x512
-        # on a VNNI/AMX CPU, up to 0.02 dB lower in over-exposed pixels (BENCHMARKS.md, stop 18), so not
+        # on a VNNI/AMX CPU, up to 0.02 dB lower in over-exposed pixels (BENCHMARKS.md), so not
         # the default. None: on when the CPU has 8-bit dot-product instructions (x86 VNNI/AMX, Arm
         # dotprod); True: also without them, where x86 int8 kernels may saturate.
         int8: bool | None = False

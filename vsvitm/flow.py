@@ -19,7 +19,7 @@ PRESETS = {"fast": cv2.DISOPTICAL_FLOW_PRESET_FAST, "medium": cv2.DISOPTICAL_FLO
 # The plugin's pre-flow. The shipped networks were trained on FAST pre-flows (DISFlow's default, kept
 # for training), and their flow correction refines what they get. MEDIUM (finer last scale, denser
 # patches, more iterations) still scored higher on the validation set (+0.09 dB over-exposed, full
-# pipeline; BENCHMARKS.md stop 24) for ~8 ms more per pair at the working size.
+# pipeline; BENCHMARKS.md) for ~8 ms more per pair at the working size.
 RUNTIME_PRESET = "medium"
 
 
@@ -145,7 +145,7 @@ def homography_flow(a: np.ndarray, b: np.ndarray, features: int = 1000, min_inli
 
 class HomographyDIS(DISFlow):
     """DIS started from homography_flow() of its two inputs (plain DIS where that is None). DIS alone, coarse to fine,
-    misses camera motions of tens of pixels at the working size (stop 31: 18-57 px on far references of panning
+    misses camera motions of tens of pixels at the working size (18-57 px on far references of panning
     stills); a homography of feature matches finds them and DIS refines the rest. The engine uses it for ICAM's key ->
     reference pairs when the ICAM was trained on such pre-flows (icam.json "preflow_start": "homography").
     A key frame's image is the same in all its pairs (the reference is the one brought to the key's exposure), so

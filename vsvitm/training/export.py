@@ -214,7 +214,7 @@ def export_fcpm(model, out_dir: Path, size: tuple[int, int] = (64, 96), fp16: bo
         cpu += [("merge_mix", (cur, w3, torch.rand(1, 3 * k, h, w), valid) + ((ev,) if gate else ()),
                  ["cur", "wys", "wkeys", "valid"] + (["wev"] if gate else []), ["xhat"], out_dir / "fcpm_merge_mix.onnx")]
     for stale in ("fcpm_merge_flows.onnx", "fcpm_merge_flows_int8.onnx", "fcpm_merge_correct.onnx",
-                  "fcpm_merge_mix.onnx"):  # from an earlier export into this folder (merge_flows: until stop 27)
+                  "fcpm_merge_mix.onnx"):  # from an earlier export into this folder (merge_flows: an older format)
         (out_dir / stale).unlink(missing_ok=True)
     paths += export_graphs(model, cpu, fp16=False)
     from .fcpm_net import MODULUS

@@ -150,7 +150,7 @@ class FCPM(nn.Module):
         `merge`'s computation written for ONNX Runtime's CPU provider: all keys at once (full-res
         slices per key were Split copies of ~30 MB a 512x512 frame) and the softmax as exp / sum
         (its Softmax over channels transposes): 75 -> 54 ms per 512x512 frame in a render
-        (BENCHMARKS.md, stop 28). Same values."""
+        (BENCHMARKS.md). Same values."""
         if self.cfg.flow_cue:
             raise ValueError("FCPM.merge_mix: a model with the flow cue merges in one graph (FCPM.merge)")
         b, k, (h, w) = cur.shape[0], self.cfg.keys, cur.shape[-2:]
@@ -169,7 +169,7 @@ class FCPM(nn.Module):
         """The flow correction alone, from [frame t, the key warped by its pre-flow] at 1/2 res (8
         channels, one key per batch item): graph fcpm_merge_correct. The plugin's CPU path does
         _corrected's pooling, warp and upsampling around it with OpenCV (engine.Engine._merge_flows_cv):
-        in one graph for all keys (fcpm_merge_flows, until stop 27) ONNX Runtime spent ~2/3 of the
+        in one graph for all keys (fcpm_merge_flows, the older format) ONNX Runtime spent ~2/3 of the
         time on those, not on the convolutions."""
         return self.correct(x)
 

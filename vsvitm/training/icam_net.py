@@ -42,7 +42,7 @@ class ICAMConfig:
     deformable: bool = True
     global_attention: bool = True
     clue: bool = True              # image-level clue accumulation (ours; see ICAM.ref_step)
-    # clue transfer in decode (ours, stop 36; not learned, 0 = off): the key's clipped channels are
+    # clue transfer in decode (ours; not learned, 0 = off): the key's clipped channels are
     # raised towards the clue's weighted mean where its weight sum passes clue_transfer (full at 2x)
     # and the mean is above clue_transfer_level (x the key's clip level, full 0.05 above). See ICAM.transfer.
     clue_transfer: float = 0.0
@@ -311,12 +311,12 @@ class ICAM(nn.Module):
         return from_log(logy, lin)
 
     def transfer(self, logy: torch.Tensor, key: torch.Tensor, fl: torch.Tensor) -> torch.Tensor:
-        """Clue transfer (ours, stop 36): in the key's clipped channels, raise log(Y + EPS) towards
+        """Clue transfer (ours): in the key's clipped channels, raise log(Y + EPS) towards
         the clue path's weighted mean log radiance of the aligned references, where enough weight
         backs it and it lies above the key's clip level. Why: the decoder, trained briefly on
         128 px crops, leaves much of that measured radiance unused (on the development set's
         panning still seine the mean alone beat Y by 4.6 dB where references saw the highlight,
-        BENCHMARKS.md stop 36). Only upwards: a mean that includes nearly clipped references is
+        BENCHMARKS.md). Only upwards: a mean that includes nearly clipped references is
         a lower bound, not an estimate (ultraHDR). With clue_transfer_spread, only where the
         references agree: on the validation video hdr10-av1 misaligned references with wrong
         exposure ratios made the mean overshoot; then the mean, weight and spread are the transfer's

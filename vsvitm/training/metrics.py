@@ -4,7 +4,7 @@ Conventions
 -----------
 * Images are linear BT.709 RGB arrays ``[..., H, W, 3]`` on the project's relative scale
   (1.0 = the LDR clip level / SDR white).  ``scale`` maps that to absolute luminance:
-  ``scale=100`` puts 1.0 at 100 cd/m^2 (DESIGN.md section 5).
+  ``scale=100`` puts 1.0 at 100 cd/m^2 (the evaluation's convention).
 * Luminance ``Y = 0.2126 R + 0.7152 G + 0.0722 B`` (BT.709).
 
 PU21
@@ -175,8 +175,8 @@ def cvvdp_jod(pred_seq, gt_seq, fps: float = 24.0, scale: float = 100.0,
 
     Inputs are linear BT.709 [T, H, W, 3] (or [H, W, 3]) with 1.0 = ``scale`` cd/m^2.  For the
     ``standard_hdr_pq`` display (BT.2020-PQ, 1500 cd/m^2 peak) they are converted to BT.2020
-    primaries and PQ-encoded to 0..1 (``pycvvdp.display_model.lin2pq`` of cd/m^2), as DESIGN.md
-    section 7 requires (raw cd/m^2 would be clamped and give a meaningless score).  For a
+    primaries and PQ-encoded to 0..1 (``pycvvdp.display_model.lin2pq`` of cd/m^2), as that display model
+    expects (raw cd/m^2 would be clamped and give a meaningless score).  For a
     ``*_linear`` display the absolute BT.709 values are passed as they are.
     """
     try:

@@ -1,7 +1,7 @@
 """Narrower networks from trained ones: structured channel pruning, the start of a distilled student.
 
-Stop 25 timed what narrower ICAM/FCPM graphs cost on the CPU; stop 26 trained a half-width FCPM from
-scratch and lost 1.5 dB. Here a narrow network starts from the trained one instead: each group of
+A half-width FCPM trained from scratch loses 1.5 dB (BENCHMARKS.md). Here a narrow network starts from the
+trained one instead: each group of
 channels that travels together (a layer's outputs and every input column that reads them) keeps its
 most important members, and the training scripts then fine-tune it towards the wide network's output
 (`--prune-from` with `--teacher`). Importance of channel i of a group = mean |activation| of i on real
@@ -30,7 +30,7 @@ class Group:
 
 
 def icam_groups(cfg) -> dict[str, Group]:
-    """ICAM's groups for a narrower c1 (the 1/2-res features: most of the reference step's cost, stop 25).
+    """ICAM's groups for a narrower c1 (the 1/2-res features: most of the reference step's cost).
     c1 space: the key's and references' features from e1 (one encoder) and the fused state fl, which is
     a residual stream (fl + fuse(...)), so all of them share one selection."""
     c, c2, k = cfg.c1, cfg.c2, cfg.offsets

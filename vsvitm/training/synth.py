@@ -1,4 +1,4 @@
-"""Training-data synthesis: LDR/HDR video pairs from real HDR stills and HDR video (DESIGN.md §4).
+"""Training-data synthesis: LDR/HDR video pairs from real HDR stills and HDR video.
 
 A :class:`CameraSequence` simulates a camera filming a linear HDR :class:`Source`:
 
