@@ -1,6 +1,6 @@
 """Linear-light output of the plugin -> HDR10 (PQ) or HLG video, plus encoder command-line flags.
 
-Input convention (DESIGN §2): RGBS/RGBH, linear light, BT.709 primaries, 1.0 = SDR white.
+Input convention: RGBS/RGBH, linear light, BT.709 primaries, 1.0 = SDR white.
 ``to_hdr10`` / ``to_hlg`` place 1.0 at ``sdr_white`` cd/m² (BT.2408: 203), roll highlights off
 softly below the peak, convert to BT.2020 and PQ / HLG with zimg (``core.resize``) and set the
 colour and HDR10 metadata frame props (the names BestSource / L-SMASH / ffms2 use).

@@ -1,6 +1,6 @@
 """Export the torch networks to ONNX graphs the plugin runs (fp32 and fp16), with dynamic H/W.
 
-Legacy (TorchScript) exporter: the dynamo exporter silently specialises shapes (DESIGN §7). Padding
+Legacy (TorchScript) exporter: the dynamo exporter silently specialises shapes. Padding
 to the network's modulus happens in the plugin, not in the graph. The IR version is pinned so that
 ONNX Runtime releases from 1.16 on load the files.
 """
