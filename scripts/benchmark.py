@@ -1,14 +1,15 @@
 #!/usr/bin/env python3
-"""Speed and memory of vsvitm.ITM through VapourSynth (DESIGN §6).
+"""Speed and memory of vsvitm.ITM through VapourSynth.
 
-    python scripts/benchmark.py [--sizes 512x512,960x540,1920x1080] [--modes full,icam,linear]
+    python scripts/benchmark.py [--sizes 512x512,960x540,1920x1080] [--modes temporal,single,linear]
                                 [--frames 24] [--models DIR | --random-models] [--synthetic]
                                 [--threads N] [--append BENCHMARKS.md]
 
 Renders a real clip (samples/london_pan_320x240.mp4 via core.bs.VideoSource, resized to each size;
 or a synthetic panning clip with --synthetic) through the VapourSynth API, for every configuration
-  size x mode (full: ICAM on key frames + FCPM; icam: ICAM on every frame; linear: the pass-through
-  chain source -> f^-1 -> output) x backend (ORT CPU; CUDA fp32 and fp16 when a CUDA provider works)
+  size x mode (temporal: the default pipeline; single: single-frame ICAM on every frame, mode="icam",
+  num_refs=0; full: ICAM on key frames + FCPM; icam: ICAM with references on every frame; linear: the
+  pass-through chain source -> f^-1 -> output) x backend (ORT CPU; CUDA fp32 and fp16 when a CUDA provider works)
 each in its own subprocess, so that the peak RSS (ru_maxrss / VmHWM) belongs to that configuration.
 Frames `start .. start+warmup-1` are rendered first and not timed (the first output frame of the full
 pipeline pays for key frames and a whole FCPM chunk); then `--frames` consecutive frames are timed
@@ -16,6 +17,10 @@ with VapourSynth's own prefetching (clip.frames(prefetch=...), like vspipe). Wit
 (--start 120, warm-up 6, 24 frames) the timed window is exactly whole FCPM chunks (frames 120..143: one of
 24 frames below 1 MP, two of 12 from 1 MP on; ITM's default chunk), and
 every key frame it uses has all its references (at most 6 x 15 = 90 frames back): steady state.
+
+--seek: what a previewer sees instead: a cold request of the middle frame in a fresh process
+(VapourSynth Editor or vspreview opening a script at a frame), then `--frames` single steps forward,
+one get_frame at a time; the table gives the cold seek, the mean and the largest step.
 
 Prints a Markdown table (ms/frame, fps, ratio to the pass-through chain at the same size, peak RSS,
 GPU memory) headed by a description of the machine; --append FILE appends the same text to FILE.
@@ -44,6 +49,7 @@ SAMPLE = ROOT / "samples" / "london_pan_320x240.mp4"
 PAPER_ANCHOR = ("Paper anchor (Tesla V100): 521 ms per 512×512 frame for the full method; "
                 "1236 ms with ICAM on every frame.")
 RESULT_TAG = "VSVITM_BENCH_RESULT "
+MODES = ("temporal", "single", "full", "icam", "linear")
 
 
 # ----------------------------------------------------------------------------------------- helpers
@@ -181,7 +187,7 @@ def soup_description(soup) -> str:
 
 def cpu_description(cpuinfo: str) -> str:
     """The first processor's name, family/model and vector extensions from /proc/cpuinfo's text. Hosts that
-    print the same name ("AMD EPYC") differ: stop 33's had no AVX-512 and ran one graph 1.4x (fp32) to 2x (int8) slower."""
+    print the same name ("AMD EPYC") differ: one without AVX-512 ran one graph 1.4x (fp32) to 2x (int8) slower."""
     info: dict[str, str] = {}
     for line in cpuinfo.splitlines():
         if not line.strip():
@@ -305,7 +311,7 @@ class _Counter:
     def install(self):
         from vsvitm import backends, flow
         orig_session, orig_run, orig_flow = backends.session, backends.run, flow.DISFlow.calc
-        # ICAM's pre-flows when its manifest asks for them (stop 32): HomographyDIS inherits calc, so it gets its own
+        # ICAM's pre-flows when its manifest asks for them: HomographyDIS inherits calc, so it gets its own
         orig_hflow = flow.HomographyDIS.calc
         orig_bound, orig_aux = backends.run_bound, backends.aux_session
         counter = self
@@ -400,6 +406,22 @@ def vm_hwm_mib() -> float | None:
     return None
 
 
+def seek_steps(out, cfg: dict) -> dict:
+    """Cold request of the clip's middle frame, then cfg["frames"] single steps forward (a previewer)."""
+    mid = out.num_frames // 2
+    t0 = time.perf_counter()
+    out.get_frame(mid)
+    cold = time.perf_counter() - t0
+    steps = []
+    for i in range(mid + 1, min(out.num_frames, mid + 1 + cfg["frames"])):
+        t0 = time.perf_counter()
+        out.get_frame(i)
+        steps.append(time.perf_counter() - t0)
+    return {**{k: cfg[k] for k in ("size", "mode", "backend")}, "seek": True, "frames": len(steps),
+            "cold_seek_s": cold, "step_mean_s": sum(steps) / len(steps), "step_max_s": max(steps),
+            "peak_rss_mib": vm_hwm_mib()}
+
+
 def child(cfg: dict) -> dict:
     sys.path.insert(0, str(ROOT))
     t_import = time.perf_counter()
@@ -422,8 +444,13 @@ def child(cfg: dict) -> dict:
             backend = Backend.ORT_CUDA(fp16=cfg["backend"] == "cuda-fp16", provider_options=cfg.get("cuda_options") or {})
     t0 = time.perf_counter()
     extra = cfg.get("itm") or {}
-    out = vsvitm.ITM(src, mode=cfg["mode"], backend=backend, models=cfg["models"], cache_mb=cfg["cache_mb"], **extra)
+    mode, extra = cfg["mode"], dict(extra)
+    if mode == "single":
+        mode, extra["num_refs"] = "icam", 0
+    out = vsvitm.ITM(src, mode=mode, backend=backend, models=cfg["models"], cache_mb=cfg["cache_mb"], **extra)
     t_init = time.perf_counter() - t0
+    if cfg.get("seek"):
+        return seek_steps(out, cfg)
     w, n = cfg["warmup"], cfg["frames"]
     a = cfg["start"] - w
     if a + w + n > out.num_frames:
@@ -535,11 +562,27 @@ def calls_table(results: list[dict]) -> list[str]:
     return lines
 
 
+def seek_table(results: list[dict]) -> list[str]:
+    lines = ["| size | mode | backend | cold seek (s) | steps | step mean (s) | largest step (s) | largest / mean |",
+             "|---|---|---|---:|---:|---:|---:|---:|"]
+    for r in results:
+        size = f"{r['size'][0]}×{r['size'][1]}"
+        if "error" in r:
+            lines.append(f"| {size} | {r['mode']} | {r['backend']} | failed: {r['error']} | | | | |")
+            continue
+        lines.append(f"| {size} | {r['mode']} | {r['backend']} | {r['cold_seek_s']:.2f} | {r['frames']} | "
+                     f"{r['step_mean_s']:.3f} | {r['step_max_s']:.3f} | {r['step_max_s'] / r['step_mean_s']:.1f} |")
+    return lines
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", type=parse_sizes, default=parse_sizes("512x512,960x540,1920x1080"),
                     help="comma-separated WIDTHxHEIGHT list (default 512x512,960x540,1920x1080)")
-    ap.add_argument("--modes", default="full,icam,linear", help="comma-separated subset of full,icam,linear")
+    ap.add_argument("--modes", default="temporal,single,linear",
+                    help="comma-separated subset of " + ",".join(MODES) + " (default temporal,single,linear)")
+    ap.add_argument("--seek", action="store_true", help="time a cold seek to the middle frame and single steps "
+                    "forward (a previewer) instead of a sequential render")
     ap.add_argument("--backends", default="auto",
                     help="comma-separated subset of cpu,cpu-int8,cuda,cuda-fp16; auto: cpu, plus both CUDA ones "
                          "when usable (cpu-int8: Backend.ORT_CPU(int8=True))")
@@ -579,9 +622,9 @@ def main(argv=None):
         return 0
 
     modes = [m.strip() for m in a.modes.split(",") if m.strip()]
-    bad = [m for m in modes if m not in ("full", "icam", "linear")]
+    bad = [m for m in modes if m not in MODES]
     if bad or not modes:
-        ap.error(f"--modes: unknown {bad}; choose from full,icam,linear")
+        ap.error(f"--modes: unknown {bad}; choose from {','.join(MODES)}")
     if a.frames < 1 or a.frames_cuda < 1 or a.warmup < 0 or a.start < a.warmup:
         ap.error("--frames/--frames-cuda must be >= 1, --warmup >= 0 and --start >= --warmup")
     if not a.synthetic and not Path(a.src).exists():
@@ -615,7 +658,8 @@ def main(argv=None):
                                     "start": a.start, "warmup": a.warmup, "models": str(models) if models else None,
                                     "src": str(a.src), "synthetic": a.synthetic, "threads": a.threads,
                                     "ort_threads": a.ort_threads, "prefetch": a.prefetch, "cache_mb": a.cache_mb,
-                                    "vs_cache_mb": a.vs_cache_mb, "itm": a.itm, "cuda_options": a.cuda_options})
+                                    "vs_cache_mb": a.vs_cache_mb, "itm": a.itm, "cuda_options": a.cuda_options,
+                                    "seek": a.seek})
         header = ["", f"## vsvitm benchmark, {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}", ""]
         header += machine_lines()
         header += [f"- command: `{shlex.join([Path(sys.executable).name, *sys.argv])}`",
@@ -633,6 +677,9 @@ def main(argv=None):
             results.append(r)
             if "error" in r:
                 print(f"benchmark:   FAILED: {r['error']}", file=sys.stderr, flush=True)
+            elif r.get("seek"):
+                print(f"benchmark:   cold seek {r['cold_seek_s']:.2f} s, steps mean {r['step_mean_s']:.3f} s, "
+                      f"max {r['step_max_s']:.3f} s", file=sys.stderr, flush=True)
             else:
                 print(f"benchmark:   {r['ms_per_frame']:.1f} ms/frame, {r['fps']:.2f} fps, peak RSS {r['peak_rss_mib']:.0f} MiB "
                       f"(init {r['init_s']:.1f} s, first frame {r['first_frame_s']:.2f} s, CPU busy {100 * r['cpu_use']:.0f} % "
@@ -642,8 +689,12 @@ def main(argv=None):
             header.insert(-2, f"- VapourSynth threads {r0['vs_threads']}, prefetch {r0['prefetch']}, "
                               f"ORT CPU intra-op threads {a.ort_threads or 'plugin default'}, ITM cache_mb {a.cache_mb}"
                               + (f", ITM kwargs {json.dumps(a.itm)}" if a.itm else ""))
-        report = header + table(results) + [""]
-        extra = calls_table(results)
+        if a.seek:
+            report = header + seek_table(results) + [""]
+            extra = None
+        else:
+            report = header + table(results) + [""]
+            extra = calls_table(results)
         if extra:
             report += extra + [""]
         text = "\n".join(report)

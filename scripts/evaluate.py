@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Evaluate vsvitm through the plugin itself (DESIGN.md section 5).
+"""Evaluate vsvitm through the plugin itself.
 
 Development-set mode (default): every ``*.npz`` in ``--data`` holds ``ldr`` (uint8 [T,H,W,3],
 gamma-2.2 display-referred LDR) and ``hdr`` (float16 [T,H,W,3], linear, 1.0 = clip level), optionally
@@ -48,13 +48,13 @@ DEFAULT_METHODS: list[tuple[str, dict]] = [
 LDR_VIDEO_METHODS = ("f^-1(L)", "single frame", "full")
 VIDEO_EXTS = (".mp4", ".mkv", ".mov", ".avi", ".webm", ".y4m", ".m4v")
 
-COLUMNS = ["sequence", "method", "pu21_psnr", "pu21_psnr_oe", "log_l1_oe", "tc", "cvvdp_jod",
+COLUMNS = ["sequence", "method", "pu21_psnr", "pu21_psnr_oe", "pu21_psnr_clue", "log_l1_oe", "tc", "cvvdp_jod",
            "s_per_frame", "oe_fraction", "frames", "note"]
 HEADERS = {"sequence": "sequence", "method": "method", "pu21_psnr": "PU21-PSNR ↑",
-           "pu21_psnr_oe": "PU21-PSNR OE ↑", "log_l1_oe": "log-L1 OE ↓", "tc": "TC ↓",
+           "pu21_psnr_oe": "PU21-PSNR OE ↑", "pu21_psnr_clue": "PU21-PSNR clue ↑", "log_l1_oe": "log-L1 OE ↓", "tc": "TC ↓",
            "cvvdp_jod": "JOD ↑", "s_per_frame": "s/frame", "oe_fraction": "OE %", "frames": "frames",
            "note": "note"}
-METRIC_KEYS = ["pu21_psnr", "pu21_psnr_oe", "log_l1_oe", "tc", "cvvdp_jod", "s_per_frame"]
+METRIC_KEYS = ["pu21_psnr", "pu21_psnr_oe", "pu21_psnr_clue", "log_l1_oe", "tc", "cvvdp_jod", "s_per_frame"]
 
 
 # ----------------------------------------------------------------------------- methods
@@ -140,15 +140,17 @@ def load_sequence(path: Path, frames: int | None = None) -> dict:
         ldr = np.asarray(z["ldr"])
         hdr = np.asarray(z["hdr"]).astype(np.float32)
         fps = float(z["fps"]) if "fps" in z.files else 24.0
+        clue = np.asarray(z["clue"], bool) if "clue" in z.files else None
     if frames:
         ldr, hdr = ldr[:frames], hdr[:frames]
+        clue = None if clue is None else clue[:frames]
     if ldr.dtype == np.uint16:
         ldr = np.round(ldr / 257.0).astype(np.uint8)
     elif ldr.dtype != np.uint8:  # float in [0, 1]
         ldr = np.clip(np.round(ldr.astype(np.float32) * 255.0), 0, 255).astype(np.uint8)
     if ldr.shape != hdr.shape or ldr.ndim != 4 or ldr.shape[-1] != 3:
         raise ValueError(f"{path}: ldr {ldr.shape} and hdr {hdr.shape} must both be [T,H,W,3]")
-    return {"name": path.stem, "ldr": ldr, "hdr": hdr, "fps": fps}
+    return {"name": path.stem, "ldr": ldr, "hdr": hdr, "fps": fps, "clue": clue}
 
 
 def fps_fraction(fps: float) -> tuple[int, int]:
@@ -180,11 +182,15 @@ def load_video(path: Path, frames: int | None = None) -> tuple[np.ndarray, float
 # ----------------------------------------------------------------------------- metrics
 
 def compute_metrics(pred: np.ndarray, gt: np.ndarray, ldr: np.ndarray, fps: float = 24.0,
-                    threshold: float = 0.95, scale: float = 100.0, use_cvvdp: bool = True) -> dict:
+                    threshold: float = 0.95, scale: float = 100.0, use_cvvdp: bool = True,
+                    clue: np.ndarray | None = None) -> dict:
+    """Scores of one prediction [T,H,W,3] against the truth; clue: bool [T,H,W], the clipped pixels that
+    another frame within reach sees unclipped (camera-pan sequences carry it), scored on their own."""
     mask = M.overexposed_mask(ldr, threshold)
     res = {
         "pu21_psnr": M.pu21_psnr(pred, gt, scale=scale),
         "pu21_psnr_oe": M.pu21_psnr(pred, gt, mask=mask, scale=scale),
+        "pu21_psnr_clue": None if clue is None else M.pu21_psnr(pred, gt, mask=clue, scale=scale),
         "log_l1_oe": M.log_l1(pred, gt, mask=mask),
         "tc": M.temporal_consistency(pred, gt, scale=scale),
         "cvvdp_jod": None,
@@ -213,10 +219,12 @@ def evaluate_sequence(seq: dict, methods: list[tuple[str, dict]], threshold: flo
             rows.append(row)
             preds[name] = None
             continue
-        row.update(compute_metrics(pred, seq["hdr"], seq["ldr"], seq["fps"], threshold, scale, use_cvvdp))
+        row.update(compute_metrics(pred, seq["hdr"], seq["ldr"], seq["fps"], threshold, scale, use_cvvdp,
+                                   clue=seq.get("clue")))
         row["s_per_frame"] = spf
         preds[name] = pred
-        log(f"  {seq['name']} / {name}: PU21-PSNR {row['pu21_psnr']:.2f}  OE {row['pu21_psnr_oe']:.2f}  "
+        clue_txt = "" if row.get("pu21_psnr_clue") is None else f"  clue {row['pu21_psnr_clue']:.2f}"
+        log(f"  {seq['name']} / {name}: PU21-PSNR {row['pu21_psnr']:.2f}  OE {row['pu21_psnr_oe']:.2f}{clue_txt}  "
             f"{spf:.3f} s/frame")
         rows.append(row)
     return rows, preds

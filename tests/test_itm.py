@@ -25,7 +25,7 @@ def src():
     return clip_from_array(moving_clip(30))
 
 
-@pytest.mark.parametrize("mode", ["linear", "icam", "full"])
+@pytest.mark.parametrize("mode", ["linear", "icam", "full", "temporal"])
 def test_modes_give_finite_linear_rgb(src, tiny_models, mode):
     out = vsvitm.ITM(src, mode=mode, models=tiny_models)
     assert out.format.id == vs.RGBS and out.num_frames == src.num_frames
@@ -43,7 +43,7 @@ def test_modes_give_finite_linear_rgb(src, tiny_models, mode):
         assert (arr >= lin - 1e-5).all()
 
 
-@pytest.mark.parametrize("mode", ["linear", "icam", "full"])
+@pytest.mark.parametrize("mode", ["linear", "icam", "full", "temporal"])
 def test_source_props_reach_the_output(src, tiny_models, mode):
     """The plugin holds its frames as RGB48 and makes output frames from blank RGBS ones: each output
     frame still carries its own source frame's props (timestamps, scene changes, a user's own)."""
@@ -72,12 +72,16 @@ def test_key_and_reference_props(src, tiny_models):
     p3, p4 = out.get_frame(3).props, out.get_frame(4).props
     assert p3["VSVITM_KeyFrame"] == 1 and p4["VSVITM_KeyFrame"] == 0
     assert as_list(p3["VSVITM_References"]) == [18]            # 3 + 15 (3 - 15 is outside the clip)
-    assert as_list(p4["VSVITM_Keys"]) == [3, 9, 15, 21, 27]
+    assert as_list(p4["VSVITM_Keys"]) == [3, 9]                # the key frames before and after
+    assert as_list(p3["VSVITM_Keys"]) == [3]
+    assert 0.0 <= p4["VSVITM_Confidence"] <= 1.0
+    full = vsvitm.ITM(src, mode="full", models=tiny_models)
+    assert as_list(full.get_frame(4).props["VSVITM_Keys"]) == [3, 9, 15, 21, 27]
 
 
 def test_default_reference_count(tiny_models):
     """4 references each way by default (the paper's 6 scored the same on the validation set and
-    runs 12 % slower: BENCHMARKS.md, stop 23); num_refs=6 gives the paper's 12."""
+    runs 12 % slower: BENCHMARKS.md); num_refs=6 gives the paper's 12."""
     clip = clip_from_array(moving_clip(200))
     p = vsvitm.ITM(clip, mode="icam", models=tiny_models).get_frame(99).props
     assert as_list(p["VSVITM_References"]) == [84, 114, 69, 129, 54, 144, 39, 159]
@@ -89,16 +93,35 @@ def test_default_chunk_by_size(src):
     """chunk=None, margin=None: 24 and 3 below 1 MP, 12 and 6 from 1 MP on (memory); the default
     renders as those. The shipped models: the tiny random ones give the same frames for both here.
     Another chunking (12, with a margin of 1) gives other frames, so the equality says something. (With
-    a margin of 6 the stop-27 FCPM, whose 8-channel state forgets faster, gives the same frames here.)"""
+    a margin of 6 the shipped FCPM, whose 8-channel state forgets faster, gives the same frames here.)"""
     from vsvitm.itm import chunk_and_margin
     assert chunk_and_margin(512, 512) == (24, 3) and chunk_and_margin(1280, 720) == (24, 3)
     assert chunk_and_margin(1920, 1080) == (12, 6) and chunk_and_margin(1024, 1024) == (12, 6)
-    a, b, c = (vsvitm.ITM(src, **kw) for kw in ({}, {"chunk": 24, "margin": 3}, {"chunk": 12, "margin": 1}))
+    a, b, c = (vsvitm.ITM(src, mode="full", **kw) for kw in ({}, {"chunk": 24, "margin": 3}, {"chunk": 12, "margin": 1}))
     frames = range(6, 13)   # frame 12 starts a chunk of 12; the recurrences reach these from other ends
     ra, rb, rc = ([frame_to_array(x.get_frame(n)) for n in frames] for x in (a, b, c))
     for x, y in zip(ra, rb):
         np.testing.assert_array_equal(x, y)
     assert any(np.abs(x - y).max() > 0 for x, y in zip(ra, rc))
+
+
+def test_default_falls_back_to_single_frame_without_evidence():
+    """Where no other frame measured what a frame clipped, the default's output is single-frame ICAM's,
+    exactly: here every frame is the same picture, so every reference is clipped where the key is.
+    With frames that do see the clipped region (darker exposures), the default differs there."""
+    still = np.repeat(moving_clip(1)[:1], 24, axis=0)
+    assert (still.max(-1) >= 250).any()
+    single = clip_to_array(vsvitm.ITM(clip_from_array(still), mode="icam", num_refs=0), 0, 24)
+    default = clip_to_array(vsvitm.ITM(clip_from_array(still)), 0, 24)
+    # (a reference at the same exposure confirms channels just below the clip level: float rounding there)
+    np.testing.assert_allclose(default, single, rtol=1e-6, atol=1e-6)
+    moving = moving_clip(40)
+    single = clip_to_array(vsvitm.ITM(clip_from_array(moving), mode="icam", num_refs=0), 15, 25)
+    default = clip_to_array(vsvitm.ITM(clip_from_array(moving)), 15, 25)
+    clipped = moving[15:25].max(-1) >= 250
+    assert np.abs(default - single)[clipped].max() > 1e-3
+    np.testing.assert_array_equal(default[~clipped & (moving[15:25].max(-1) < 230)],
+                                  single[~clipped & (moving[15:25].max(-1) < 230)])
 
 
 def test_num_refs_zero_is_single_frame(src, tiny_models):
@@ -146,7 +169,9 @@ def test_scene_cut_bounds_references(tiny_models):
     for k in (21, 27, 33, 39):
         refs = [r for r in as_list(out.get_frame(k).props["VSVITM_References"]) if r >= 0]
         assert all((r < 30) == (k < 30) for r in refs), (k, refs)
-    assert as_list(out.get_frame(28).props["VSVITM_Keys"]) == [3, 9, 15, 21, 27]   # not 33: other shot
+    assert as_list(out.get_frame(28).props["VSVITM_Keys"]) == [27]          # not 33: other shot
+    full = vsvitm.ITM(src, mode="full", models=tiny_models)
+    assert as_list(full.get_frame(28).props["VSVITM_Keys"]) == [3, 9, 15, 21, 27]
 
 
 def test_scene_change_props_are_used(tiny_models):
@@ -196,8 +221,8 @@ def test_errors_are_clear(src, tiny_models, tmp_path):
         vsvitm.ITM(src, backend="cuda", models=tiny_models)
     for k in (0, 6, 2.5):
         with pytest.raises(ValueError, match="fcpm_keys"):
-            vsvitm.ITM(src, fcpm_keys=k, models=tiny_models)
-    assert vsvitm.ITM(src, fcpm_keys=2, models=tiny_models).num_frames == src.num_frames
+            vsvitm.ITM(src, mode="full", fcpm_keys=k, models=tiny_models)
+    assert vsvitm.ITM(src, mode="full", fcpm_keys=2, models=tiny_models).num_frames == src.num_frames
 
 
 def test_exception_in_callback_surfaces_as_frame_error(src, tiny_models, monkeypatch):
@@ -246,9 +271,9 @@ def test_banded_recurrence_matches_whole_frame(monkeypatch):
 
 def test_banded_render_matches(src, tiny_models, monkeypatch):
     from vsvitm import engine
-    whole = clip_to_array(vsvitm.ITM(src, models=tiny_models), 0, 14)
+    whole = clip_to_array(vsvitm.ITM(src, mode="full", models=tiny_models), 0, 14)
     monkeypatch.setattr(engine, "BAND_PIXELS", 48 * 64 // 3)
-    banded = clip_to_array(vsvitm.ITM(src, models=tiny_models), 0, 14)
+    banded = clip_to_array(vsvitm.ITM(src, mode="full", models=tiny_models), 0, 14)
     np.testing.assert_allclose(banded, whole, rtol=1e-4, atol=1e-5)
 
 
@@ -275,18 +300,18 @@ def test_evidence_gate_through_the_plugin(src, tiny_models, gated_models, tmp_pa
     import shutil
     gated = tmp_path / "gated"
     shutil.copytree(gated_models, gated)
-    plain0 = clip_to_array(vsvitm.ITM(src, num_refs=0, models=tiny_models), 0, 12)
-    gated0 = clip_to_array(vsvitm.ITM(src, num_refs=0, models=gated), 0, 12)
+    plain0 = clip_to_array(vsvitm.ITM(src, mode="full", num_refs=0, models=tiny_models), 0, 12)
+    gated0 = clip_to_array(vsvitm.ITM(src, mode="full", num_refs=0, models=gated), 0, 12)
     np.testing.assert_allclose(gated0, plain0, rtol=1e-5, atol=1e-6)
-    plain = clip_to_array(vsvitm.ITM(src, models=tiny_models), 0, 12)
-    out = clip_to_array(vsvitm.ITM(src, models=gated), 0, 12)
+    plain = clip_to_array(vsvitm.ITM(src, mode="full", models=tiny_models), 0, 12)
+    out = clip_to_array(vsvitm.ITM(src, mode="full", models=gated), 0, 12)
     assert np.isfinite(out).all() and np.abs(out - plain).max() > 1e-4
-    # an ICAM decode graph from before stop 13 (Y only): no evidence, so the gate does nothing
+    # an ICAM decode graph of an older export (Y only): no evidence, so the gate does nothing
     import onnx
     dec = onnx.load(str(gated / "icam_decode.onnx"))
     del dec.graph.output[1]
     onnx.save(dec, str(gated / "icam_decode.onnx"))
-    old = clip_to_array(vsvitm.ITM(src, models=gated), 0, 12)
+    old = clip_to_array(vsvitm.ITM(src, mode="full", models=gated), 0, 12)
     np.testing.assert_allclose(old, plain, rtol=1e-5, atol=1e-6)
 
 
@@ -299,12 +324,32 @@ def test_icam_runs_once_per_key_frame(gated_models, monkeypatch):
     old = core.num_threads
     core.num_threads = 4
     try:
-        clip = vsvitm.ITM(clip_from_array(moving_clip(40)), models=gated_models)
+        clip = vsvitm.ITM(clip_from_array(moving_clip(40)), mode="full", models=gated_models)
         futs = [clip.get_frame_async(n) for n in range(40)]
         assert all(np.isfinite(frame_to_array(f.result())).all() for f in futs)
     finally:
         core.num_threads = old
     assert sorted(calls) == sorted(set(calls)) and set(calls) == {3, 9, 15, 21, 27, 33, 39}
+
+
+def test_temporal_runs_each_network_once(tiny_models, monkeypatch):
+    """The default mode: single-frame ICAM once per frame and ICAM with references once per key frame,
+    however many frames ask for a key frame's map, with frames requested in parallel."""
+    from vsvitm import engine
+    calls = []
+    icam = engine.Engine.icam
+    monkeypatch.setattr(engine.Engine, "icam", lambda self, k, c, refs: calls.append((k, bool(refs))) or icam(self, k, c, refs))
+    old = core.num_threads
+    core.num_threads = 4
+    try:
+        clip = vsvitm.ITM(clip_from_array(moving_clip(40)), models=tiny_models)
+        futs = [clip.get_frame_async(n) for n in range(40)]
+        assert all(np.isfinite(frame_to_array(f.result())).all() for f in futs)
+    finally:
+        core.num_threads = old
+    assert sorted(calls) == sorted(set(calls))
+    assert {k for k, r in calls if not r} == set(range(40))
+    assert {k for k, r in calls if r} == {3, 9, 15, 21, 27, 33, 39}
 
 
 def test_large_merges_run_one_at_a_time(tiny_models, monkeypatch):
@@ -315,7 +360,7 @@ def test_large_merges_run_one_at_a_time(tiny_models, monkeypatch):
     src = clip_from_array(moving_clip(30))
     # set first: above the limit the CPU path also keeps the one-graph merge (engine._merge)
     monkeypatch.setattr(engine, "MERGE_ALONE_PIXELS", 100)
-    ref = clip_to_array(vsvitm.ITM(src, models=tiny_models), 0, 30)
+    ref = clip_to_array(vsvitm.ITM(src, mode="full", models=tiny_models), 0, 30)
     state = {"now": 0, "max": 0}
     guard = threading.Lock()
     run = engine.Engine._run
@@ -336,7 +381,7 @@ def test_large_merges_run_one_at_a_time(tiny_models, monkeypatch):
     old = core.num_threads
     core.num_threads = 4
     try:
-        clip = vsvitm.ITM(src, models=tiny_models)
+        clip = vsvitm.ITM(src, mode="full", models=tiny_models)
         futs = [clip.get_frame_async(n) for n in range(30)]
         got = np.stack([frame_to_array(f.result()) for f in futs])
     finally:
@@ -362,8 +407,8 @@ def test_prewarped_steps_match_in_graph_warp(src, tiny_models, tmp_path, monkeyp
     old = engine.Engine(legacy, None, need_fcpm=True, transfer="gamma2.2", threshold=0.95, exposure_norm=True,
                         cache_bytes=1 << 26)
     assert not old.prewarp and not old.split_ref
-    fast = clip_to_array(vsvitm.ITM(src, models=tiny_models), 0, 14)
-    slow = clip_to_array(vsvitm.ITM(src, models=legacy), 0, 14)
+    fast = clip_to_array(vsvitm.ITM(src, mode="full", models=tiny_models), 0, 14)
+    slow = clip_to_array(vsvitm.ITM(src, mode="full", models=legacy), 0, 14)
     assert np.isfinite(fast).all()
     np.testing.assert_allclose(fast, slow, rtol=2e-3, atol=1e-4)
     # above engine.CPU_WARPS_MAX_PIXELS (memory at 1080p) the in-graph warps run: the legacy frames exactly
@@ -371,13 +416,13 @@ def test_prewarped_steps_match_in_graph_warp(src, tiny_models, tmp_path, monkeyp
     run = engine.Engine._run
     monkeypatch.setattr(engine, "CPU_WARPS_MAX_PIXELS", 100)
     monkeypatch.setattr(engine.Engine, "_run", lambda self, g, feeds: calls.append(g) or run(self, g, feeds))
-    big = clip_to_array(vsvitm.ITM(src, models=tiny_models), 0, 14)
+    big = clip_to_array(vsvitm.ITM(src, mode="full", models=tiny_models), 0, 14)
     np.testing.assert_array_equal(big, slow)
     assert "fcpm_back" in calls and "icam_ref" in calls
     assert not any(g.endswith("_cpu") or g.startswith("fcpm_merge_") or g.startswith("icam_ref_") for g in calls)
     calls.clear()
     monkeypatch.setattr(engine, "CPU_WARPS_MAX_PIXELS", 1 << 20)
-    clip_to_array(vsvitm.ITM(src, models=tiny_models), 0, 4)
+    clip_to_array(vsvitm.ITM(src, mode="full", models=tiny_models), 0, 4)
     assert "icam_ref_d" in calls and "icam_ref" not in calls
 
 
@@ -559,7 +604,7 @@ def test_icam_preflow_started_from_a_homography_when_the_manifest_says_so(tiny_m
 
 
 def test_preflow_preset(tiny_models):
-    """The plugin's pre-flow is DIS MEDIUM (BENCHMARKS.md stop 24); training keeps FAST (DISFlow's default,
+    """The plugin's pre-flow is DIS MEDIUM (BENCHMARKS.md); training keeps FAST (DISFlow's default,
     what the shipped networks saw); ITM(preflow="fast") reaches the engine; anything else is refused."""
     import cv2
     from vsvitm import engine

@@ -233,11 +233,12 @@ def test_fcpm_manifest_damaged_or_missing(rgb8, tiny_models, tmp_path):
     del meta["hidden"]
     (d / "fcpm.json").write_text(json.dumps(meta))
     with pytest.raises(ValueError, match="hidden"):
-        vsvitm.ITM(rgb8, models=d)
+        vsvitm.ITM(rgb8, mode="full", models=d)
     (d / "fcpm.json").unlink()
     with pytest.raises(FileNotFoundError, match="no trained FCPM model"):
-        vsvitm.ITM(rgb8, models=d)
+        vsvitm.ITM(rgb8, mode="full", models=d)
     check(vsvitm.ITM(rgb8, mode="icam", models=d), rgb8, (0,))      # icam mode does not need FCPM
+    check(vsvitm.ITM(rgb8, models=d), rgb8, (0,))                   # nor does the default
 
 
 @pytest.mark.parametrize("graph", ["icam_ref", "fcpm_fuse"])
@@ -245,13 +246,13 @@ def test_broken_graph_files(rgb8, tiny_models, tmp_path, graph):
     d = _copy_models(tiny_models, tmp_path / "m")
     (d / f"{graph}.onnx").write_bytes(b"")
     with pytest.raises(RuntimeError, match=f"could not load .*{graph}.onnx"):
-        vsvitm.ITM(rgb8, models=d)
+        vsvitm.ITM(rgb8, mode="full", models=d)
     shutil.copy(d / "icam_init.onnx", d / f"{graph}.onnx")          # files mixed up: a valid, wrong graph
     with pytest.raises(ValueError, match=f"is not a {graph} graph"):
-        vsvitm.ITM(rgb8, models=d)
+        vsvitm.ITM(rgb8, mode="full", models=d)
     (d / f"{graph}.onnx").unlink()
     with pytest.raises(FileNotFoundError, match=f"{graph}.onnx is missing"):
-        vsvitm.ITM(rgb8, models=d)
+        vsvitm.ITM(rgb8, mode="full", models=d)
 
 
 def test_cuda_backend_without_gpu(rgb8, tiny_models, capfd):
@@ -284,11 +285,12 @@ def test_fp16_graphs_run_through_the_plugin(rgb8):
 
 # --- faults inside frame callbacks: a vs.Error naming the cause, never a hang ---
 
-@pytest.mark.parametrize("method", ["merge", "propagate", "icam", "preflow"])
-def test_exception_in_fcpm_path_surfaces_and_does_not_hang(tiny_models, monkeypatch, method):
+@pytest.mark.parametrize("mode,method", [("full", "merge"), ("full", "propagate"), ("full", "icam"), ("full", "preflow"),
+                                         ("temporal", "icam"), ("temporal", "pair")])
+def test_exception_in_callback_surfaces_and_does_not_hang(tiny_models, monkeypatch, mode, method):
     from vsvitm import engine
     src = clip_from_array(moving_clip(24))
-    out = vsvitm.ITM(src, models=tiny_models)
+    out = vsvitm.ITM(src, mode=mode, models=tiny_models)
 
     def boom(*a, **k):
         raise RuntimeError(f"simulated failure in Engine.{method}")
@@ -562,7 +564,7 @@ def test_heap_trimmed_after_large_stages(tiny_models, monkeypatch, big):
             calls[_n] += 1
             return _f(self, *a, **kw)
         monkeypatch.setattr(engine.Engine, name, counted)
-    out = vsvitm.ITM(clip_from_array(moving_clip(24)), models=tiny_models, chunk=12)   # two chunks
+    out = vsvitm.ITM(clip_from_array(moving_clip(24)), mode="full", models=tiny_models, chunk=12)   # two chunks
     for n in range(24):
         out.get_frame(n)
     assert calls["icam"] >= 4 and calls["merge"] >= 24 and calls["propagate"] >= 2

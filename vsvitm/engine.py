@@ -31,20 +31,20 @@ GRAPH_INPUTS = {"icam_init": ("key",), "icam_ref": ("fl", "g", "ref", "preflow")
                 "fcpm_fwd": ("x", "cur", "xn", "h", "flow"), "fcpm_fuse": ("hf", "hb", "x", "cur")}
 # CPU forms of the recurrent steps, fed the state already warped (flow.warp_planes, OpenCV: at 512x512
 # a 16-channel warp took ~70 ms inside the graph with ONNX Runtime's GridSample, ~12 ms this way).
-# Used on the CPU provider when the model folder has them (exported since stop 14).
+# Used on the CPU provider when the model folder has them.
 PREWARP_GRAPHS = {"fcpm_back": "fcpm_back_cpu", "fcpm_fwd": "fcpm_fwd_cpu"}
 GRAPH_INPUTS.update({g: ("x", "cur", "xn", "hw") for g in PREWARP_GRAPHS.values()})
 # Likewise the merge in parts around its warps, warped between by OpenCV (the merge's GridSamples were
 # ~55 % of its time): each key's flow correction (fcpm_merge_correct, its pooling, warp and upsampling
 # done by OpenCV too), then masks and mix (fcpm_merge_mix). Used with the step graphs when present.
-# Folders exported before stop 28 have fcpm_merge_flows instead of fcpm_merge_correct: they merge in
+# Folders of an older export have fcpm_merge_flows instead of fcpm_merge_correct: they merge in
 # one graph (same result, slower).
 MERGE_CORRECT = "fcpm_merge_correct"
 SPLIT_MERGE = ("fcpm_merge_mix",)
 GRAPH_INPUTS.update({MERGE_CORRECT: ("x",), "fcpm_merge_mix": ("cur", "wys", "wkeys", "valid")})
 # And ICAM's reference step in four graphs around its feature warps (training/icam_net.ICAM.ref_a..d),
 # warped between by OpenCV: in one graph those warps (gathers of 24-channel maps at 1/2 res, a
-# full-res GridSample) were about a quarter of the step's time. Exported since stop 16.
+# full-res GridSample) were about a quarter of the step's time.
 SPLIT_REF = ("icam_ref_a", "icam_ref_b", "icam_ref_c", "icam_ref_d")
 GRAPH_INPUTS.update({"icam_ref_a": ("ref", "preflow"), "icam_ref_b": ("fl", "rl", "w0", "pf"),
                      "icam_ref_c": ("fl", "w1", "flow"),
@@ -52,9 +52,9 @@ GRAPH_INPUTS.update({"icam_ref_a": ("ref", "preflow"), "icam_ref_b": ("fl", "rl"
 LOG_EPS = 1e-3  # X^ and the merge's warped key results are log(Y + LOG_EPS) (training/nets_common.EPS)
 # The CPU graphs are used up to this frame size. At 1920x1080 the OpenCV state warps raised a render's
 # peak RSS (scripts/memory_trace.py: 4066-4101 MiB against 3982-3991 with the in-graph warps, mostly
-# glibc heap not given back), so large frames keep the in-graph warps and the memory of stop 13.
-# Stop 17, with the heap trimmed after each stage: all CPU forms at 1080p made a frame 17 % faster
-# but peaked at 4218 MiB with two key frames' ICAM at once, against 3810: over the 4 GB target.
+# glibc heap not given back), so large frames keep the in-graph warps and their memory.
+# With the heap trimmed after each stage, all CPU forms at 1080p make a frame 17 % faster
+# but peak at 4218 MiB with two key frames' ICAM at once, against 3810: over the 4 GB target.
 CPU_WARPS_MAX_PIXELS = 1 << 20
 # inputs a graph may have: the merge of an FCPM exported with its evidence gate (fcpm_net.FCPMConfig)
 OPTIONAL_INPUTS = {"fcpm_merge": ("evidence",), "fcpm_merge_mix": ("wev",)}
@@ -70,7 +70,7 @@ BAND_PIXELS = 1 << 18
 MERGE_ALONE_PIXELS = 1 << 20
 # On CUDA the graph's activations live on the GPU and a 1080p merge holds ~0.45 GB of host memory (its
 # inputs), while building those inputs is ~0.4 s of one core: one merge at a time bounded a 1080p render
-# to ~1 fps on an H200 (BENCHMARKS.md stop 15). This many run at once there (VSVITM_CUDA_MERGES overrides).
+# to ~1 fps on an H200 (BENCHMARKS.md). This many run at once there (VSVITM_CUDA_MERGES overrides).
 CUDA_MERGES_AT_ONCE = 4
 # On CUDA the last this many key frames' merge inputs stay on the device (Engine._key_on_device): a frame
 # merges its 5 nearest keys, and consecutive frames share them, so a chunk of 24 frames (with margins)
@@ -81,7 +81,7 @@ PREP_THREADS = 4
 # From this many pixels on, freed heap memory goes back to the system (glibc malloc_trim) after each
 # key frame's ICAM and each merge, as after every chunk's recurrence: at 1920x1080 the heap kept
 # what one stage freed while the next allocated elsewhere (a render's peak RSS: 4872 MiB without,
-# 3810 and 4351 with; scripts/memory_trace.py, BENCHMARKS.md stop 17). Not below: the pages freed
+# 3810 and 4351 with; scripts/memory_trace.py, BENCHMARKS.md). Not below: the pages freed
 # are faulted in again by the next graph run (trimming after every run cost 19 % at 512x512).
 TRIM_PIXELS = 1 << 20
 BAND_HALO = {"fcpm_back": 3, "fcpm_fwd": 3, "fcpm_fuse": 2,  # stacked 3x3 convolutions after the warp
@@ -165,7 +165,7 @@ def limit_malloc_arenas() -> int:
     cap, or 0 where nothing was done. Why: glibc makes up to 8 arenas per core, one per thread that
     meets a locked one, and keeps each arena's freed memory. A 1920x1080 render holds GB-sized
     transients on several threads: its steady-state peak was 9.4-10.3 GiB with the default and
-    8.5-9.0 GiB with the cap, at no measured speed cost (BENCHMARKS.md, stop 16). Not done when the user set
+    8.5-9.0 GiB with the cap, at no measured speed cost (BENCHMARKS.md). Not done when the user set
     MALLOC_ARENA_MAX (glibc read it at start), or with VSVITM_MALLOC_ARENA_MAX=0; another value
     of VSVITM_MALLOC_ARENA_MAX is the cap."""
     return _mallopt_once(-8, "MALLOC_ARENA_MAX", "VSVITM_MALLOC_ARENA_MAX", max(2, os.cpu_count() or 2))  # M_ARENA_MAX
@@ -174,7 +174,7 @@ def limit_malloc_arenas() -> int:
 # From TRIM_PIXELS on, on the CPU, heap blocks from this size on are mmapped (glibc M_MMAP_THRESHOLD):
 # each goes back to the system when freed instead of staying in the heap. At 1920x1080 the heap kept
 # 1.3-1.5 GB that one stage had freed while the next allocated elsewhere: a render's peak RSS was
-# 4357/4513 MiB, and 3565 MiB with this (scripts/memory_trace.py, BENCHMARKS.md stop 18). Not below
+# 4357/4513 MiB, and 3565 MiB with this (scripts/memory_trace.py, BENCHMARKS.md). Not below
 # 1 MP (at 512x512 it cost 27 %: every block faulted in again on each graph run), nor on CUDA (where
 # speed is the aim and the networks' activations live on the GPU).
 MMAP_THRESHOLD = 1 << 20
@@ -272,7 +272,7 @@ class Engine:
             if got not in (sorted(GRAPH_INPUTS[g]), sorted(GRAPH_INPUTS[g] + OPTIONAL_INPUTS.get(g, ()))):
                 raise ValueError(f"vsvitm: {({**icam_paths, **fcpm_paths})[g]} is not a {g} graph (inputs {got}, "
                                  f"expected {sorted(GRAPH_INPUTS[g])}); reinstall vsvitm or re-export the models")
-        # ICAM graphs exported since stop 13 also give each key result's reference evidence; a merge
+        # current ICAM graphs also give each key result's reference evidence; a merge
         # with the evidence gate reads it (zeros from older ICAM graphs: the gate then does nothing)
         self.icam_evidence = len(self.sess["icam_decode"].get_outputs()) > 1
         # On CUDA, ICAM's state stays on the GPU between reference steps (IO binding); None: plain runs
@@ -398,6 +398,12 @@ class Engine:
             self.flows.put(key, hit)
         flow, e, clue, full = hit
         return (self.flow_fn.upsample(flow, *full) if full_res else None), e, clue
+
+    def pair(self, a: int, code_a, b: int, code_b) -> tuple[np.ndarray, np.float32]:
+        """Cached (flow a->b at full resolution, exposure ratio b->a) made as ICAM's key -> reference
+        pre-flows are (started from a feature homography when icam.json asks for it): the temporal
+        correction's alignment. code_a/code_b: HxWx3 code values or functions giving them."""
+        return self._preflow(a, code_a, b, code_b, icam=True)[:2]
 
     def flow_key(self, a, b, icam: bool = False) -> tuple:
         """The pre-flow cache's key for the pair a -> b (an ICAM pair made by its own flow gets its own entry)."""
@@ -648,7 +654,7 @@ class Engine:
         first n key slots (the others are not read): 1/2-res frame and key (2x2 means), the key
         warped by the 1/2-res pre-flow, the correction graph for all keys in one call, its output
         upsampled 2x and added. Pooling, warp and upsampling by OpenCV (flow.pool2, warp_planes,
-        up2_plane): the same values as the graph fcpm_merge_flows before stop 28, in ~half the time.
+        up2_plane): the same values as the older graph fcpm_merge_flows, in ~half the time.
         Written into `flows` (1x2KxHpxWp), which is returned."""
         h2, w2 = cur.shape[-2] // 2, cur.shape[-1] // 2
         x = np.empty((n, 8, h2, w2), np.float32)

@@ -30,13 +30,15 @@ from .flow import RUNTIME_PRESET, preset_id
 from .schedule import Schedule
 from .vsnp import array_to_frame, frame_to_array, frame_to_code, frame_to_planes
 
-MODES = ("full", "icam", "linear")
+MODES = ("temporal", "full", "icam", "linear")
 PROP_KEY = "VSVITM_KeyFrame"
 PROP_REFS = "VSVITM_References"
 PROP_REFS_USED = "VSVITM_ReferencesUsed"   # the references whose step ran: ref_keep nearest + passed ref_gate (icam mode, key results)
 PROP_KEYS = "VSVITM_Keys"
 PROP_CUT = "_VSVITM_Cut"
 PROP_EVIDENCE = "_VSVITM_Evidence"  # a key result's reference evidence (bytes of HxW half floats)
+PROP_TRUST = "_VSVITM_Trust"  # a key frame's radiance map's trust (bytes of HxWx3 half floats; mode "temporal")
+PROP_CONFIDENCE = "VSVITM_Confidence"  # mean confidence of the temporal correction over the frame's clipped channels
 
 
 def as_list(v) -> list:
@@ -114,17 +116,17 @@ def _scene_cuts(core, rgb: vs.VideoNode, threshold: float) -> vs.VideoNode:
 
 
 # ITM(chunk=None, margin=None): the FCPM recurrence runs over chunk + 2 * margin frames to output
-# `chunk` of them. Below 1 MP: chunk 24, margin 3 = 1.25 recurrent steps per output frame (stop 19:
-# 12 and 6, 2 steps), with the same scores on the development and validation sets; a margin of 3
+# `chunk` of them. Below 1 MP: chunk 24, margin 3 = 1.25 recurrent steps per output frame (12 and
+# 6 would be 2 steps), with the same scores on the development and validation sets; a margin of 3
 # changes no pixel by more than 0.3 % against a margin of 12, chunk edges included
-# (scripts/margin_check.py; BENCHMARKS.md, stop 20). From 1 MP on, stop 19's 12 and 6: a chunk's
+# (BENCHMARKS.md). From 1 MP on, 12 and 6: a chunk's
 # source and merged frames (~24 MB a frame at 1920x1080) and the keys it waits on weigh on the CPU
 # render's 4 GB peak (one 1080p render with margin 3 peaked at 4023 MiB against 3534-3565 with 6).
 CHUNK_SMALL, MARGIN_SMALL = 24, 3
 CHUNK_LARGE, MARGIN_LARGE = 12, 6
 LARGE_PIXELS = 1 << 20
 # references each way by default: the paper's 6 scored the same on the validation set with the
-# shipped weights and took 12 % more time (BENCHMARKS.md, stop 23)
+# shipped weights and took 12 % more time (BENCHMARKS.md)
 NUM_REFS = 4
 
 
@@ -135,18 +137,18 @@ def chunk_and_margin(width: int, height: int, chunk: int | None = None, margin: 
 
 
 def ITM(clip: vs.VideoNode, *, key_stride: int = 6, ref_stride: int = 15, num_refs: int = NUM_REFS,
-        transfer: str = "gamma2.2", threshold: float = 0.95, mode: str = "full", exposure_norm: bool = True,
+        transfer: str = "gamma2.2", threshold: float = 0.95, mode: str = "temporal", exposure_norm: bool = True,
         fp16_output: bool = False, backend=None, models=None, cache_mb: int = 1024,
         scene_threshold: float = 0.2, chunk: int | None = None, margin: int | None = None,
         fcpm_keys: int | None = None, ref_gate: float = 0.0, ref_keep: int = 0,
-        preflow: str = RUNTIME_PRESET) -> vs.VideoNode:
+        preflow: str = RUNTIME_PRESET, key_network: bool = True, key_fill: bool = True) -> vs.VideoNode:
     """Inverse tone mapping LDR -> HDR with temporal clues.
 
     Returns RGBS (RGBH with fp16_output=True), linear light, BT.709 primaries, 1.0 = the input's white.
     mode: "full" (ICAM on key frames + FCPM on every frame), "icam" (ICAM on every frame, no FCPM:
     the paper's ablation), "linear" (f^-1(L) only, nothing recovered). num_refs: references each
     way; 4 by default (11 % faster than the paper's 6 and level with it on the validation set:
-    BENCHMARKS.md, stop 23); 0: single-frame; 2 or 3 are faster at a measured cost (stop 20).
+    BENCHMARKS.md); 0: single-frame; 2 or 3 are faster at a measured cost.
     chunk: FCPM recurrence chunk, run with `margin` extra frames each side (defaults: 24 and 3 below
     1 MP, 12 and 6 from 1 MP on).
     fcpm_keys: how many of the nearest key-frame results FCPM merges into a frame (default: the
@@ -157,7 +159,7 @@ def ITM(clip: vs.VideoNode, *, key_stride: int = 6, ref_stride: int = 15, num_re
     ref_keep: with a ref_gate, the nearest ref_keep references each way always run and the gate
     decides only the farther ones.
     preflow: the OpenCV DIS preset of the pre-flows, "medium" (default) or "fast" (what the networks
-    were trained on; 0.09 dB lower on the validation set, ~6 % faster: BENCHMARKS.md, stop 24).
+    were trained on; 0.09 dB lower on the validation set, ~6 % faster: BENCHMARKS.md).
     """
     validate_clip(clip, "ITM")
     if mode not in MODES:
@@ -214,8 +216,7 @@ def ITM(clip: vs.VideoNode, *, key_stride: int = 6, ref_stride: int = 15, num_re
     # ICAM's references only feed the network (trained on 8-bit LDR). VapourSynth fetches a key
     # frame's references (2 * num_refs, 8 by default) as soon as the key is requested and holds
     # them until its ICAM has run, for every key a chunk waits on (~9): from an 8-bit source they
-    # are held as RGB24, 6 MB a frame at 1920x1080 instead of 12 (a render's peak: BENCHMARKS.md,
-    # stop 17).
+    # are held as RGB24, 6 MB a frame at 1920x1080 instead of 12 (a render's peak: BENCHMARKS.md).
     fmt = clip.format
     ref_rgb, ref_id = rgb, (lambda r: r)
     if fmt.sample_type == vs.INTEGER and fmt.bits_per_sample <= 8:
@@ -295,6 +296,10 @@ def ITM(clip: vs.VideoNode, *, key_stride: int = 6, ref_stride: int = 15, num_re
             out.props[PROP_REFS_USED] = f[2].props.get(PROP_REFS_USED, [-1])
             return out
         return finish(core.std.ModifyFrame(tmpl, [tmpl, rgb, keyres], blend_icam))
+
+    if mode == "temporal":
+        return finish(_temporal_stages(core, eng, sched, window, cuts_of, tmpl, rgb, rgb_at, ref_at, ref_id, ykey,
+                                       key_network, key_fill))
 
     keyres = core.std.FrameEval(ykey, lambda n, f: key_node(n, f, False), prop_src=[window])
     key_at = _Shifter(keyres)
@@ -385,3 +390,138 @@ def ITM(clip: vs.VideoNode, *, key_stride: int = 6, ref_stride: int = 15, num_re
         return core.std.ModifyFrame(tmpl, clips, compute)
 
     return finish(core.std.FrameEval(blank, out_node, prop_src=[window]))
+
+
+def key_weights(t: int, keys: list[int]) -> list[tuple[int, float]]:
+    """The key frames that frame t takes its correction from, with weights summing to 1: t itself when it
+    is a key; else the nearest key before and after t, each weighted by closeness (1 - distance / gap);
+    the one nearest key where t lies beyond the shot's first or last key."""
+    if t in keys:
+        return [(t, 1.0)]
+    before = [k for k in keys if k < t]
+    after = [k for k in keys if k > t]
+    if before and after:
+        a, b = before[-1], after[0]
+        return [(a, (b - t) / (b - a)), (b, (t - a) / (b - a))]
+    return [((before or after)[-1 if before else 0], 1.0)]
+
+
+def _temporal_stages(core, eng: Engine, sched: Schedule, window, cuts_of, tmpl, rgb, rgb_at, ref_at, ref_id, ykey,
+                     key_network: bool, key_fill: bool):
+    """mode="temporal": single-frame ICAM on every frame, corrected by the radiance that key frames'
+    references and the key frames themselves measured (vsvitm.temporal). Stages:
+      single  per frame: S_t, single-frame ICAM (half floats)
+      keymap  per key frame k: its radiance map (half floats), filled from its references where they
+              measured what k clipped, with its trust as a frame property
+      out     per frame: S_t corrected from the key frames before and after t, then eq. 1
+    """
+    from . import temporal
+    from .curves import to_linear
+    transfer, thr, clip_level = eng.transfer, eng.threshold, eng.clip_level
+
+    def single_node(n: int) -> vs.VideoNode:
+        hit = eng.results.get(("single", n))
+        if hit is not None:
+            return core.std.ModifyFrame(ykey, ykey, lambda n, f: _with_array(f.copy(), hit))
+
+        def compute(n, f):
+            y = eng.results.get(("single", n))
+            if y is None:
+                y = eng.icam(n, frame_to_code(f[1]), [])[0].astype(np.float16)
+                eng.results.put(("single", n), y)
+            return _with_array(f[0].copy(), y)
+        return core.std.ModifyFrame(ykey, [ykey, rgb], compute)
+
+    single = core.std.FrameEval(ykey, lambda n: single_node(n))
+    single_at = _Shifter(single)
+
+    def key_map(k: int, code_k: np.ndarray, s_k: np.ndarray, refs: list) -> tuple[np.ndarray, np.ndarray]:
+        """Key frame k's radiance map and its trust (half floats): S_k, raised to ICAM's result with the
+        references where that is higher and the references back it (ICAM's evidence), then filled
+        where the references measured what k clipped (vsvitm.temporal)."""
+        lin_k = to_linear(code_k, transfer)
+        base, ev = s_k, None
+        if key_network and refs:
+            y_net, ev = eng.icam(k, code_k, refs)
+            # only upwards: where ICAM with references comes out below the single-frame result, it is
+            # not evidence (on the validation pans, lowering cost 0.4 dB over all pixels on one pan)
+            base = np.maximum(y_net, s_k)
+        ms = []
+        if key_fill:
+            for r, code_r in refs:
+                flow, e = eng.pair(k, code_k, r, code_r)
+                ms.append(temporal.measure(code_k, lin_k, code_r, to_linear(code_r, transfer), flow, float(e), thr))
+        y, conf = temporal.fuse(base, lin_k, code_k, clip_level, thr, ms)
+        if ev is not None:
+            conf = np.maximum(conf, ev[..., None] * temporal.clipped_weight(code_k, thr))
+        rad, trust = temporal.radiance_map(y, lin_k, code_k, conf, thr)
+        return rad.astype(np.float16), trust.astype(np.float16)
+
+    def keymap_node(n: int, f: vs.VideoFrame) -> vs.VideoNode:
+        c = cuts_of(f)
+        if not sched.is_key(n, c):
+            return ykey
+        refs = sched.references(n, c)
+        hit = eng.results.get(("keymap", n))
+
+        def put(out: vs.VideoFrame, res) -> vs.VideoFrame:
+            _with_array(out, res[0])
+            out.props[PROP_TRUST] = res[1].tobytes()
+            out.props[PROP_REFS] = refs or [-1]
+            return out
+        if hit is not None:
+            return core.std.ModifyFrame(ykey, ykey, lambda n, f: put(f.copy(), hit))
+
+        def compute(n, f):
+            code_k = frame_to_code(f[1])
+            given = [(ref_id(r), frame_to_code(fr)) for r, fr in zip(refs, f[3:])]
+            res = key_map(n, code_k, frame_to_array(f[2]).astype(np.float32), given)
+            eng.results.put(("keymap", n), res)
+            return put(f[0].copy(), res)
+        return core.std.ModifyFrame(ykey, [ykey, rgb, single] + [ref_at(r - n) for r in refs], compute)
+
+    keymap = core.std.FrameEval(ykey, keymap_node, prop_src=[window])
+    keymap_at = _Shifter(keymap)
+
+    def out_node(n: int, f: vs.VideoFrame) -> vs.VideoNode:
+        t, c = n, cuts_of(f)
+        start, end = sched.shot(t, c)
+        keys = key_weights(t, sched.keys_in(start, end))
+        is_key = int(sched.is_key(t, c))
+        props = {PROP_KEY: is_key, PROP_KEYS: [k for k, _ in keys],
+                 PROP_REFS: (sched.references(t, c) if is_key else []) or [-1]}
+
+        def compute(n, f):
+            code_t = frame_to_code(f[1])
+            lin_t = to_linear(code_t, transfer)
+            s_t = frame_to_array(f[2]).astype(np.float32)
+            given = []
+            for j, (k, wt) in enumerate(keys):
+                km = f[3 + 2 * j]
+                trust = np.frombuffer(km.props[PROP_TRUST], np.float16).reshape(km.height, km.width, 3).astype(np.float32)
+                rad = frame_to_array(km).astype(np.float32)
+                if k == t:
+                    given.append((wt, None, 1.0, code_t, rad, trust))
+                else:
+                    code_k = frame_to_code(f[4 + 2 * j])
+                    flow, e = eng.pair(t, code_t, k, code_k)
+                    given.append((wt, flow, float(e), code_k, rad, trust))
+            ms = temporal.carried(code_t, lin_t, thr, given)
+            y, conf = temporal.fuse(s_t, lin_t, code_t, clip_level, thr, ms, w0=None)
+            out = f[0].copy()
+            array_to_frame(eng.blend(code_t, y), out)
+            out.props.update(props)
+            s = temporal.clipped_weight(code_t, thr)
+            out.props[PROP_CONFIDENCE] = float((conf.sum() / s.sum()) if s.sum() > 0 else 0.0)
+            return out
+        clips = [tmpl, rgb, single]
+        for k, _ in keys:
+            clips += [keymap_at(k - t), rgb_at(k - t)]
+        return core.std.ModifyFrame(tmpl, clips, compute)
+
+    return core.std.FrameEval(tmpl, out_node, prop_src=[window])
+
+
+def _with_array(out: vs.VideoFrame, arr: np.ndarray) -> vs.VideoFrame:
+    array_to_frame(arr, out)
+    return out

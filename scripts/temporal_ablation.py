@@ -1,0 +1,139 @@
+#!/usr/bin/env python
+"""Where the temporal gain is made or lost, with the camera pans' ground truth (scripts/make_pans.py).
+
+    python scripts/temporal_ablation.py --data data/pans/val/128x192 [--num-refs 4] [--key-stride 6]
+
+For every pan, the plugin's own pieces (Engine, vsvitm.temporal) are run outside VapourSynth with the
+alignment taken from the truth or estimated, and scored (PU21-PSNR) over clue pixels (clipped pixels
+that another frame within reach sees unclipped):
+
+  key frames   single-frame ICAM; the key's fill from its references with (a) true flow and ratio,
+               (b) true flow, estimated ratio, (c) estimated flow, true ratio, (d) both estimated
+               (what the plugin runs); and under each the plain fill: the mean of the references'
+               aligned radiance x exposure ratio wherever a reference is unclipped, no trust weights;
+               also the ICAM network with its references (mode="icam"'s key result, estimated alignment)
+  all frames   single-frame ICAM, and the key maps of (a) and (d) carried to every frame with true or
+               estimated alignment (what mode="temporal" outputs)
+
+Prints one Markdown table per data folder, per pan and mean.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from vsvitm import temporal
+from vsvitm.curves import to_linear
+from vsvitm.engine import Engine
+from vsvitm.itm import key_weights
+from vsvitm.schedule import Schedule
+from vsvitm.training import metrics as M
+from vsvitm.training.pans import flow_from_npz
+
+THR = 0.95
+
+
+def plain_fill(base, lin, code, clip_level, ms_hard):
+    """Mean of the aligned references' radiance wherever one is unclipped; base elsewhere (clipped channels)."""
+    s = temporal.clipped_weight(code, THR) > 0.5
+    num = np.zeros_like(base)
+    den = np.zeros_like(base)
+    for m, ok in ms_hard:
+        num += ok * m
+        den += ok
+    fill = np.where(den > 0, num / np.maximum(den, 1), base)
+    return np.maximum(np.where(s, fill, base), lin)
+
+
+def run_pan(path: Path, eng: Engine, num_refs: int, key_stride: int, ref_stride: int = 15) -> dict:
+    d = dict(np.load(path))
+    ldr, hdr, clue, expo = d["ldr"], d["hdr"].astype(np.float32), d["clue"], d["exposure"]
+    n = ldr.shape[0]
+    code = ldr.astype(np.float32) / 255.0
+    lin = [to_linear(c, "gamma2.2") for c in code]
+    base = [eng.icam(t, code[t], [])[0] for t in range(n)]
+    sched = Schedule(n, key_stride=key_stride, ref_stride=ref_stride, num_refs=num_refs)
+    keys = sched.keys_in(0, n)
+    cl = eng.clip_level
+    out = {"key single": [], "key ICAM refs": []}
+    maps = {}
+    for cond in ("a", "b", "c", "d"):
+        out[f"key fill {cond}"], out[f"key plain {cond}"] = [], []
+    for k in keys:
+        refs = sched.references(k, [])
+        out["key single"].append(base[k])
+        out["key ICAM refs"].append(eng.icam(k, code[k], [(r, code[r]) for r in refs])[0])
+        est = {r: eng.pair(k, code[k], r, code[r]) for r in refs}
+        for cond, (gt_flow, gt_ratio) in {"a": (True, True), "b": (True, False), "c": (False, True),
+                                          "d": (False, False)}.items():
+            ms, hard = [], []
+            for r in refs:
+                flow = flow_from_npz(d, k, r)[0] if gt_flow else est[r][0]
+                ratio = float(expo[k] / expo[r]) if gt_ratio else float(est[r][1])
+                ms.append(temporal.measure(code[k], lin[k], code[r], lin[r], flow, ratio, THR))
+                m, inside = temporal.remap(lin[r], flow)
+                cr, _ = temporal.remap(code[r], flow)
+                hard.append((m * ratio, ((cr < 240 / 255) & (inside[..., None] > 0.99)).astype(np.float32)))
+            y, conf = temporal.fuse(base[k], lin[k], code[k], cl, THR, ms)
+            out[f"key fill {cond}"].append(y)
+            out[f"key plain {cond}"].append(plain_fill(base[k], lin[k], code[k], cl, hard))
+            maps[(cond, k)] = temporal.radiance_map(y, lin[k], code[k], conf, THR) + (code[k],)
+    # carried to every frame
+    frames = {"all single": base}
+    for cond in ("a", "d"):
+        for align in ("true", "est"):
+            ys = []
+            for t in range(n):
+                carried = []
+                for k, wt in key_weights(t, keys):
+                    rad, trust, ck = maps[(cond, k)]
+                    if k == t:
+                        carried.append((wt, None, 1.0, ck, rad, trust))
+                    elif align == "true":
+                        carried.append((wt, flow_from_npz(d, t, k)[0], float(expo[t] / expo[k]), ck, rad, trust))
+                    else:
+                        flow, e = eng.pair(t, code[t], k, code[k])
+                        carried.append((wt, flow, float(e), ck, rad, trust))
+                ys.append(temporal.fuse(base[t], lin[t], code[t], cl, THR, temporal.carried(code[t], lin[t], THR, carried), w0=None)[0])
+            frames[f"all carry {cond}, {align} alignment"] = ys
+    scores = {}
+    for name, ys in out.items():
+        pred = np.stack([eng.blend(code[k], y) for k, y in zip(keys, ys)])
+        scores[name] = M.pu21_psnr(pred, hdr[keys], mask=clue[keys])
+    for name, ys in frames.items():
+        pred = np.stack([eng.blend(code[t], y) for t, y in enumerate(ys)])
+        scores[name] = M.pu21_psnr(pred, hdr, mask=clue)
+    return scores
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", type=Path, required=True, help="folder of pan .npz files (scripts/make_pans.py)")
+    ap.add_argument("--num-refs", type=int, default=4, help="references each way of a key frame (default 4)")
+    ap.add_argument("--ref-stride", type=int, default=15, help="frames between a key frame's references (default 15)")
+    ap.add_argument("--key-stride", type=int, default=6, help="frames between key frames (default 6)")
+    args = ap.parse_args(argv)
+    paths = sorted(args.data.glob("*.npz"))
+    if not paths:
+        ap.error(f"no .npz files in {args.data}: run scripts/make_pans.py first")
+    eng = Engine(None, None, need_fcpm=False, transfer="gamma2.2", threshold=THR, exposure_norm=True,
+                 cache_bytes=512 << 20)
+    rows = {}
+    for p in paths:
+        rows[p.stem] = run_pan(p, eng, args.num_refs, args.key_stride, args.ref_stride)
+        print(f"{p.stem}: " + ", ".join(f"{k} {v:.2f}" for k, v in rows[p.stem].items()), file=sys.stderr, flush=True)
+    names = list(next(iter(rows.values())))
+    print(f"clue-pixel PU21-PSNR, {args.data}, num_refs {args.num_refs}, ref stride {args.ref_stride}, key stride {args.key_stride}\n")
+    print("| | " + " | ".join(rows) + " | mean |")
+    print("|---|" + "---:|" * (len(rows) + 1))
+    for name in names:
+        vals = [rows[s][name] for s in rows]
+        print(f"| {name} | " + " | ".join(f"{v:.2f}" for v in vals) + f" | {np.nanmean(vals):.2f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
