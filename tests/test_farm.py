@@ -145,6 +145,13 @@ def test_source_paths_and_node_check(tmp_path):
 # --- errors ----------------------------------------------------------------------------------
 
 
+def test_console_script_is_installed():
+    exe = Path(sys.executable).with_name("vsvitm-farm")
+    assert exe.exists(), "vsvitm-farm is missing: pip install -e . (setup.cfg's console_scripts)"
+    r = subprocess.run([str(exe), "--help"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and "--segment" in r.stdout
+
+
 def test_bad_input_is_one_line_and_status_2(tmp_path, clip):
     script, _ = clip
     missing_src = tmp_path / "missing_source.vpy"

@@ -207,7 +207,8 @@ def schedule_for(num_frames: int, width: int, height: int):
     """The ``vsvitm.schedule.Schedule`` that ``vsvitm.ITM`` uses by default at this size.
 
     num_frames: frames in the clip.
-    width, height: the clip's frame size.
+    width: the clip's frame width.
+    height: the clip's frame height.
     """
     from .itm import NUM_REFS, chunk_and_margin
     from .schedule import Schedule
@@ -222,7 +223,8 @@ def segment_extra(sched, start: int, end: int) -> dict:
     it reads outside it (references and the cut detector's window).
 
     sched: the Schedule (``schedule_for``).
-    start, end: the segment's frame range [start, end).
+    start: the segment's first frame.
+    end: one past its last frame.
     """
     n = sched.num_frames
     # only frames this near an edge can need anything outside the segment
@@ -262,7 +264,8 @@ def planned_overhead(sched, start: int, end: int) -> float:
     whole render: extra merges, key frames and recurrence steps weighed by their shares of a frame.
 
     sched: the Schedule (``schedule_for``).
-    start, end: the segment's frame range [start, end).
+    start: the segment's first frame.
+    end: one past its last frame.
     """
     x = segment_extra(sched, start, end)
     work = x["merged"] * MERGE_SHARE + x["keys"] * ICAM_SHARE * sched.key_stride + x["steps"] * STEP_SHARE
@@ -349,12 +352,13 @@ class _Tail:
 
 def render_segment(job: dict, idx: int, start: int, end: int, progress=None) -> dict:
     """Render frames [start, end) of the job's script into the work directory as ``seg_IDX``
-    (y4m with --raw, else an HEVC elementary stream from x265), under a temporary name renamed
-    when complete. Runs as a Ray task on any node.
+    (y4m with --raw, an HEVC elementary stream from the x265 CLI, or NUT from ffmpeg's libx265),
+    under a temporary name renamed when complete. Runs as a Ray task on any node.
 
-    job: the run's settings (script, args, work_dir, cwd, raw, x265 flags, fault).
+    job: the run's settings (script, vs_args, work_dir, cwd, encoder, tool, enc_args, fault).
     idx: the segment's index.
-    start, end: its frame range [start, end).
+    start: its first frame.
+    end: one past its last frame.
     progress: a Progress actor to report frames done to, or None.
     Returns the manifest entry: range, file name, SHA-256, size, node and seconds.
     """
@@ -430,7 +434,8 @@ def render_segment(job: dict, idx: int, start: int, end: int, progress=None) -> 
         if fault == "kill":
             os._exit(17)                               # the worker process dies mid-segment
     except SegmentError:
-        tmp.unlink(missing_ok=True)
+        if fault != "fail":      # the injected fault leaves its half file, as a crash would
+            tmp.unlink(missing_ok=True)
         raise
     digest = sha256_file(tmp)
     size = tmp.stat().st_size
@@ -662,7 +667,7 @@ class _Bar:
     def __init__(self, total: int, already: int):
         self.total, self.base, self.t0 = total, already, time.monotonic()
         self.tty = _err().isatty()
-        self.last_line = ""
+        self.last_line, self.last_print, self.last_done = "", 0.0, -1
 
     def draw(self, frames: int, per_node: Counter, running: Counter, final: bool = False):
         el = time.monotonic() - self.t0
@@ -675,11 +680,14 @@ class _Bar:
         eta_s = "--:--" if math.isnan(eta) else f"{int(eta // 60)}:{int(eta % 60):02d}"
         line = (f"[{'#' * fill}{'.' * (width - fill)}] {frames}/{self.total} frames  {fps:.2f} fps  "
                 f"ETA {eta_s}  {nodes}")
+        done = sum(per_node.values())
         if self.tty:
             _err().write("\r" + line + ("\n" if final else ""))
             _err().flush()
-        elif line.split("  ")[0] != self.last_line.split("  ")[0] or final:
+        elif (done != self.last_done or time.monotonic() - self.last_print > 10) and line != self.last_line:
+            # a log, not a terminal: a line per finished segment, else one each 10 s
             print(line, file=_err(), flush=True)
+            self.last_print, self.last_done = time.monotonic(), done
         self.last_line = line
 
 

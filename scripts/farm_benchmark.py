@@ -1,0 +1,239 @@
+"""vsvitm-farm against plain `vspipe | x265` on one machine, and the overhead of a segment.
+
+    python scripts/farm_benchmark.py [--frames 480] [--size 512x512] [--segment 240] [--lengths 48,96,240,480]
+
+1. Wall time of the same synthetic clip (a pan with a swinging exposure, so highlights clip in some
+   frames, and a cut) rendered by `vspipe -c y4m SCRIPT - | x265 --y4m --input - <HDR10 flags>` and
+   by `vsvitm-farm SCRIPT -o OUT.hevc --segment S` (a local Ray instance: its start is in the time),
+   one after the other, same x265 preset; the farm's sum of segment times over the plain time.
+2. The extra work of rendering a segment alone, counted in the engine (key frames through ICAM,
+   merged frames, recurrence steps) for each segment length against the whole clip rendered in one
+   process, beside what `vsvitm.farm.segment_extra` plans. Counted at 96x96 with the benchmark
+   size's FCPM chunk and margin (the counts depend on them, not on the pixels), on a clip whose one
+   cut lies away from the segments' edges.
+Prints markdown tables, the CPU model and the date.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).absolute().parents[1]
+
+SCRIPT = """
+import numpy as np
+import vapoursynth as vs
+import vsvitm
+core = vs.core
+W, H, N, CUT = {w}, {h}, {n}, {cut}
+rng = np.random.default_rng(0)
+base = rng.random((H // 8 + 1, (W + N) // 8 + 1)).astype(np.float32)
+import cv2
+base = cv2.resize(base, ((W + N) // 8 * 8 + 8, H), interpolation=cv2.INTER_CUBIC)
+blank = core.std.BlankClip(width=W, height=H, format=vs.RGB24, length=N, fpsnum=24, fpsden=1)
+
+def make(n, f):
+    out = f.copy()
+    view = base[:, n:n + W] if n < CUT else base[::-1, ::-1][:, n:n + W] * 0.6   # a pan, one cut
+    e = 0.6 + 0.6 * np.sin(n / 9)
+    for p, g in enumerate((1.0, 0.9, 0.8)):
+        lin = np.clip(view * e * g * 1.6, 0, 1)
+        np.asarray(out[p])[:] = (lin ** (1 / 2.2) * 255 + 0.5).astype(np.uint8)
+    return out
+
+clip = core.resize.Bicubic(core.std.ModifyFrame(blank, blank, make), format=vs.YUV420P8, matrix_s="709")
+{tail}
+"""
+
+
+def write_script(path: Path, w: int, h: int, n: int) -> None:
+    """The benchmark's .vpy: the synthetic clip through vsvitm.ITM and to_hdr10.
+
+    path: where to write it.
+    w: frame width.
+    h: frame height.
+    n: frames (one cut, in the middle).
+    """
+    path.write_text(SCRIPT.format(w=w, h=h, n=n, cut=n // 2 + 7, tail="vsvitm.to_hdr10(vsvitm.ITM(clip)).set_output()"))
+
+
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def timed(cmd, shell=False, **kw) -> float:
+    """Seconds a command takes; exits with its stderr when it fails.
+
+    cmd: the command (a list, or a string with shell=True).
+    shell: run it through the shell (for a pipe).
+    kw: more subprocess.run arguments.
+    """
+    t0 = time.perf_counter()
+    r = subprocess.run(cmd, shell=shell, capture_output=True, text=True, **kw)
+    if r.returncode != 0:
+        sys.exit(f"farm_benchmark: {cmd if shell else shlex.join(map(str, cmd))} failed:\n{r.stderr[-3000:]}")
+    return time.perf_counter() - t0
+
+
+def count_work(w: int, h: int, n: int, ranges: list[tuple[int, int]], chunk: int, margin: int) -> list[dict]:
+    """Engine calls of rendering each range alone, each in a fresh process (as a segment's vspipe):
+    key frames through ICAM, merged frames, and (length, core start, core end) of each recurrence run.
+
+    w: frame width of the synthetic clip.
+    h: frame height.
+    n: its frames (one cut, 30 frames before the end).
+    ranges: the [start, end) ranges to render, each alone.
+    chunk: ITM's FCPM chunk.
+    margin: ITM's FCPM margin.
+    """
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    out = []
+    for r in ranges:
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            out.append(pool.submit(_count_one, w, h, n, r, chunk, margin).result())
+    return out
+
+
+def _count_one(w: int, h: int, n: int, rng: tuple[int, int], chunk: int, margin: int) -> dict:
+    """count_work for one range, in this process."""
+    sys.path.insert(0, str(ROOT))
+    return _count_in_process(w, h, n, [rng], chunk, margin)[0]
+
+
+def _count_in_process(w: int, h: int, n: int, ranges: list[tuple[int, int]], chunk: int, margin: int) -> list[dict]:
+    import vapoursynth as vs
+    from vsvitm import engine
+    calls = {"keys": [], "merged": [], "steps": []}
+    lock = threading.Lock()
+    orig = engine.Engine.icam, engine.Engine.merge, engine.Engine.propagate
+
+    def icam(self, k, *a, **kw):
+        with lock:
+            calls["keys"].append(k)
+        return orig[0](self, k, *a, **kw)
+
+    def merge(self, t, *a, **kw):
+        with lock:
+            calls["merged"].append(t)
+        return orig[1](self, t, *a, **kw)
+
+    def propagate(self, ts, code, xhat, core, *a, **kw):
+        with lock:
+            calls["steps"].append((len(ts), core.start, core.stop))
+        return orig[2](self, ts, code, xhat, core, *a, **kw)
+
+    engine.Engine.icam, engine.Engine.merge, engine.Engine.propagate = icam, merge, propagate
+    out = []
+    try:
+        for start, end in ranges:
+            for v in calls.values():
+                v.clear()
+            env = {}
+            exec(SCRIPT.format(w=w, h=h, n=n, cut=n - 30, tail=f"res = vsvitm.ITM(clip, chunk={chunk}, margin={margin})"), env)
+            res = env["res"]
+            for t in range(start, end):
+                res.get_frame(t)
+            out.append({k: list(v) for k, v in calls.items()})
+            del env, res
+            vs.core.clear_cache() if hasattr(vs.core, "clear_cache") else None
+    finally:
+        engine.Engine.icam, engine.Engine.merge, engine.Engine.propagate = orig
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--frames", type=int, default=480)
+    ap.add_argument("--size", default="512x512")
+    ap.add_argument("--segment", type=int, default=240, help="the farm run's --segment")
+    ap.add_argument("--lengths", default="48,96,240,480", help="segment lengths whose overhead is counted")
+    ap.add_argument("--preset", default="fast", help="x265 preset of both runs")
+    ap.add_argument("--skip-render", action="store_true", help="only the counted overhead")
+    ap.add_argument("--json", help="also write the numbers here")
+    a = ap.parse_args()
+    w, h = map(int, a.size.lower().split("x"))
+    sys.path.insert(0, str(ROOT))
+    from vsvitm import farm
+    from vsvitm.hdr import hdr10_x265_args
+    from vsvitm.itm import chunk_and_margin
+    chunk, margin = chunk_and_margin(w, h)
+    result = {"cpu": cpu_model(), "cores": os.cpu_count(), "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+              "frames": a.frames, "size": [w, h], "segment": a.segment, "preset": a.preset}
+    print(f"# vsvitm-farm benchmark: {a.frames} frames at {w}x{h}, {result['cpu']}, {result['cores']} cores, "
+          f"{result['date']}\n")
+
+    if not a.skip_render:
+        tmp = Path(tempfile.mkdtemp(prefix="farm_bench_"))
+        script = tmp / "clip.vpy"
+        write_script(script, w, h, a.frames)
+        flags = hdr10_x265_args() + ["--preset", a.preset]
+        vspipe = farm.vspipe_exe()
+        plain = timed(f"{shlex.quote(vspipe)} -c y4m {shlex.quote(str(script))} - | x265 --y4m --input - "
+                      f"{shlex.join(flags)} --output {shlex.quote(str(tmp / 'plain.hevc'))}", shell=True)
+        work = tmp / "work"
+        farm_s = timed([sys.executable, "-m", "vsvitm.farm", str(script), "-o", str(tmp / "farm.hevc"), "--segment",
+                        str(a.segment), "--x265", f"--preset {a.preset}", "--work-dir", str(work), "--keep"])
+        segs = json.loads((work / "manifest.json").read_text())["segments"]
+        seg_sum = sum(s["seconds"] for s in segs.values())
+        result.update(plain_s=plain, farm_s=farm_s, farm_segments=len(segs), farm_segment_sum_s=seg_sum)
+        print("| run | wall time (s) | fps |\n|---|---:|---:|")
+        print(f"| `vspipe -c y4m clip.vpy - \\| x265 --preset {a.preset}` + HDR10 flags | {plain:.1f} | "
+              f"{a.frames / plain:.2f} |")
+        print(f"| `vsvitm-farm clip.vpy -o farm.hevc --segment {a.segment}` ({len(segs)} segments, local Ray) | "
+              f"{farm_s:.1f} | {a.frames / farm_s:.2f} |")
+        print(f"\nfarm / plain: {farm_s / plain:.3f}; sum of the segments' own times / plain: {seg_sum / plain:.3f}\n")
+
+    lengths = [int(x) for x in a.lengths.split(",")]
+    n_count = max(lengths) + 2 * 240
+    start = (240 // chunk) * chunk
+    ranges = [(0, n_count)] + [(start, start + L) for L in lengths]
+    t0 = time.perf_counter()
+    counted = count_work(96, 96, n_count, ranges, chunk, margin)
+    whole = counted[0]
+    from vsvitm.schedule import Schedule
+    from vsvitm.itm import NUM_REFS
+    sched = Schedule(n_count, num_refs=NUM_REFS, chunk=chunk, margin=margin)
+    rows = []
+    print(f"Extra work of a segment rendered alone (from frame {start}; counted in the engine on a {n_count}-frame "
+          f"clip, chunk {chunk}, margin {margin}; {time.perf_counter() - t0:.0f} s):\n")
+    print("| segment | planned extra merges / keys / steps | counted extra merges / keys / steps | planned overhead | "
+          "counted overhead |\n|---:|---|---|---:|---:|")
+    for (s, e), got in zip(ranges[1:], counted[1:]):
+        plan = farm.segment_extra(sched, s, e)
+        # the whole render's recurrence steps for the chunks whose core lies in the segment
+        own_steps = sum(n for n, cs, ce in whole["steps"] if s <= cs and ce <= e)
+        extra = {"merged": len({t for t in got["merged"] if not s <= t < e}),
+                 "keys": len({k for k in got["keys"] if not s <= k < e}),
+                 "steps": sum(n for n, _, _ in got["steps"]) - own_steps}
+        dup_keys = len(got["keys"]) - len(set(got["keys"]))
+        work = (extra["merged"] * farm.MERGE_SHARE + extra["keys"] * farm.ICAM_SHARE * sched.key_stride
+                + extra["steps"] * farm.STEP_SHARE) / (e - s)
+        rows.append({"length": e - s, "planned": plan, "counted": extra, "planned_overhead": farm.planned_overhead(sched, s, e),
+                     "counted_overhead": work, "repeated_key_calls": dup_keys})
+        print(f"| {e - s} | {plan['merged']} / {plan['keys']} / {plan['steps']} | {extra['merged']} / {extra['keys']} / "
+              f"{extra['steps']} | {100 * farm.planned_overhead(sched, s, e):.1f} % | {100 * work:.1f} % |")
+    result["overhead"] = rows
+    if a.json:
+        Path(a.json).write_text(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()
