@@ -7,6 +7,12 @@ Stages, each a clip whose frames are produced on demand by VapourSynth:
   tmpl    blank RGBS frames carrying each source frame's props: what output frames are made from
   cuts    per frame: does a new shot start here (source props or a thumbnail detector)
   window  per frame n: the cut positions within n +- reach (a ModifyFrame over shifted `cuts`)
+mode "temporal" (the default; _temporal_stages):
+  single  per frame t: S_t, single-frame ICAM (half floats)
+  keymap  per key frame k: its radiance map and trust (ICAM with references, raised only, and the
+          references' measured radiance; vsvitm.temporal)
+  out     per frame t: S_t corrected from the key frames before and after t, then eq. 1
+mode "full" (the paper's pipeline):
   keyres  per key frame k: ICAM's Y_k (half floats), from k and its references (requested as shifted
           `rgb` clips, or RGB24 ones from an 8-bit source),
           with the reference evidence behind it as a frame property when the merge reads it
@@ -145,21 +151,41 @@ def ITM(clip: vs.VideoNode, *, key_stride: int = 6, ref_stride: int = 15, num_re
     """Inverse tone mapping LDR -> HDR with temporal clues.
 
     Returns RGBS (RGBH with fp16_output=True), linear light, BT.709 primaries, 1.0 = the input's white.
-    mode: "full" (ICAM on key frames + FCPM on every frame), "icam" (ICAM on every frame, no FCPM:
-    the paper's ablation), "linear" (f^-1(L) only, nothing recovered). num_refs: references each
-    way; 4 by default (11 % faster than the paper's 6 and level with it on the validation set:
-    BENCHMARKS.md); 0: single-frame; 2 or 3 are faster at a measured cost.
-    chunk: FCPM recurrence chunk, run with `margin` extra frames each side (defaults: 24 and 3 below
-    1 MP, 12 and 6 from 1 MP on).
-    fcpm_keys: how many of the nearest key-frame results FCPM merges into a frame (default: the
-    model's, 5 = the paper's); fewer reach less far in time.
-    ref_gate: a reference step runs only when the reference shows, unclipped and brighter than the
-    key's clip level once brought to the key's exposure, at least this fraction of the frame where
-    the key is clipped (from the pre-flow at <= 320 px); 0 runs every reference.
-    ref_keep: with a ref_gate, the nearest ref_keep references each way always run and the gate
-    decides only the farther ones.
-    preflow: the OpenCV DIS preset of the pre-flows, "medium" (default) or "fast" (what the networks
-    were trained on; 0.09 dB lower on the validation set, ~6 % faster: BENCHMARKS.md).
+
+    clip: the LDR input (any constant-format RGB, YUV or GRAY clip; its props say its matrix and range).
+    key_stride: frames between key frames (a key frame runs ICAM with its references).
+    ref_stride: frames between a key frame's references (k +- ref_stride * i).
+    num_refs: references each way of a key frame (4; 0: no references, single-frame everywhere).
+    transfer: the camera curve f that made the LDR ("gamma2.2", "srgb", "bt1886"); f^-1 linearises it.
+    threshold: code value above which a pixel counts as over-exposed (0.95, the paper's).
+    mode: "temporal" (default: single-frame ICAM on every frame, corrected in clipped channels by the
+        radiance that key frames and their references measured, where evidence backs it; without
+        evidence the result is single-frame ICAM's), "full" (the paper's pipeline: ICAM on key frames,
+        FCPM on every frame), "icam" (ICAM with references on every frame; with num_refs=0 the
+        single-frame baseline), "linear" (f^-1(L) only, nothing recovered).
+    exposure_norm: bring references to the key frame's exposure before alignment and fusion.
+    fp16_output: RGBH output instead of RGBS (half the memory, 2^-11 relative precision).
+    backend: vsvitm.Backend.ORT_CPU(...) or ORT_CUDA(...); None picks CUDA when it works, else the CPU.
+    models: folder of exported ONNX graphs (default: the package's shipped models).
+    cache_mb: the engine's cache of pre-flows, key results and single-frame results, in MiB.
+    scene_threshold: thumbnail difference above which a frame starts a new shot (no reference or key
+        frame crosses a shot boundary); source props _SceneChangePrev/_SceneChangeNext win.
+    chunk: mode "full": the FCPM recurrence chunk, run with `margin` extra frames each side
+        (defaults: 24 and 3 below 1 MP, 12 and 6 from 1 MP on).
+    margin: mode "full": extra frames each side of a chunk.
+    fcpm_keys: mode "full": how many of the nearest key-frame results FCPM merges into a frame
+        (default: the model's, 5 = the paper's).
+    ref_gate: a reference runs only when it shows, unclipped and brighter than the key's clip level
+        once brought to the key's exposure, at least this fraction of the frame where the key is
+        clipped; 0 runs every reference.
+    ref_keep: with a ref_gate, the nearest ref_keep references each way always run.
+    preflow: the OpenCV DIS preset of the pre-flows, "medium" (default) or "fast" (the networks'
+        training preset; slightly lower quality, a little faster).
+    key_network: mode "temporal": key frames run ICAM with their references (raised only over the
+        single-frame result, trusted where ICAM's clue path saw the references unclipped); False
+        keeps only the measured fill (faster, less recovered).
+    key_fill: mode "temporal": key frames also take the radiance their references measured unclipped
+        (aligned, exposure-matched, trusted by local agreement) in the channels they clipped.
     """
     validate_clip(clip, "ITM")
     if mode not in MODES:
@@ -173,6 +199,10 @@ def ITM(clip: vs.VideoNode, *, key_stride: int = 6, ref_stride: int = 15, num_re
     if not (isinstance(ref_keep, int) and 0 <= ref_keep):
         raise ValueError(f"vsvitm.ITM: ref_keep must be a whole number of references each way (0 or more), "
                          f"got {ref_keep!r}")
+    for name, v in (("key_network", key_network), ("key_fill", key_fill), ("exposure_norm", exposure_norm),
+                    ("fp16_output", fp16_output)):
+        if not isinstance(v, bool):
+            raise ValueError(f"vsvitm.ITM: {name} must be True or False, got {v!r}")
     preset_id(preflow, "vsvitm.ITM")  # before the engine loads its sessions
     if cache_mb < 16:
         raise ValueError(f"vsvitm.ITM: cache_mb must be at least 16, got {cache_mb}")
@@ -299,7 +329,7 @@ def ITM(clip: vs.VideoNode, *, key_stride: int = 6, ref_stride: int = 15, num_re
 
     if mode == "temporal":
         return finish(_temporal_stages(core, eng, sched, window, cuts_of, tmpl, rgb, rgb_at, ref_at, ref_id, ykey,
-                                       key_network, key_fill))
+                                       key_network, key_fill, ref_keep))
 
     keyres = core.std.FrameEval(ykey, lambda n, f: key_node(n, f, False), prop_src=[window])
     key_at = _Shifter(keyres)
@@ -407,7 +437,7 @@ def key_weights(t: int, keys: list[int]) -> list[tuple[int, float]]:
 
 
 def _temporal_stages(core, eng: Engine, sched: Schedule, window, cuts_of, tmpl, rgb, rgb_at, ref_at, ref_id, ykey,
-                     key_network: bool, key_fill: bool):
+                     key_network: bool, key_fill: bool, ref_keep: int):
     """mode="temporal": single-frame ICAM on every frame, corrected by the radiance that key frames'
     references and the key frames themselves measured (vsvitm.temporal). Stages:
       single  per frame: S_t, single-frame ICAM (half floats)
@@ -475,6 +505,8 @@ def _temporal_stages(core, eng: Engine, sched: Schedule, window, cuts_of, tmpl, 
         def compute(n, f):
             code_k = frame_to_code(f[1])
             given = [(ref_id(r), frame_to_code(fr)) for r, fr in zip(refs, f[3:])]
+            keep = sum(abs(r - n) <= ref_keep * sched.ref_stride for r in refs)
+            given = given[:keep] + eng.useful_refs(n, code_k, given[keep:])
             res = key_map(n, code_k, frame_to_array(f[2]).astype(np.float32), given)
             eng.results.put(("keymap", n), res)
             return put(f[0].copy(), res)
