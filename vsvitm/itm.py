@@ -422,6 +422,12 @@ def ITM(clip: vs.VideoNode, *, key_stride: int = 6, ref_stride: int = 15, num_re
     return finish(core.std.FrameEval(blank, out_node, prop_src=[window]))
 
 
+# mode "temporal": a key frame's ICAM-with-references result is trusted min(EVIDENCE_GAIN x evidence, 1)
+# in its clipped channels (evidence: ICAM's clue-path confidence, how much references saw there unclipped).
+# Chosen on the validation pans among 1, 2 and 4 (BENCHMARKS.md): 2 and 4 scored alike, 1 lower.
+EVIDENCE_GAIN = 2.0
+
+
 def key_weights(t: int, keys: list[int]) -> list[tuple[int, float]]:
     """The key frames that frame t takes its correction from, with weights summing to 1: t itself when it
     is a key; else the nearest key before and after t, each weighted by closeness (1 - distance / gap);
@@ -483,7 +489,8 @@ def _temporal_stages(core, eng: Engine, sched: Schedule, window, cuts_of, tmpl, 
                 ms.append(temporal.measure(code_k, lin_k, code_r, to_linear(code_r, transfer), flow, float(e), thr))
         y, conf = temporal.fuse(base, lin_k, code_k, clip_level, thr, ms)
         if ev is not None:
-            conf = np.maximum(conf, ev[..., None] * temporal.clipped_weight(code_k, thr))
+            trust_net = np.minimum(np.float32(EVIDENCE_GAIN) * ev, 1.0)[..., None]
+            conf = np.maximum(conf, trust_net * temporal.clipped_weight(code_k, thr))
         rad, trust = temporal.radiance_map(y, lin_k, code_k, conf, thr)
         return rad.astype(np.float16), trust.astype(np.float16)
 
