@@ -43,9 +43,10 @@ DEFAULT_METHODS: list[tuple[str, dict]] = [
     ("f^-1(L)", {"mode": "linear"}),
     ("single frame", {"num_refs": 0, "mode": "icam"}),
     ("ICAM only", {"mode": "icam"}),
-    ("full", {}),
+    ("default", {}),
+    ("full", {"mode": "full"}),
 ]
-LDR_VIDEO_METHODS = ("f^-1(L)", "single frame", "full")
+LDR_VIDEO_METHODS = ("f^-1(L)", "single frame", "default")
 VIDEO_EXTS = (".mp4", ".mkv", ".mov", ".avi", ".webm", ".y4m", ".m4v")
 
 COLUMNS = ["sequence", "method", "pu21_psnr", "pu21_psnr_oe", "pu21_psnr_clue", "log_l1_oe", "tc", "cvvdp_jod",

@@ -19,8 +19,8 @@ ev = load_script()
 CALLS = []
 
 
-def stub_itm(clip, *, mode="full", num_refs=6, gain=1.0, **kw):
-    """Stand-in for vsvitm.ITM: linear = gamma 2.2; 'icam' with refs fails; 'full' boosts clipped pixels x4."""
+def stub_itm(clip, *, mode="temporal", num_refs=6, gain=1.0, **kw):
+    """Stand-in for vsvitm.ITM: linear = gamma 2.2; 'icam' with refs fails; the others boost clipped pixels x4."""
     CALLS.append(dict(mode=mode, num_refs=num_refs, gain=gain, **kw))
     if mode == "icam" and num_refs > 0:
         raise RuntimeError("no trained models in vsvitm/models\nsecond line")
@@ -59,7 +59,7 @@ def test_parse_and_build_methods():
     with pytest.raises(ValueError):
         ev.parse_method("bad:[1, 2]")
     names = [m[0] for m in ev.build_methods(['x:{"gain": 2}', 'full:{"key_stride": 3}'])]
-    assert names == ["f^-1(L)", "single frame", "ICAM only", "x", "full"]
+    assert names == ["f^-1(L)", "single frame", "ICAM only", "default", "x", "full"]
     assert dict(ev.build_methods(['full:{"key_stride": 3}']))["full"] == {"key_stride": 3}
     assert [m[0] for m in ev.build_methods(only=["full"])] == ["full"]
 
@@ -69,14 +69,15 @@ def test_evaluate_devset_end_to_end(devset, tmp_path, capsys):
     rows = ev.main(["--data", str(devset), "--out", str(out), "--no-cvvdp", "--frames", "3",
                     "--method", 'bright:{"gain": 2.0}'])
     stdout = capsys.readouterr().out
-    assert "| seqa | f^-1(L) |" in stdout and "| mean | full |" in stdout
+    assert "| seqa | f^-1(L) |" in stdout and "| mean | full |" in stdout and "| mean | default |" in stdout
     assert "n/a (RuntimeError: no trained models in vsvitm/models)" in stdout  # ICAM only raised
     assert {"mode": "linear", "num_refs": 6, "gain": 1.0} in CALLS
     assert {"mode": "icam", "num_refs": 0, "gain": 1.0} in CALLS
-    assert {"mode": "full", "num_refs": 6, "gain": 2.0} in CALLS
+    assert {"mode": "temporal", "num_refs": 6, "gain": 2.0} in CALLS
+    assert {"mode": "full", "num_refs": 6, "gain": 1.0} in CALLS
 
     by = {(r["sequence"], r["method"]): r for r in rows}
-    assert len(rows) == 2 * 5 + 5
+    assert len(rows) == 2 * 6 + 6
     lin, full = by[("seqa", "f^-1(L)")], by[("seqa", "full")]
     assert lin["frames"] == 3 and lin["s_per_frame"] >= 0
     # f^-1(L) is exact outside the clipped box, so all-pixel PSNR is finite and the OE part is worse
@@ -289,3 +290,22 @@ def test_benchmark_describes_weighted_soups():
     assert bm.soup_description([{"checkpoint": "a"}, {"checkpoint": "b"}]) == "mean weights of 2 checkpoints"
     shipped = [{"checkpoint": "runs/shipped_H2/icam.pt", "weight": 2.0}, {"checkpoint": "runs/icam_s33nh/last.pt", "weight": 1.0}]
     assert bm.soup_description(shipped) == "weighted mean of 2 checkpoints (weights 2 : 1)"
+
+
+def test_clue_pixels_are_scored_on_their_own(tmp_path):
+    """A sequence with a clue mask (camera pans) gets PU21-PSNR over those pixels: a prediction wrong only
+    outside them scores inf there and finite over all pixels; one without a mask gets no clue score."""
+    ldr, hdr = fake_sequence()
+    clue = np.zeros(ldr.shape[:3], bool)
+    clue[:, 2:4, 3:9] = True
+    np.savez(tmp_path / "pan.npz", ldr=ldr, hdr=hdr, clue=clue)
+    seq = ev.load_sequence(tmp_path / "pan.npz")
+    assert seq["clue"].shape == clue.shape and seq["clue"].dtype == bool
+    pred = hdr.astype(np.float32).copy()
+    pred[:, 8:, :] *= 2.0                        # wrong rows below the clue pixels
+    m = ev.compute_metrics(pred, seq["hdr"], seq["ldr"], use_cvvdp=False, clue=seq["clue"])
+    assert m["pu21_psnr_clue"] == float("inf") and np.isfinite(m["pu21_psnr"])
+    pred[:, 2, 3] *= 0.5
+    m = ev.compute_metrics(pred, seq["hdr"], seq["ldr"], use_cvvdp=False, clue=seq["clue"])
+    assert np.isfinite(m["pu21_psnr_clue"])
+    assert ev.compute_metrics(pred, seq["hdr"], seq["ldr"], use_cvvdp=False)["pu21_psnr_clue"] is None
