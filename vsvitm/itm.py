@@ -482,15 +482,19 @@ def _temporal_stages(core, eng: Engine, sched: Schedule, window, cuts_of, tmpl, 
             # only upwards: where ICAM with references comes out below the single-frame result, it is
             # not evidence (on the validation pans, lowering cost 0.4 dB over all pixels on one pan)
             base = np.maximum(y_net, s_k)
-        ms = []
-        if key_fill:
-            for r, code_r in refs:
-                flow, e = eng.pair(k, code_k, r, code_r)
+        ms, flows = [], []
+        for r, code_r in refs:
+            flow, e = eng.pair(k, code_k, r, code_r)  # cached: ICAM's own pre-flows
+            flows.append(flow)
+            if key_fill:
                 ms.append(temporal.measure(code_k, lin_k, code_r, to_linear(code_r, transfer), flow, float(e), thr))
         y, conf = temporal.fuse(base, lin_k, code_k, clip_level, thr, ms)
         if ev is not None:
-            trust_net = np.minimum(np.float32(EVIDENCE_GAIN) * ev, 1.0)[..., None]
-            conf = np.maximum(conf, trust_net * temporal.clipped_weight(code_k, thr))
+            # evidence only where some reference sees the pixel: near the frame's edge the network's
+            # warps replicate the references' borders, which its clue path reads as evidence (streaks)
+            trust_net = np.minimum(np.float32(EVIDENCE_GAIN) * ev, 1.0) * temporal.coverage(flows)
+            clipped_k = temporal.clipped_weight(code_k, thr)
+            conf = np.maximum(conf, temporal.smooth_confidence(trust_net, clipped_k.max(-1))[..., None] * clipped_k)
         rad, trust = temporal.radiance_map(y, lin_k, code_k, conf, thr)
         return rad.astype(np.float16), trust.astype(np.float16)
 

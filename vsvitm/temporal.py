@@ -34,6 +34,7 @@ ALIGN_BLUR = 2.0       # ... with a Gaussian of this many cells
 BORDER = 4.0           # pixels: a warp's weight ramps from 0 at the frame border to 1 this far inside
 CONFIDENCE_W0 = 0.25   # C = sum w / (sum w + w0): one fully trusted measurement gives 0.8
 LEVEL_LO = 0.8         # a measurement of a clipped channel counts from LEVEL_LO x clip level ...
+SMOOTH = 0.03          # confidence is blurred over this share of the frame's longer side
 LUMA = np.float32([0.2126, 0.7152, 0.0722])
 
 
@@ -96,8 +97,9 @@ def measure(code_a: np.ndarray, lin_a: np.ndarray, code_b: np.ndarray, lin_b: np
             ratio: float, threshold: float) -> tuple[np.ndarray, np.ndarray]:
     """What frame b measures of frame a: (b's radiance at a's pixels and exposure, HxWx3; weight HxWx3).
 
-    The weight is b's channel being unclipped x landing inside b x the alignment weight. flow: a -> b;
-    ratio: b -> a (b's linear values x ratio are at a's exposure)."""
+    The weight is b's channel being unclipped at all four taps of the sample (tap_clipping) x landing
+    inside b x the alignment weight. flow: a -> b; ratio: b -> a (b's linear values x ratio are at
+    a's exposure)."""
     m, inside = remap(lin_b, flow)
     m *= np.float32(ratio)
     cb, _ = remap(code_b, flow)
@@ -107,7 +109,7 @@ def measure(code_a: np.ndarray, lin_a: np.ndarray, code_b: np.ndarray, lin_b: np
 
 
 def tap_clipping(code: np.ndarray, flow: np.ndarray, threshold: float) -> np.ndarray:
-    """Per channel, the most clipped of the four pixels a bilinear sample at p + flow[p] reads: a
+    """HxWx3: per channel, the most clipped of the four pixels a bilinear sample at p + flow[p] reads: a
     sample is a measurement only when none of its taps is clipped (between a clipped lamp and a dark
     pixel it reads an unclipped value that nothing measured)."""
     c = clipped_weight(code, threshold)
@@ -120,19 +122,54 @@ def tap_clipping(code: np.ndarray, flow: np.ndarray, threshold: float) -> np.nda
     return cv2.remap(d, xs, ys, cv2.INTER_NEAREST, borderMode=cv2.BORDER_REPLICATE)
 
 
+def coverage(flows: list[np.ndarray]) -> np.ndarray:
+    """HxW: how far inside at least one of the frames the flows point into each pixel lands (remap's
+    soft border weight, the largest over the flows); 0 where no frame sees the pixel at all."""
+    h, w = flows[0].shape[:2]
+    xs = np.arange(w, dtype=np.float32)[None, :]
+    ys = np.arange(h, dtype=np.float32)[:, None]
+    out = np.zeros((h, w), np.float32)
+    for f in flows:
+        x, y = xs + f[..., 0], ys + f[..., 1]
+        inside = (np.clip(np.minimum(x, (w - 1) - x) / BORDER + 1 / BORDER, 0, 1)
+                  * np.clip(np.minimum(y, (h - 1) - y) / BORDER + 1 / BORDER, 0, 1))
+        np.maximum(out, inside, out=out)
+    return out
+
+
+def smooth_confidence(conf: np.ndarray, where: np.ndarray | None = None) -> np.ndarray:
+    """Confidence (HxW or HxWxC) blurred (Gaussian, SMOOTH of the frame's longer side) and never raised:
+    where the evidence ends, the correction fades out over a few pixels instead of stopping at an edge.
+    where: HxW weights of the pixels the blur averages over (the clipped ones), so that pixels that need
+    no correction do not fade the rim of a clipped region."""
+    sigma = max(1.0, SMOOTH * max(conf.shape[:2]))
+    if where is None:
+        return np.minimum(conf, cv2.GaussianBlur(conf, (0, 0), sigma, borderType=cv2.BORDER_REPLICATE))
+    wb = where[..., None] if conf.ndim == 3 else where
+    num = cv2.GaussianBlur(conf * wb, (0, 0), sigma, borderType=cv2.BORDER_REPLICATE)
+    den = cv2.GaussianBlur(where, (0, 0), sigma, borderType=cv2.BORDER_REPLICATE)
+    den = den[..., None] if conf.ndim == 3 else den
+    return np.minimum(conf, np.where(den > 1e-3, num / np.maximum(den, 1e-3), conf))
+
+
 def fuse(base: np.ndarray, lin: np.ndarray, code: np.ndarray, clip_level: float, threshold: float,
          measurements: list[tuple[np.ndarray, np.ndarray]], w0: float | None = CONFIDENCE_W0
          ) -> tuple[np.ndarray, np.ndarray]:
     """A frame's result from its single-frame guess and measurements: (Y HxWx3 >= lin, confidence HxWx3).
 
-    In each clipped channel (soft, clipped_weight) log Y = log base + c x (mean log m - log base), with
-    the mean weighted by each measurement's weight x (m at or above the clip level: LEVEL_LO..1 x
-    clip_level ramps in). Where c is 0, Y is base exactly.
-    base: single-frame result; lin: f^-1(L); code: the frame's code values; measurements: (m, weight);
-    w0: c = sum w / (sum w + w0); None: the weights are confidences already (carried key maps), c = min(sum w, 1)."""
-    s = clipped_weight(code, threshold)
+    Per channel, in clipped channels (soft, clipped_weight s): log Y = log base + c x (mean log m -
+    log base), the mean weighted by each measurement's weight x (m at or above the clip level:
+    LEVEL_LO..1 x clip_level ramps in), c the smoothed confidence (smooth_confidence) x s. A clipped
+    channel with less confidence than the pixel's most confident one follows, for the difference, the
+    pixel's confidence-weighted mean log change (raising only): a measurement of two channels does
+    not leave the third at the single-frame guess and tint the pixel. Where no channel has
+    confidence, Y is base exactly.
+    base: single-frame result; lin: f^-1(L); code: the frame's code values; measurements: (m, weight),
+    HxWx3 each; w0: c = sum w / (sum w + w0); None: the weights are confidences already (carried key
+    maps), c = min(sum w, 1)."""
     if not measurements:
         return np.maximum(base, lin), np.zeros_like(base)
+    s = clipped_weight(code, threshold)
     num = np.zeros_like(base)
     den = np.zeros_like(base)
     lo = LEVEL_LO * clip_level
@@ -141,27 +178,32 @@ def fuse(base: np.ndarray, lin: np.ndarray, code: np.ndarray, clip_level: float,
         num += w * np.log(m + LOG_EPS)
         den += w
     conf = den / (den + np.float32(w0)) if w0 is not None else np.minimum(den, 1.0)
-    conf *= s
+    conf = smooth_confidence(conf.astype(np.float32), s.max(-1)) * s
     logb = np.log(base + LOG_EPS)
-    mean = num / np.maximum(den, 1e-12)
-    y = np.exp(logb + conf * (mean - logb)) - LOG_EPS
-    y = np.where(conf > 0, y, base)
+    step = np.where(den > 0, num / np.maximum(den, 1e-12) - logb, 0.0)
+    top = conf.max(-1, keepdims=True)
+    mean_step = np.maximum((conf * step).sum(-1, keepdims=True) / np.maximum(conf.sum(-1, keepdims=True), 1e-12), 0.0)
+    shift = conf * step + (top - conf) * s * mean_step
+    y = np.exp(logb + shift) - LOG_EPS
+    y = np.where(top > 0, y, base)
     return np.maximum(y, lin).astype(np.float32), conf.astype(np.float32)
 
 
 def radiance_map(y: np.ndarray, lin: np.ndarray, code: np.ndarray, conf: np.ndarray,
                  threshold: float) -> tuple[np.ndarray, np.ndarray]:
     """A key frame's radiance and trust per channel, for carrying to other frames: its own measurement
-    f^-1(L) where unclipped (trust 1), its result Y where clipped (trust: Y's confidence)."""
+    f^-1(L) where unclipped (trust 1), its result Y where clipped (trust: Y's confidence, or the
+    pixel's most confident channel's where Y's channel followed it)."""
     s = clipped_weight(code, threshold)
     rad = np.exp((1.0 - s) * np.log(lin + LOG_EPS) + s * np.log(y + LOG_EPS)) - LOG_EPS
-    return rad.astype(np.float32), (1.0 - s + s * conf).astype(np.float32)
+    c = np.maximum(conf, conf.max(-1, keepdims=True) * s)
+    return rad.astype(np.float32), (1.0 - s + s * c).astype(np.float32)
 
 
 def carried(code_t: np.ndarray, lin_t: np.ndarray, threshold: float,
             keys: list[tuple[float, np.ndarray | None, float, np.ndarray, np.ndarray, np.ndarray]]
             ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Measurements (m, weight) that key frames' radiance maps give frame t, for fuse().
+    """Measurements (m, weight), HxWx3 each, that key frames' radiance maps give frame t, for fuse().
 
     keys: (time weight (the keys' weights sum to 1), flow t -> k (None: k is t), ratio k -> t, the key's
     code values, radiance and trust (radiance_map))."""
