@@ -1,12 +1,17 @@
 """vsvitm-farm against plain `vspipe | x265` on one machine, and the overhead of a segment.
 
-    python scripts/farm_benchmark.py [--frames 480] [--size 512x512] [--segment 240] [--lengths 48,96,240,480]
+    python scripts/farm_benchmark.py [--frames 480] [--size 512x512] [--segment 240] [--timed-lengths 24,48,96]
+                                     [--lengths 48,96,240,480] [--mode temporal]
 
 1. Wall time of the same synthetic clip (a pan with a swinging exposure, so highlights clip in some
    frames, and a cut) rendered by `vspipe -c y4m SCRIPT - | x265 --y4m --input - <HDR10 flags>` and
    by `vsvitm-farm SCRIPT -o OUT.hevc --segment S` (a local Ray instance: its start is in the time),
    one after the other, same x265 preset; the farm's sum of segment times over the plain time.
-2. The extra work of rendering a segment alone, counted in the engine (key frames through ICAM,
+2. The measured overhead per segment length: segments of each length rendered alone by a fresh
+   vspipe (as the farm's tasks do), timed; a least-squares line T(L) = a + b L gives the time a
+   segment costs beyond its frames (a: the script's start, the key frames and margins beyond its
+   edges) and overhead(L) = T(L) / (b L) - 1.
+3. The extra work of rendering a segment alone, counted in the engine (key frames through ICAM,
    merged frames, recurrence steps) for each segment length against the whole clip rendered in one
    process, beside what `vsvitm.farm.segment_extra` plans. Counted at 96x96 with the benchmark
    size's FCPM chunk and margin (the counts depend on them, not on the pixels), on a clip whose one
@@ -92,7 +97,8 @@ def timed(cmd, shell=False, **kw) -> float:
     return time.perf_counter() - t0
 
 
-def count_work(w: int, h: int, n: int, ranges: list[tuple[int, int]], chunk: int, margin: int) -> list[dict]:
+def count_work(w: int, h: int, n: int, ranges: list[tuple[int, int]], chunk: int, margin: int,
+               mode: str = "temporal") -> list[dict]:
     """Engine calls of rendering each range alone, each in a fresh process (as a segment's vspipe):
     key frames through ICAM, merged frames, and (length, core start, core end) of each recurrence run.
 
@@ -102,23 +108,25 @@ def count_work(w: int, h: int, n: int, ranges: list[tuple[int, int]], chunk: int
     ranges: the [start, end) ranges to render, each alone.
     chunk: ITM's FCPM chunk.
     margin: ITM's FCPM margin.
+    mode: ITM's mode.
     """
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
     out = []
     for r in ranges:
         with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-            out.append(pool.submit(_count_one, w, h, n, r, chunk, margin).result())
+            out.append(pool.submit(_count_one, w, h, n, r, chunk, margin, mode).result())
     return out
 
 
-def _count_one(w: int, h: int, n: int, rng: tuple[int, int], chunk: int, margin: int) -> dict:
+def _count_one(w: int, h: int, n: int, rng: tuple[int, int], chunk: int, margin: int, mode: str) -> dict:
     """count_work for one range, in this process."""
     sys.path.insert(0, str(ROOT))
-    return _count_in_process(w, h, n, [rng], chunk, margin)[0]
+    return _count_in_process(w, h, n, [rng], chunk, margin, mode)[0]
 
 
-def _count_in_process(w: int, h: int, n: int, ranges: list[tuple[int, int]], chunk: int, margin: int) -> list[dict]:
+def _count_in_process(w: int, h: int, n: int, ranges: list[tuple[int, int]], chunk: int, margin: int,
+                      mode: str) -> list[dict]:
     import vapoursynth as vs
     from vsvitm import engine
     calls = {"keys": [], "merged": [], "steps": []}
@@ -147,7 +155,7 @@ def _count_in_process(w: int, h: int, n: int, ranges: list[tuple[int, int]], chu
             for v in calls.values():
                 v.clear()
             env = {}
-            exec(SCRIPT.format(w=w, h=h, n=n, cut=n - 30, tail=f"res = vsvitm.ITM(clip, chunk={chunk}, margin={margin})"), env)
+            exec(SCRIPT.format(w=w, h=h, n=n, cut=n - 30, tail=f"res = vsvitm.ITM(clip, chunk={chunk}, margin={margin}, mode={mode!r})"), env)
             res = env["res"]
             for t in range(start, end):
                 res.get_frame(t)
@@ -164,9 +172,12 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=480)
     ap.add_argument("--size", default="512x512")
     ap.add_argument("--segment", type=int, default=240, help="the farm run's --segment")
-    ap.add_argument("--lengths", default="48,96,240,480", help="segment lengths whose overhead is counted")
+    ap.add_argument("--timed-lengths", default="24,48,96", help="segment lengths rendered alone and timed")
+    ap.add_argument("--lengths", default="48,96,240,480", help="segment lengths whose extra work is counted")
+    ap.add_argument("--mode", default="temporal", help="the ITM mode of the counted renders (the clip's is the default)")
     ap.add_argument("--preset", default="fast", help="x265 preset of both runs")
-    ap.add_argument("--skip-render", action="store_true", help="only the counted overhead")
+    ap.add_argument("--skip-render", action="store_true", help="skip the farm / plain comparison")
+    ap.add_argument("--skip-timed", action="store_true", help="skip the timed segments")
     ap.add_argument("--json", help="also write the numbers here")
     a = ap.parse_args()
     w, h = map(int, a.size.lower().split("x"))
@@ -179,13 +190,13 @@ def main() -> None:
               "frames": a.frames, "size": [w, h], "segment": a.segment, "preset": a.preset}
     print(f"# vsvitm-farm benchmark: {a.frames} frames at {w}x{h}, {result['cpu']}, {result['cores']} cores, "
           f"{result['date']}\n")
+    tmp = Path(tempfile.mkdtemp(prefix="farm_bench_"))
+    vspipe = farm.vspipe_exe()
 
     if not a.skip_render:
-        tmp = Path(tempfile.mkdtemp(prefix="farm_bench_"))
         script = tmp / "clip.vpy"
         write_script(script, w, h, a.frames)
         flags = hdr10_x265_args() + ["--preset", a.preset]
-        vspipe = farm.vspipe_exe()
         plain = timed(f"{shlex.quote(vspipe)} -c y4m {shlex.quote(str(script))} - | x265 --y4m --input - "
                       f"{shlex.join(flags)} --output {shlex.quote(str(tmp / 'plain.hevc'))}", shell=True)
         work = tmp / "work"
@@ -201,36 +212,55 @@ def main() -> None:
               f"{farm_s:.1f} | {a.frames / farm_s:.2f} |")
         print(f"\nfarm / plain: {farm_s / plain:.3f}; sum of the segments' own times / plain: {seg_sum / plain:.3f}\n")
 
+    if not a.skip_timed:
+        # each length rendered alone by a fresh vspipe from an aligned frame, as a segment is; T(L) = a + b L
+        lengths = [int(x) for x in a.timed_lengths.split(",")]
+        start = (240 // chunk) * chunk
+        script = tmp / "long.vpy"
+        write_script(script, w, h, start + max(lengths) + 240)
+        info = [timed([vspipe, "--info", str(script), "-"]) for _ in range(3)]
+        times = [timed([vspipe, "-s", str(start), "-e", str(start + n - 1), str(script), "--"]) for n in lengths]
+        mx, my = sum(lengths) / len(lengths), sum(times) / len(times)
+        b = sum((x - mx) * (y - my) for x, y in zip(lengths, times)) / sum((x - mx) ** 2 for x in lengths)
+        a0 = my - b * mx
+        result.update(timed={"lengths": lengths, "seconds": times, "per_frame_s": b, "intercept_s": a0,
+                             "script_start_s": min(info)})
+        print(f"Segments rendered alone from frame {start} (fresh vspipe each, no encoder): T(L) = {a0:.1f} s + "
+              f"{b:.3f} s x L (least squares); the script's start (`vspipe --info`) {min(info):.1f} s.\n")
+        print("| segment L | wall time (s) | overhead T(L) / (b L) - 1 |\n|---:|---:|---:|")
+        for n, t in zip(lengths, times):
+            print(f"| {n} | {t:.1f} | {100 * (t / (b * n) - 1):.1f} % |")
+        for n in (240, 1920):
+            print(f"| {n} (from the fit) | {a0 + b * n:.1f} | {100 * a0 / (b * n):.1f} % |")
+        print()
+
     lengths = [int(x) for x in a.lengths.split(",")]
     n_count = max(lengths) + 2 * 240
     start = (240 // chunk) * chunk
     ranges = [(0, n_count)] + [(start, start + L) for L in lengths]
     t0 = time.perf_counter()
-    counted = count_work(96, 96, n_count, ranges, chunk, margin)
+    counted = count_work(96, 96, n_count, ranges, chunk, margin, a.mode)
     whole = counted[0]
     from vsvitm.schedule import Schedule
     from vsvitm.itm import NUM_REFS
     sched = Schedule(n_count, num_refs=NUM_REFS, chunk=chunk, margin=margin)
     rows = []
-    print(f"Extra work of a segment rendered alone (from frame {start}; counted in the engine on a {n_count}-frame "
-          f"clip, chunk {chunk}, margin {margin}; {time.perf_counter() - t0:.0f} s):\n")
+    print(f"Extra work of a segment rendered alone, mode {a.mode} (from frame {start}; counted in the engine on a "
+          f"{n_count}-frame clip, chunk {chunk}, margin {margin}; {time.perf_counter() - t0:.0f} s):\n")
     print("| segment | planned extra merges / keys / steps | counted extra merges / keys / steps | planned overhead | "
-          "counted overhead |\n|---:|---|---|---:|---:|")
+          "\n|---:|---|---|---:|")
     for (s, e), got in zip(ranges[1:], counted[1:]):
-        plan = farm.segment_extra(sched, s, e)
+        plan = farm.segment_extra(sched, s, e, a.mode)
         # the whole render's recurrence steps for the chunks whose core lies in the segment
         own_steps = sum(n for n, cs, ce in whole["steps"] if s <= cs and ce <= e)
         extra = {"merged": len({t for t in got["merged"] if not s <= t < e}),
                  "keys": len({k for k in got["keys"] if not s <= k < e}),
                  "steps": sum(n for n, _, _ in got["steps"]) - own_steps}
-        dup_keys = len(got["keys"]) - len(set(got["keys"]))
-        work = (extra["merged"] * farm.MERGE_SHARE + extra["keys"] * farm.ICAM_SHARE * sched.key_stride
-                + extra["steps"] * farm.STEP_SHARE) / (e - s)
-        rows.append({"length": e - s, "planned": plan, "counted": extra, "planned_overhead": farm.planned_overhead(sched, s, e),
-                     "counted_overhead": work, "repeated_key_calls": dup_keys})
+        planned = farm.planned_overhead(sched, s, e, a.mode)
+        rows.append({"length": e - s, "planned": plan, "counted": extra, "planned_overhead": planned})
         print(f"| {e - s} | {plan['merged']} / {plan['keys']} / {plan['steps']} | {extra['merged']} / {extra['keys']} / "
-              f"{extra['steps']} | {100 * farm.planned_overhead(sched, s, e):.1f} % | {100 * work:.1f} % |")
-    result["overhead"] = rows
+              f"{extra['steps']} | {100 * planned:.1f} % |")
+    result["counted"] = rows
     if a.json:
         Path(a.json).write_text(json.dumps(result, indent=1))
 

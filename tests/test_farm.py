@@ -93,24 +93,33 @@ def test_segments_follow_the_chunk_grid():
 
 def test_planned_overhead():
     sched = farm.schedule_for(10_000, 512, 512)
-    aligned = farm.segment_extra(sched, 2400, 2880)
+    aligned = farm.segment_extra(sched, 2400, 2880, "full")
     assert aligned["steps"] == 0                        # no chunk straddles an aligned edge
     assert aligned["merged"] == 2 * sched.margin        # the edge chunks' margins
     assert aligned["keys"] > 0 and aligned["reads"] >= 2 * sched.reach
-    cut = farm.segment_extra(sched, 2410, 2890)
-    assert cut["steps"] > 0 and farm.planned_overhead(sched, 2410, 2890) > farm.planned_overhead(sched, 2400, 2880)
-    costs = [farm.planned_overhead(sched, 2400, 2400 + n) for n in (96, 480, 1920)]
-    assert costs[0] > costs[1] > costs[2]
-    # the default segment keeps a feature film's plan within 5 %, at both chunk sizes
-    for w, h in ((512, 512), (1920, 1080)):
-        s = farm.schedule_for(130_000, w, h)
-        assert farm.overhead_of_plan(s, farm.plan_segments(130_000, farm.DEFAULT_SEGMENT, s.chunk)) <= 0.05
-    assert farm.overhead_of_plan(sched, farm.plan_segments(10_000, 48, sched.chunk)) > 0.05
+    cut = farm.segment_extra(sched, 2410, 2890, "full")
+    assert cut["steps"] > 0
+    assert farm.planned_overhead(sched, 2410, 2890, "full") > farm.planned_overhead(sched, 2400, 2880, "full")
+    temporal = farm.segment_extra(sched, 2400, 2880, "temporal")
+    assert temporal["keys"] == 2 and temporal["merged"] == temporal["steps"] == 0   # the key before and after
+    assert farm.segment_extra(sched, 2400, 2880, "linear")["keys"] == 0
+    for mode in ("full", "temporal"):
+        costs = [farm.planned_overhead(sched, 2400, 2400 + n, mode) for n in (96, 480, 1920)]
+        assert costs[0] > costs[1] > costs[2] > 0
+        # the default segment keeps a feature film's plan within 5 %, at both chunk sizes
+        for w, h in ((512, 512), (1920, 1080)):
+            s = farm.schedule_for(130_000, w, h)
+            assert farm.overhead_of_plan(s, farm.plan_segments(130_000, farm.DEFAULT_SEGMENT, s.chunk), mode) <= 0.05
+        assert farm.overhead_of_plan(sched, farm.plan_segments(10_000, 48, sched.chunk), mode) > 0.05
 
 
 def test_segment_extra_matches_the_whole_schedule():
     """The edge-only count equals walking every frame of the segment through the schedule."""
+    from vsvitm.itm import key_weights
     sched = farm.schedule_for(400, 512, 512)
+    for start, end in [(0, 96), (96, 192), (120, 200), (312, 400), (24, 48), (100, 101)]:
+        keys = {k for t in range(start, end) for k, _ in key_weights(t, sched.keys_in(0, 400))}
+        assert farm.segment_extra(sched, start, end, "temporal")["keys"] == len(keys - set(range(start, end)))
     for start, end in [(0, 96), (96, 192), (120, 200), (312, 400), (24, 48)]:
         merged, keys, steps = set(), set(), 0
         for cs, ce, rs, re_ in {sched.chunk_of(t, []) for t in range(start, end)}:
@@ -118,7 +127,7 @@ def test_segment_extra_matches_the_whole_schedule():
             steps += (re_ - rs) if (cs < start or ce > end) else 0
         for t in merged:
             keys.update(sched.nearest_keys(t, []))
-        x = farm.segment_extra(sched, start, end)
+        x = farm.segment_extra(sched, start, end, "full")
         assert x["merged"] == len([t for t in merged if not start <= t < end]), (start, end)
         assert x["keys"] == len([k for k in keys if not start <= k < end]), (start, end)
         assert x["steps"] == steps, (start, end)

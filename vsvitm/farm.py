@@ -58,12 +58,18 @@ DEFAULT_SEGMENT = 1920      # frames; a multiple of both chunk sizes (24 and 12)
 MAX_ATTEMPTS = 3            # a segment that fails this many times stops the run
 STDERR_LINES = 20           # lines of a failed segment's stderr in the error message
 FAULT_ENV = "VSVITM_FARM_FAULT"
-# Shares of one output frame's work in a whole full-mode render (512x512 on the CPU, per output
-# frame: ICAM reference steps 878 ms, merge 346 ms of about 1.9 s; BENCHMARKS.md, "Speed at
-# 512×512"). A key frame's ICAM is key_stride frames' ICAM share.
+PLAN_MODES = ("temporal", "full", "icam", "linear")   # ITM's modes; the first is its default
+# mode "full": shares of one output frame's work in a whole render (512x512 on the CPU, per output
+# frame: ICAM reference steps 878 ms, merge 346 ms of about 1.9 s). A key frame's ICAM is
+# key_stride frames' ICAM share.
 ICAM_SHARE = 0.46
 MERGE_SHARE = 0.18
 STEP_SHARE = 0.36 / 1.25    # one recurrence step (both directions and the fuse) at 1.25 steps per frame
+# mode "temporal": one key frame's radiance map (its single-frame ICAM, ICAM with its references,
+# the pre-flows to them) in output frames of a whole render, an upper value: at 512x512 on a 2-core
+# CPU, a segment alone costs 1.5-7.7 frames' time beyond its frames and the script's start, for the
+# two key maps beyond its edges (scripts/farm_benchmark.py; BENCHMARKS.md, "Render farm")
+KEY_MAP_SHARE = 4.0
 MANIFEST = "manifest.json"
 STREAM_EXT = (".hevc", ".265", ".h265")       # outputs that are the x265 CLI's elementary stream
 SEGMENT_EXT = {"raw": "y4m", "x265": "hevc", "ffmpeg": "nut"}
@@ -216,17 +222,41 @@ def schedule_for(num_frames: int, width: int, height: int):
     return Schedule(num_frames, num_refs=NUM_REFS, chunk=chunk, margin=margin)
 
 
-def segment_extra(sched, start: int, end: int) -> dict:
+def segment_extra(sched, start: int, end: int, mode: str = PLAN_MODES[0]) -> dict:
     """What rendering [start, end) alone computes beyond its own frames, with no scene cuts: merged
-    frames outside it (the FCPM margins of its edge chunks), key frames outside it (ICAM, each with
-    its references), recurrence steps of chunks it shares with a neighbour, and the source frames
-    it reads outside it (references and the cut detector's window).
+    frames outside it (mode full: the FCPM margins of its edge chunks), key frames outside it (full:
+    ICAM with references; temporal: radiance maps, the nearest key before and after), recurrence
+    steps of chunks it shares with a neighbour (full), and the source frames it reads outside it
+    (references and the cut detector's window).
 
     sched: the Schedule (``schedule_for``).
     start: the segment's first frame.
     end: one past its last frame.
+    mode: the ITM mode the script runs (one of PLAN_MODES).
     """
+    if mode not in PLAN_MODES:
+        raise FarmError(f"mode must be one of {', '.join(PLAN_MODES)}, got {mode!r}")
     n = sched.num_frames
+    window = set(range(max(0, start - sched.reach - 2), start)) | set(range(end, min(n, end + sched.reach + 2)))
+    if mode == "linear":
+        return {"merged": 0, "keys": 0, "steps": 0, "reads": 0}
+    if mode in ("icam", "temporal"):
+        from .itm import key_weights
+        pad = 2 * sched.key_stride + sched.ref_stride * sched.num_refs + sched.reach
+        cuts = [c for c in (start - pad, end + pad) if 0 < c < n]
+        edge = [t for t in range(start, end) if t < start + sched.key_stride or t >= end - sched.key_stride]
+        keys = set()
+        if mode == "temporal":
+            for t in edge:
+                keys.update(k for k, _ in key_weights(t, sched.keys_in(*sched.shot(t, cuts))))
+        keys_out = {k for k in keys if not start <= k < end}
+        reads = set(window) | keys_out
+        reach = sched.ref_stride * sched.num_refs
+        for k in list(keys) + [t for t in range(start, end) if t < start + reach or t >= end - reach]:
+            if mode == "icam" or k in keys or sched.is_key(k, cuts):
+                reads.update(sched.references(k, cuts))
+        return {"merged": 0, "keys": len(keys_out), "steps": 0,
+                "reads": len({t for t in reads if not start <= t < end})}
     # only frames this near an edge can need anything outside the segment
     near = (sched.fcpm_keys + 1) * sched.key_stride + sched.chunk + sched.margin + 1
     refs_reach = sched.ref_stride * sched.num_refs
@@ -259,26 +289,31 @@ def segment_extra(sched, start: int, end: int) -> dict:
             "steps": steps_extra, "reads": len(reads_out)}
 
 
-def planned_overhead(sched, start: int, end: int) -> float:
+def planned_overhead(sched, start: int, end: int, mode: str = PLAN_MODES[0]) -> float:
     """The extra work of rendering [start, end) alone, as a fraction of its own frames' work in a
     whole render: extra merges, key frames and recurrence steps weighed by their shares of a frame.
 
     sched: the Schedule (``schedule_for``).
     start: the segment's first frame.
     end: one past its last frame.
+    mode: the ITM mode the script runs (one of PLAN_MODES).
     """
-    x = segment_extra(sched, start, end)
-    work = x["merged"] * MERGE_SHARE + x["keys"] * ICAM_SHARE * sched.key_stride + x["steps"] * STEP_SHARE
+    x = segment_extra(sched, start, end, mode)
+    if mode == "temporal":
+        work = x["keys"] * KEY_MAP_SHARE
+    else:
+        work = x["merged"] * MERGE_SHARE + x["keys"] * ICAM_SHARE * sched.key_stride + x["steps"] * STEP_SHARE
     return work / max(1, end - start)
 
 
-def overhead_of_plan(sched, segments: list[tuple[int, int]]) -> float:
+def overhead_of_plan(sched, segments: list[tuple[int, int]], mode: str = PLAN_MODES[0]) -> float:
     """Planned overhead of a whole plan: the segments' extra work over all frames' work.
 
     sched: the Schedule.
     segments: the plan's [start, end) ranges.
+    mode: the ITM mode the script runs (one of PLAN_MODES).
     """
-    total = sum(planned_overhead(sched, s, e) * (e - s) for s, e in segments)
+    total = sum(planned_overhead(sched, s, e, mode) * (e - s) for s, e in segments)
     return total / max(1, sched.num_frames)
 
 
@@ -642,6 +677,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "output; on a shared mount for a cluster)")
     p.add_argument("--keep", action="store_true", help="keep the work directory after the join")
     p.add_argument("--dry-run", action="store_true", help="print the plan and its overhead; render nothing")
+    p.add_argument("--mode", choices=PLAN_MODES, default=PLAN_MODES[0], help="the ITM mode the script runs, "
+                   f"for the planned overhead (default {PLAN_MODES[0]}, ITM's)")
     return p
 
 
@@ -754,7 +791,7 @@ def run(argv: list[str] | None = None) -> int:
     info, start_s = probe(script, a.arg, cwd)
     sched = schedule_for(info.frames, info.width, info.height)
     segments = plan_segments(info.frames, a.segment, sched.chunk)
-    overhead = overhead_of_plan(sched, segments)
+    overhead = overhead_of_plan(sched, segments, a.mode)
     seg_len = segments[0][1] - segments[0][0]
     if a.dry_run:
         print(f"{script.name}: {info.frames} frames, {info.width}x{info.height} {info.format}, "
@@ -762,12 +799,15 @@ def run(argv: list[str] | None = None) -> int:
               f"{sched.reach}")
         print(f"segments: {len(segments)} of {seg_len} frames (the last {segments[-1][1] - segments[-1][0]})")
         for i, (s, e) in enumerate(segments):
-            x = segment_extra(sched, s, e)
-            print(f"  seg_{i:05d} frames {s}-{e - 1}: beyond its own frames it merges {x['merged']}, runs ICAM "
-                  f"on {x['keys']} key frames, {x['steps']} recurrence steps, reads {x['reads']} source frames; "
-                  f"planned overhead {100 * planned_overhead(sched, s, e):.1f} %")
-        print(f"planned overhead: {100 * overhead:.1f} % of the frames' work (extra merges x {MERGE_SHARE}, "
-              f"key frames x {ICAM_SHARE * sched.key_stride:.2f}, steps x {STEP_SHARE:.2f} frames), plus "
+            x = segment_extra(sched, s, e, a.mode)
+            what = (f"merges {x['merged']} frames, runs ICAM with references on {x['keys']} key frames, "
+                    f"{x['steps']} recurrence steps" if a.mode == "full" else
+                    f"makes {x['keys']} key frames' radiance maps")
+            print(f"  seg_{i:05d} frames {s}-{e - 1}: beyond its own frames it {what}, reads {x['reads']} source "
+                  f"frames; planned overhead {100 * planned_overhead(sched, s, e, a.mode):.1f} %")
+        weights = (f"merges x {MERGE_SHARE}, key frames x {ICAM_SHARE * sched.key_stride:.2f}, steps x "
+                   f"{STEP_SHARE:.2f} frames" if a.mode == "full" else f"a key frame's map x {KEY_MAP_SHARE} frames")
+        print(f"planned overhead (mode {a.mode}): {100 * overhead:.1f} % of the frames' work ({weights}), plus "
               f"{start_s:.1f} s of script start per segment (measured)")
         return 0
 
