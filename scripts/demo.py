@@ -170,7 +170,7 @@ def encode(a, out: Path) -> tuple[Path, dict, dict]:
         sys.exit("demo: vspipe failed (its message is above)")
     took = time.time() - t0
     # MaxCLL/MaxFALL of exactly what the encoder reads: y4m carries no colour props, so tag them
-    pq = vs.core.std.SetFrameProps(vs.core.bs.VideoSource(str(y4m)), _Transfer=16, _Matrix=9, _Primaries=9,
+    pq = vs.core.std.SetFrameProps(vs.core.bs.VideoSource(str(y4m), cachemode=0), _Transfer=16, _Matrix=9, _Primaries=9,
                                    _Range=0, _ChromaLocation=0)
     light = measure_light_level(pq)
     cll, fall = round(light.max_cll), round(light.max_fall)
