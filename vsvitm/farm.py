@@ -802,13 +802,15 @@ def run(argv: list[str] | None = None) -> int:
             x = segment_extra(sched, s, e, a.mode)
             what = (f"merges {x['merged']} frames, runs ICAM with references on {x['keys']} key frames, "
                     f"{x['steps']} recurrence steps" if a.mode == "full" else
-                    f"makes {x['keys']} key frames' radiance maps")
+                    f"makes the radiance maps of {x['keys']} key frames")
             print(f"  seg_{i:05d} frames {s}-{e - 1}: beyond its own frames it {what}, reads {x['reads']} source "
                   f"frames; planned overhead {100 * planned_overhead(sched, s, e, a.mode):.1f} %")
         weights = (f"merges x {MERGE_SHARE}, key frames x {ICAM_SHARE * sched.key_stride:.2f}, steps x "
                    f"{STEP_SHARE:.2f} frames" if a.mode == "full" else f"a key frame's map x {KEY_MAP_SHARE} frames")
         print(f"planned overhead (mode {a.mode}): {100 * overhead:.1f} % of the frames' work ({weights}), plus "
               f"{start_s:.1f} s of script start per segment (measured)")
+        if overhead > 0.05 and len(segments) > 1:
+            print(f"above 5 %: a longer --segment (the default is {DEFAULT_SEGMENT}) lowers it")
         return 0
 
     out = Path(a.output).resolve()
