@@ -494,7 +494,7 @@ def _temporal_stages(core, eng: Engine, sched: Schedule, window, cuts_of, tmpl, 
             # warps replicate the references' borders, which its clue path reads as evidence (streaks)
             trust_net = np.minimum(np.float32(EVIDENCE_GAIN) * ev, 1.0) * temporal.coverage(flows)
             clipped_k = temporal.clipped_weight(code_k, thr)
-            conf = np.maximum(conf, temporal.smooth_confidence(trust_net, clipped_k.max(-1))[..., None] * clipped_k)
+            conf = np.maximum(conf, temporal.smooth_confidence(trust_net, temporal.max3(clipped_k))[..., None] * clipped_k)
         rad, trust = temporal.radiance_map(y, lin_k, code_k, conf, thr)
         return rad.astype(np.float16), trust.astype(np.float16)
 
@@ -547,7 +547,7 @@ def _temporal_stages(core, eng: Engine, sched: Schedule, window, cuts_of, tmpl, 
                     given.append((wt, None, 1.0, code_t, rad, trust))
                 else:
                     code_k = frame_to_code(f[4 + 2 * j])
-                    flow, e = eng.pair(t, code_t, k, code_k)
+                    flow, e = eng.preflow(t, code_t, k, code_k)  # a few frames apart: plain DIS
                     given.append((wt, flow, float(e), code_k, rad, trust))
             ms = temporal.carried(code_t, lin_t, thr, given)
             y, conf = temporal.fuse(s_t, lin_t, code_t, clip_level, thr, ms, w0=None)
