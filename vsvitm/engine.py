@@ -402,7 +402,8 @@ class Engine:
     def pair(self, a: int, code_a, b: int, code_b) -> tuple[np.ndarray, np.float32]:
         """Cached (flow a->b at full resolution, exposure ratio b->a) made as ICAM's key -> reference
         pre-flows are (started from a feature homography when icam.json asks for it): the temporal
-        correction's alignment. code_a/code_b: HxWx3 code values or functions giving them."""
+        mode's key frame -> reference alignment, shared with ICAM's cache entries. code_a/code_b: HxWx3
+        code values or functions giving them."""
         return self._preflow(a, code_a, b, code_b, icam=True)[:2]
 
     def flow_key(self, a, b, icam: bool = False) -> tuple:
