@@ -25,6 +25,7 @@ import json
 import os
 import platform
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -261,6 +262,7 @@ def main() -> None:
         print(f"| {e - s} | {plan['merged']} / {plan['keys']} / {plan['steps']} | {extra['merged']} / {extra['keys']} / "
               f"{extra['steps']} | {100 * planned:.1f} % |")
     result["counted"] = rows
+    shutil.rmtree(tmp, ignore_errors=True)
     if a.json:
         Path(a.json).write_text(json.dumps(result, indent=1))
 
