@@ -243,8 +243,9 @@ def main() -> None:
     counted = count_work(96, 96, n_count, ranges, chunk, margin, a.mode)
     whole = counted[0]
     from vsvitm.schedule import Schedule
-    from vsvitm.itm import NUM_REFS
-    sched = Schedule(n_count, num_refs=NUM_REFS, chunk=chunk, margin=margin)
+    from vsvitm.itm import KEY_STRIDE, NUM_REFS
+    sched = Schedule(n_count, key_stride=KEY_STRIDE.get(a.mode, 6), num_refs=NUM_REFS.get(a.mode, 4),
+                     chunk=chunk, margin=margin)
     rows = []
     print(f"Extra work of a segment rendered alone, mode {a.mode} (from frame {start}; counted in the engine on a "
           f"{n_count}-frame clip, chunk {chunk}, margin {margin}; {time.perf_counter() - t0:.0f} s):\n")

@@ -86,7 +86,7 @@ def main(argv=None) -> int:
     import vsvitm
     from vsvitm import engine
     from vsvitm.itm import NUM_REFS
-    a.num_refs = NUM_REFS if a.num_refs is None else a.num_refs
+    a.num_refs = NUM_REFS["temporal"] if a.num_refs is None else a.num_refs
     core = vs.core
     if a.vs_cache_mb:
         core.max_cache_size = a.vs_cache_mb

@@ -153,7 +153,7 @@ def main(argv=None):
     (w, h), = bm.parse_sizes(a.size)
     from vsvitm.itm import NUM_REFS, chunk_and_margin
     a.chunk, a.margin = chunk_and_margin(w, h, a.chunk, a.margin)
-    a.num_refs = NUM_REFS if a.num_refs is None else a.num_refs
+    a.num_refs = NUM_REFS["full"] if a.num_refs is None else a.num_refs
 
     import numpy as np
     import vapoursynth as vs

@@ -81,7 +81,7 @@ def capture(models: Path, data: Path, frames: int, graphs: tuple[str, ...], per_
     core.num_threads = 1  # frames one at a time: the same calls in the same order on every run (reproducible)
     try:
         for name, ldr in sequences(data, frames):
-            clip = vsvitm.ITM(clip_from_array(ldr), models=str(models), backend=vsvitm.Backend.ORT_CPU(int8=False))
+            clip = vsvitm.ITM(clip_from_array(ldr), mode="full", models=str(models), backend=vsvitm.Backend.ORT_CPU(int8=False))
             for n in range(len(ldr)):
                 clip.get_frame(n)
             for g in graphs:  # per_seq of the calls, spread over the render

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Where the temporal gain is made or lost, with the camera pans' ground truth (scripts/make_pans.py).
 
-    python scripts/temporal_ablation.py --data data/pans/val/128x192 [--num-refs 4] [--key-stride 6]
+    python scripts/temporal_ablation.py --data data/pans/val/128x192 [--num-refs 2] [--key-stride 12]
 
 For every pan, the plugin's own pieces (Engine, vsvitm.temporal) are run outside VapourSynth with the
 alignment taken from the truth or estimated, and scored (PU21-PSNR) over clue pixels (clipped pixels
@@ -28,7 +28,7 @@ import numpy as np
 from vsvitm import temporal
 from vsvitm.curves import to_linear
 from vsvitm.engine import Engine
-from vsvitm.itm import key_weights
+from vsvitm.itm import KEY_STRIDE, NUM_REFS, key_weights
 from vsvitm.schedule import Schedule
 from vsvitm.training import metrics as M
 from vsvitm.training.pans import flow_from_npz
@@ -95,7 +95,7 @@ def run_pan(path: Path, eng: Engine, num_refs: int, key_stride: int, ref_stride:
                     elif align == "true":
                         carried.append((wt, flow_from_npz(d, t, k)[0], float(expo[t] / expo[k]), ck, rad, trust))
                     else:
-                        flow, e = eng.pair(t, code[t], k, code[k])
+                        flow, e = eng.preflow(t, code[t], k, code[k])   # as the plugin: plain DIS
                         carried.append((wt, flow, float(e), ck, rad, trust))
                 ys.append(temporal.fuse(base[t], lin[t], code[t], cl, THR, temporal.carried(code[t], lin[t], THR, carried), w0=None)[0])
             frames[f"all carry {cond}, {align} alignment"] = ys
@@ -112,9 +112,11 @@ def run_pan(path: Path, eng: Engine, num_refs: int, key_stride: int, ref_stride:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, required=True, help="folder of pan .npz files (scripts/make_pans.py)")
-    ap.add_argument("--num-refs", type=int, default=4, help="references each way of a key frame (default 4)")
+    ap.add_argument("--num-refs", type=int, default=NUM_REFS["temporal"],
+                    help="references each way of a key frame (default: the temporal mode's)")
     ap.add_argument("--ref-stride", type=int, default=15, help="frames between a key frame's references (default 15)")
-    ap.add_argument("--key-stride", type=int, default=6, help="frames between key frames (default 6)")
+    ap.add_argument("--key-stride", type=int, default=KEY_STRIDE["temporal"],
+                    help="frames between key frames (default: the temporal mode's)")
     args = ap.parse_args(argv)
     paths = sorted(args.data.glob("*.npz"))
     if not paths:

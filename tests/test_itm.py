@@ -68,7 +68,7 @@ def test_rgbh_output(src, tiny_models):
 
 
 def test_key_and_reference_props(src, tiny_models):
-    out = vsvitm.ITM(src, models=tiny_models)
+    out = vsvitm.ITM(src, key_stride=6, num_refs=4, models=tiny_models)
     p3, p4 = out.get_frame(3).props, out.get_frame(4).props
     assert p3["VSVITM_KeyFrame"] == 1 and p4["VSVITM_KeyFrame"] == 0
     assert as_list(p3["VSVITM_References"]) == [18]            # 3 + 15 (3 - 15 is outside the clip)
@@ -77,6 +77,10 @@ def test_key_and_reference_props(src, tiny_models):
     assert 0.0 <= p4["VSVITM_Confidence"] <= 1.0
     full = vsvitm.ITM(src, mode="full", models=tiny_models)
     assert as_list(full.get_frame(4).props["VSVITM_Keys"]) == [3, 9, 15, 21, 27]
+    # the temporal mode's own defaults: a key frame every 12 frames, 2 references each way
+    p = vsvitm.ITM(clip_from_array(moving_clip(60)), models=tiny_models).get_frame(30).props
+    assert p["VSVITM_KeyFrame"] == 1 and as_list(p["VSVITM_References"]) == [15, 45, 0]
+    assert as_list(vsvitm.ITM(src, models=tiny_models).get_frame(10).props["VSVITM_Keys"]) == [6, 18]
 
 
 def test_default_reference_count(tiny_models):
@@ -165,7 +169,7 @@ def test_request_order_does_not_change_results(tiny_models, threads, yuv):
 
 def test_scene_cut_bounds_references(tiny_models):
     src = clip_from_array(moving_clip(60, cut_at=30))
-    out = vsvitm.ITM(src, models=tiny_models)
+    out = vsvitm.ITM(src, key_stride=6, models=tiny_models)
     for k in (21, 27, 33, 39):
         refs = [r for r in as_list(out.get_frame(k).props["VSVITM_References"]) if r >= 0]
         assert all((r < 30) == (k < 30) for r in refs), (k, refs)
@@ -342,7 +346,7 @@ def test_temporal_runs_each_network_once(tiny_models, monkeypatch):
     old = core.num_threads
     core.num_threads = 4
     try:
-        clip = vsvitm.ITM(clip_from_array(moving_clip(40)), models=tiny_models)
+        clip = vsvitm.ITM(clip_from_array(moving_clip(40)), key_stride=6, models=tiny_models)
         futs = [clip.get_frame_async(n) for n in range(40)]
         assert all(np.isfinite(frame_to_array(f.result())).all() for f in futs)
     finally:

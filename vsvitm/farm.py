@@ -209,17 +209,19 @@ def plan_segments(num_frames: int, segment: int, chunk: int) -> list[tuple[int, 
     return [(s, min(s + length, num_frames)) for s in range(0, num_frames, length)]
 
 
-def schedule_for(num_frames: int, width: int, height: int):
-    """The ``vsvitm.schedule.Schedule`` that ``vsvitm.ITM`` uses by default at this size.
+def schedule_for(num_frames: int, width: int, height: int, mode: str = "temporal"):
+    """The ``vsvitm.schedule.Schedule`` that ``vsvitm.ITM`` uses by default at this size in this mode.
 
     num_frames: frames in the clip.
     width: the clip's frame width.
     height: the clip's frame height.
+    mode: the ITM mode (its default key spacing and references).
     """
-    from .itm import NUM_REFS, chunk_and_margin
+    from .itm import KEY_STRIDE, NUM_REFS, chunk_and_margin
     from .schedule import Schedule
     chunk, margin = chunk_and_margin(width, height)
-    return Schedule(num_frames, num_refs=NUM_REFS, chunk=chunk, margin=margin)
+    return Schedule(num_frames, key_stride=KEY_STRIDE.get(mode, 6), num_refs=NUM_REFS.get(mode, 4),
+                    chunk=chunk, margin=margin)
 
 
 def segment_extra(sched, start: int, end: int, mode: str = PLAN_MODES[0]) -> dict:
@@ -789,7 +791,7 @@ def run(argv: list[str] | None = None) -> int:
         raise FarmError(str(e).removeprefix("vsvitm: ")) from None
 
     info, start_s = probe(script, a.arg, cwd)
-    sched = schedule_for(info.frames, info.width, info.height)
+    sched = schedule_for(info.frames, info.width, info.height, a.mode)
     segments = plan_segments(info.frames, a.segment, sched.chunk)
     overhead = overhead_of_plan(sched, segments, a.mode)
     seg_len = segments[0][1] - segments[0][0]
