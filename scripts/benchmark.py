@@ -417,7 +417,9 @@ def seek_steps(out, cfg: dict) -> dict:
         t0 = time.perf_counter()
         out.get_frame(i)
         steps.append(time.perf_counter() - t0)
+    import vapoursynth as vs
     return {**{k: cfg[k] for k in ("size", "mode", "backend")}, "seek": True, "frames": len(steps),
+            "vs_threads": vs.core.num_threads, "prefetch": 1,
             "cold_seek_s": cold, "step_mean_s": sum(steps) / len(steps), "step_max_s": max(steps),
             "peak_rss_mib": vm_hwm_mib()}
 
