@@ -15,7 +15,10 @@ that another frame within reach sees unclipped):
   all frames   single-frame ICAM, and the key maps of (a) and (d) carried to every frame with true or
                estimated alignment (what mode="temporal" outputs)
 
-Prints one Markdown table per data folder, per pan and mean.
+Prints one Markdown table per data folder, per pan and mean. --alignment: instead, per pan, how far the
+plugin's key -> reference pre-flows are from the true flow (median end-point error over the pixels that
+stay in view, then the median and largest over the pairs) and how far their exposure ratios are from the
+truth (mean |log2 error|, stops), beside the ratio measured through the true flow (exposure_ratio).
 """
 from __future__ import annotations
 
@@ -109,6 +112,30 @@ def run_pan(path: Path, eng: Engine, num_refs: int, key_stride: int, ref_stride:
     return scores
 
 
+def alignment_stats(path: Path, eng: Engine, num_refs: int, key_stride: int, ref_stride: int) -> dict:
+    """Pre-flow end-point error and exposure-ratio errors of a pan's key -> reference pairs (see --alignment)."""
+    from vsvitm.flow import exposure_ratio, luma, warp_np
+    d = dict(np.load(path))
+    code = d["ldr"].astype(np.float32) / 255.0
+    expo, n = d["exposure"], d["ldr"].shape[0]
+    sched = Schedule(n, key_stride=key_stride, ref_stride=ref_stride, num_refs=num_refs)
+    epe, est, true_flow = [], [], []
+    for k in sched.keys_in(0, n):
+        for r in sched.references(k, []):
+            flow, e = eng.pair(k, code[k], r, code[r])
+            gt, valid = flow_from_npz(d, k, r)
+            if valid.any():
+                epe.append(float(np.median(np.linalg.norm(flow - gt, axis=-1)[valid])))
+            truth = float(expo[k] / expo[r])
+            est.append(abs(np.log2(float(e) / truth)))
+            lk, lr = to_linear(code[k], "gamma2.2"), to_linear(code[r], "gamma2.2")
+            e_true = exposure_ratio(luma(lk), luma(warp_np(lr, gt)), default=None)
+            if e_true is not None:
+                true_flow.append(abs(np.log2(e_true / truth)))
+    return {"pairs": len(est), "EPE median (px)": float(np.median(epe)), "EPE largest (px)": float(np.max(epe)),
+            "ratio error (stops)": float(np.mean(est)), "ratio error, true flow (stops)": float(np.mean(true_flow))}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, required=True, help="folder of pan .npz files (scripts/make_pans.py)")
@@ -117,15 +144,29 @@ def main(argv=None) -> int:
     ap.add_argument("--ref-stride", type=int, default=15, help="frames between a key frame's references (default 15)")
     ap.add_argument("--key-stride", type=int, default=KEY_STRIDE["temporal"],
                     help="frames between key frames (default: the temporal mode's)")
+    ap.add_argument("--alignment", action="store_true", help="only the pre-flows' and exposure ratios' errors")
     args = ap.parse_args(argv)
     paths = sorted(args.data.glob("*.npz"))
     if not paths:
         ap.error(f"no .npz files in {args.data}: run scripts/make_pans.py first")
-    eng = Engine(None, None, need_fcpm=False, transfer="gamma2.2", threshold=THR, exposure_norm=True,
-                 cache_bytes=512 << 20)
+    def engine() -> Engine:
+        """A fresh engine per pan: its caches are keyed by frame number."""
+        return Engine(None, None, need_fcpm=False, transfer="gamma2.2", threshold=THR, exposure_norm=True,
+                      cache_bytes=512 << 20)
     rows = {}
+    if args.alignment:
+        w = np.load(paths[0])["ldr"].shape[2]
+        print(f"key -> reference alignment, {args.data} (frames {w} px wide), num_refs {args.num_refs}, "
+              f"ref stride {args.ref_stride}, key stride {args.key_stride}\n")
+        stats = {p.stem: alignment_stats(p, engine(), args.num_refs, args.key_stride, args.ref_stride) for p in paths}
+        cols = list(next(iter(stats.values())))
+        print("| pan | " + " | ".join(cols) + " |")
+        print("|---|" + "---:|" * len(cols))
+        for name, st in stats.items():
+            print(f"| {name} | " + " | ".join(f"{v:.0f}" if c == "pairs" else f"{v:.2f}" for c, v in st.items()) + " |")
+        return 0
     for p in paths:
-        rows[p.stem] = run_pan(p, eng, args.num_refs, args.key_stride, args.ref_stride)
+        rows[p.stem] = run_pan(p, engine(), args.num_refs, args.key_stride, args.ref_stride)
         print(f"{p.stem}: " + ", ".join(f"{k} {v:.2f}" for k, v in rows[p.stem].items()), file=sys.stderr, flush=True)
     names = list(next(iter(rows.values())))
     print(f"clue-pixel PU21-PSNR, {args.data}, num_refs {args.num_refs}, ref stride {args.ref_stride}, key stride {args.key_stride}\n")
