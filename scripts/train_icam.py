@@ -108,7 +108,7 @@ def main(argv=None):
     if not 0 <= a.max_refs <= 12:
         ap.error(f"--max-refs must be 0..12 (the plugin's 6 each way at most), got {a.max_refs}")
     if not a.data or not Path(a.data).exists():
-        ap.error("no data folder: pass --data DIR (HDR stills/videos; see ../shared/data/README.md)")
+        ap.error("no data folder: pass --data DIR (a folder with hdr-stills/ and hdr-video/: docs/TRAINING.md)")
     if a.c1 < 1 or a.align < 1:
         ap.error("--c1 and --align must be positive")
     torch.manual_seed(a.seed)
