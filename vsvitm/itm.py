@@ -29,7 +29,7 @@ import numpy as np
 import vapoursynth as vs
 
 from .colour import set_linear_props, to_display_rgb, validate_clip
-from .curves import check_transfer
+from .curves import check_transfer, max_channel
 from . import engine
 from .engine import Engine
 from .flow import RUNTIME_PRESET, preset_id
@@ -502,7 +502,7 @@ def _temporal_stages(core, eng: Engine, sched: Schedule, window, cuts_of, tmpl, 
             # warps replicate the references' borders, which its clue path reads as evidence (streaks)
             trust_net = np.minimum(np.float32(EVIDENCE_GAIN) * ev, 1.0) * temporal.coverage(flows)
             clipped_k = temporal.clipped_weight(code_k, thr)
-            conf = np.maximum(conf, temporal.smooth_confidence(trust_net, temporal.max3(clipped_k))[..., None] * clipped_k)
+            conf = np.maximum(conf, temporal.smooth_confidence(trust_net, max_channel(clipped_k))[..., None] * clipped_k)
         rad, trust = temporal.radiance_map(y, lin_k, code_k, conf, thr)
         return rad.astype(np.float16), trust.astype(np.float16)
 

@@ -3,20 +3,22 @@
 The default pipeline (``ITM(mode="temporal")``) reconstructs every frame alone (single-frame ICAM, S_t)
 and then corrects S_t in its clipped channels where other frames *measured* the same scene point:
 
-1. ``fill_key``: on a key frame k, each reference r (k +- ref_stride * i) is aligned to k (pre-flow
-   k -> r) and brought to k's exposure (ratio r -> k). Where r's channel is unclipped it is a
-   measurement of k's clipped channel. Measurements are trusted by how well r, so aligned, matches k
-   where both are exposed (``alignment_weight``, local), and only when they lie at or above k's clip
-   level (a value below it contradicts k's clipping: misalignment or a wrong ratio). The key's result
-   Y_k moves from S_k towards the weighted mean log radiance by the confidence C = sum w / (sum w + w0).
-2. ``carry``: every frame t takes the radiance map of its key frame before and after it (k's own
-   measurements where k is unclipped, Y_k where it is clipped, each with its confidence), aligned and
-   brought to t's exposure the same way, weighted by closeness in time.
+1. On a key frame k (``itm._temporal_stages``), each reference r (k +- ref_stride * i) is aligned to k
+   (pre-flow k -> r) and brought to k's exposure (ratio r -> k). Where r's channel is unclipped at all
+   four taps of the sample it is a measurement of k's clipped channel (``measure``). Measurements are
+   trusted by how well r, so aligned, matches k where both are exposed (``alignment_weight``, local),
+   and only when they lie at or above k's clip level (a value below it contradicts k's clipping:
+   misalignment or a wrong ratio). The key's result moves towards their weighted mean log radiance by
+   the confidence C = sum w / (sum w + w0) (``fuse``); ``radiance_map`` makes what is carried.
+2. Every frame t takes the radiance maps of its key frames before and after it (k's own measurements
+   where k is unclipped, k's result where it is clipped, each with its trust), aligned and brought to
+   t's exposure the same way, weighted by closeness in time (``carried``, then ``fuse``).
 
 Without evidence (no reference sees the point, or nothing aligns) the weights are zero and the result
 is exactly S_t: the correction can only replace the single-frame guess by what was measured. Every
 weight is a smooth function of the inputs (soft clip masks, blurred alignment error, a soft frame
-border), so the region where the correction acts has no hard edge.
+border, confidence blurred over the clipped region), so the region where the correction acts has no
+hard edge.
 
 All functions work on HxWx3 float32 arrays (linear light, 1.0 = the input's white) and HxWx2 flows
 (a -> b: a(p) ~ b(p + flow[p])).
@@ -25,6 +27,9 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+
+from .curves import max_channel
+from .flow import luma
 
 LOG_EPS = 1e-4
 CLIP_SOFT = 0.04       # channel mask ramps over code values [threshold - CLIP_SOFT, threshold]
@@ -35,13 +40,6 @@ BORDER = 4.0           # pixels: a warp's weight ramps from 0 at the frame borde
 CONFIDENCE_W0 = 0.25   # C = sum w / (sum w + w0): one fully trusted measurement gives 0.8
 LEVEL_LO = 0.8         # a measurement of a clipped channel counts from LEVEL_LO x clip level ...
 SMOOTH = 0.03          # confidence is blurred over this share of the frame's longer side
-LUMA = np.float32([0.2126, 0.7152, 0.0722])
-
-
-def max3(x: np.ndarray) -> np.ndarray:
-    """Largest of the three channels of HxWx3 (elementwise maxima: np.max over a length-3 last axis is
-    many times slower)."""
-    return np.maximum(np.maximum(x[..., 0], x[..., 1]), x[..., 2])
 
 
 def smoothstep(lo: float, hi: float, x: np.ndarray) -> np.ndarray:
@@ -55,17 +53,25 @@ def clipped_weight(code: np.ndarray, threshold: float) -> np.ndarray:
     return smoothstep(threshold - CLIP_SOFT, threshold, code)
 
 
+def _targets(flow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The coordinates (x, y), HxW each, that a flow (HxWx2, pixels) sends each pixel to."""
+    h, w = flow.shape[:2]
+    return np.arange(w, dtype=np.float32)[None, :] + flow[..., 0], np.arange(h, dtype=np.float32)[:, None] + flow[..., 1]
+
+
+def _inside(xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    """HxW soft weight of (xs, ys) landing inside the frame: 0 outside, ramping to 1 BORDER pixels in."""
+    h, w = xs.shape
+    return (np.clip(np.minimum(xs, (w - 1) - xs) / BORDER + 1 / BORDER, 0, 1)
+            * np.clip(np.minimum(ys, (h - 1) - ys) / BORDER + 1 / BORDER, 0, 1)).astype(np.float32)
+
+
 def remap(x: np.ndarray, flow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(x sampled at p + flow[p], bilinear, edges replicated; soft weight of landing inside the frame).
 
     x: HxW or HxWxC; flow: HxWx2 (pixels)."""
-    h, w = flow.shape[:2]
-    xs = np.arange(w, dtype=np.float32)[None, :] + flow[..., 0]
-    ys = np.arange(h, dtype=np.float32)[:, None] + flow[..., 1]
-    out = cv2.remap(x, xs, ys, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    inside = (np.clip(np.minimum(xs, (w - 1) - xs) / BORDER + 1 / BORDER, 0, 1)
-              * np.clip(np.minimum(ys, (h - 1) - ys) / BORDER + 1 / BORDER, 0, 1)).astype(np.float32)
-    return out, inside
+    xs, ys = _targets(flow)
+    return cv2.remap(x, xs, ys, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE), _inside(xs, ys)
 
 
 def _pool(x: np.ndarray, cells: tuple[int, int]) -> np.ndarray:
@@ -81,9 +87,9 @@ def alignment_weight(lin_a: np.ndarray, lin_b_at_a: np.ndarray, code_a: np.ndarr
 
     lin_a, lin_b_at_a: HxWx3 linear; code_a, code_b_at_a: HxWx3 code values at the same pixels."""
     h, w = lin_a.shape[:2]
-    ma, mb = max3(code_a), max3(code_b_at_a)
+    ma, mb = max_channel(code_a), max_channel(code_b_at_a)
     good = ((ma < threshold - CLIP_SOFT) & (mb < threshold - CLIP_SOFT) & (ma > 0.25) & (mb > 0.25)).astype(np.float32)
-    err = np.abs(np.log(lin_a @ LUMA + LOG_EPS) - np.log(lin_b_at_a @ LUMA + LOG_EPS)).astype(np.float32)
+    err = np.abs(np.log(luma(lin_a) + LOG_EPS) - np.log(luma(lin_b_at_a) + LOG_EPS)).astype(np.float32)
     np.minimum(err, 2.0, out=err)
     cells = (max(1, -(-h // ALIGN_CELL)), max(1, -(-w // ALIGN_CELL)))
     num, den = _pool(err * good, cells), _pool(good, cells)
@@ -122,24 +128,16 @@ def tap_clipping(code: np.ndarray, flow: np.ndarray, threshold: float) -> np.nda
     d = c.copy()
     np.maximum(d[:-1], c[1:], out=d[:-1])
     np.maximum(d[:, :-1], d[:, 1:].copy(), out=d[:, :-1])   # d[i, j] = max of c[i:i+2, j:j+2]
-    h, w = flow.shape[:2]
-    xs = np.floor(np.arange(w, dtype=np.float32)[None, :] + flow[..., 0])
-    ys = np.floor(np.arange(h, dtype=np.float32)[:, None] + flow[..., 1])
-    return cv2.remap(d, xs, ys, cv2.INTER_NEAREST, borderMode=cv2.BORDER_REPLICATE)
+    xs, ys = _targets(flow)
+    return cv2.remap(d, np.floor(xs), np.floor(ys), cv2.INTER_NEAREST, borderMode=cv2.BORDER_REPLICATE)
 
 
 def coverage(flows: list[np.ndarray]) -> np.ndarray:
     """HxW: how far inside at least one of the frames the flows point into each pixel lands (remap's
     soft border weight, the largest over the flows); 0 where no frame sees the pixel at all."""
-    h, w = flows[0].shape[:2]
-    xs = np.arange(w, dtype=np.float32)[None, :]
-    ys = np.arange(h, dtype=np.float32)[:, None]
-    out = np.zeros((h, w), np.float32)
+    out = np.zeros(flows[0].shape[:2], np.float32)
     for f in flows:
-        x, y = xs + f[..., 0], ys + f[..., 1]
-        inside = (np.clip(np.minimum(x, (w - 1) - x) / BORDER + 1 / BORDER, 0, 1)
-                  * np.clip(np.minimum(y, (h - 1) - y) / BORDER + 1 / BORDER, 0, 1))
-        np.maximum(out, inside, out=out)
+        np.maximum(out, _inside(*_targets(f)), out=out)
     return out
 
 
@@ -156,14 +154,12 @@ def _blur(x: np.ndarray, sigma: float) -> np.ndarray:
     return out.reshape(x.shape)
 
 
-def smooth_confidence(conf: np.ndarray, where: np.ndarray | None = None) -> np.ndarray:
+def smooth_confidence(conf: np.ndarray, where: np.ndarray) -> np.ndarray:
     """Confidence (HxW or HxWxC) blurred (Gaussian, SMOOTH of the frame's longer side) and never raised:
     where the evidence ends, the correction fades out over a few pixels instead of stopping at an edge.
     where: HxW weights of the pixels the blur averages over (the clipped ones), so that pixels that need
     no correction do not fade the rim of a clipped region."""
     sigma = max(1.0, SMOOTH * max(conf.shape[:2]))
-    if where is None:
-        return np.minimum(conf, _blur(conf, sigma))
     wb = where[..., None] if conf.ndim == 3 else where
     num = _blur(conf * wb, sigma)
     den = _blur(where, sigma)
@@ -197,10 +193,10 @@ def fuse(base: np.ndarray, lin: np.ndarray, code: np.ndarray, clip_level: float,
         num += w * np.log(m + LOG_EPS)
         den += w
     conf = den / (den + np.float32(w0)) if w0 is not None else np.minimum(den, 1.0)
-    conf = smooth_confidence(conf.astype(np.float32), max3(s)) * s
+    conf = smooth_confidence(conf.astype(np.float32), max_channel(s)) * s
     logb = np.log(base + LOG_EPS)
     step = np.where(den > 0, num / np.maximum(den, 1e-12) - logb, 0.0)
-    top = max3(conf)[..., None]
+    top = max_channel(conf)[..., None]
     mean_step = np.maximum((conf * step).sum(-1, keepdims=True) / np.maximum(conf.sum(-1, keepdims=True), 1e-12), 0.0)
     shift = conf * step + (top - conf) * s * mean_step
     y = np.exp(logb + shift) - LOG_EPS
@@ -215,7 +211,7 @@ def radiance_map(y: np.ndarray, lin: np.ndarray, code: np.ndarray, conf: np.ndar
     pixel's most confident channel's where Y's channel followed it)."""
     s = clipped_weight(code, threshold)
     rad = np.exp((1.0 - s) * np.log(lin + LOG_EPS) + s * np.log(y + LOG_EPS)) - LOG_EPS
-    c = np.maximum(conf, max3(conf)[..., None] * s)
+    c = np.maximum(conf, max_channel(conf)[..., None] * s)
     return rad.astype(np.float32), (1.0 - s + s * c).astype(np.float32)
 
 

@@ -31,7 +31,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from ..curves import from_linear, to_linear
+from ..curves import from_linear, max_channel, to_linear
 from .exr import read_exr
 
 LUMA = np.array([0.2126, 0.7152, 0.0722], np.float32)
@@ -182,11 +182,6 @@ def highlight_knee(src: Source, rng: np.random.Generator, stops: tuple[float, fl
         m2 = np.minimum(m, c) + over / (1 + over / top)
         return np.ascontiguousarray(f * (m2 / np.maximum(m, 1e-9)), dtype=np.float32)
     return Source(src.name + "+knee", _LazyFrames(src.frames, knee), src.paths)
-
-
-def max_channel(a: np.ndarray) -> np.ndarray:
-    """a.max(axis=-1) for 3 channels, exactly, several times faster (numpy reduces a 3-wide axis slowly)."""
-    return np.maximum(np.maximum(a[..., 0], a[..., 1]), a[..., 2])
 
 
 class _LazyFrames(Sequence):
