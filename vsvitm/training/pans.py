@@ -21,9 +21,10 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from ..flow import luma
+
 CLIPPED_CODE = 242      # max channel >= this (0.95 of 255, evaluate.py's over-exposed mask) is clipped
 UNCLIPPED_CODE = 240    # max channel <= this in another frame: that frame measures the scene point
-LUMA = np.float32([0.2126, 0.7152, 0.0722])
 SUPERSAMPLE = 4         # points per pixel side that a frame's pixel averages
 
 
@@ -35,6 +36,35 @@ def rotation(yaw: float, pitch: float, roll: float = 0.0) -> np.ndarray:
     r_pitch = np.array([[1, 0, 0], [0, cp, sp], [0, -sp, cp]])
     r_roll = np.array([[cr, -sr, 0], [sr, cr, 0], [0, 0, 1]])
     return r_yaw @ r_pitch @ r_roll
+
+
+def camera_rays(size: tuple[int, int], focal: float, sub: int = 1) -> np.ndarray:
+    """Camera rays [H*sub, W*sub, 3] (x right, y up, z forward) of the pixel grid of a pinhole camera, or
+    of a sub x sub grid of points inside each pixel.
+
+    size: (H, W); focal: focal length in pixels; sub: points per pixel side."""
+    h, w = size
+    v, u = np.mgrid[0:h * sub, 0:w * sub].astype(np.float64)
+    u, v = (u + 0.5) / sub - 0.5, (v + 0.5) / sub - 0.5
+    return np.stack([(u - (w - 1) / 2) / focal, -(v - (h - 1) / 2) / focal, np.ones_like(u)], -1)
+
+
+def rotation_flow(rot_a: np.ndarray, rot_b: np.ndarray, size: tuple[int, int], focal: float
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """The exact flow between two views of a camera turning about its centre: (flow a -> b [H, W, 2] in
+    pixels (x, y), bool [H, W]: the point lands in front of camera b and inside its frame).
+
+    rot_a, rot_b: camera -> world rotations (3x3); size: (H, W); focal: focal length in pixels."""
+    h, w = size
+    c = camera_rays(size, focal) @ (rot_b.T @ rot_a).T
+    front = c[..., 2] > 1e-6
+    z = np.where(front, c[..., 2], 1.0)
+    u = focal * c[..., 0] / z + (w - 1) / 2
+    v = -focal * c[..., 1] / z + (h - 1) / 2
+    v0, u0 = np.mgrid[0:h, 0:w]
+    flow = np.stack([u - u0, v - v0], -1).astype(np.float32)
+    valid = front & (u >= 0) & (u <= w - 1) & (v >= 0) & (v <= h - 1)
+    return flow, valid
 
 
 @dataclass
@@ -89,7 +119,7 @@ class PanSequence:
         # centre-weighted metering of the radiance, then a lagging controller in stops
         yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
         wgt = np.exp(-(((xx - w / 2) / (0.3 * w)) ** 2 + ((yy - h / 2) / (0.3 * h)) ** 2))
-        meter = np.array([float((self._radiance(t) @ LUMA * wgt).sum() / wgt.sum()) for t in range(n)])
+        meter = np.array([float((luma(self._radiance(t)) * wgt).sum() / wgt.sum()) for t in range(n)])
         goal = np.log2(0.18 / np.maximum(meter, 1e-6))
         goal = goal.mean() + np.clip(self.follow * (goal - goal.mean()), -self.swing, self.swing) + rng.uniform(*self.bias)
         a = rng.uniform(*self.lag)
@@ -101,17 +131,10 @@ class PanSequence:
         self.noise = (10 ** rng.uniform(-4.0, -3.0), 10 ** rng.uniform(-3.5, -2.8))
 
     # --- geometry ---
-    def _rays(self, sub: int = 1) -> np.ndarray:
-        """Camera rays of the pixel grid, or of a sub x sub grid of points inside each pixel."""
-        h, w = self.size
-        v, u = np.mgrid[0:h * sub, 0:w * sub].astype(np.float64)
-        u, v = (u + 0.5) / sub - 0.5, (v + 0.5) / sub - 0.5
-        return np.stack([(u - (w - 1) / 2) / self.focal, -(v - (h - 1) / 2) / self.focal, np.ones_like(u)], -1)
-
     def _radiance(self, t: int) -> np.ndarray:
         """Frame t's radiance, each pixel the mean of SUPERSAMPLE^2 points inside it (a sensor integrates
         over its pixels: a lamp smaller than a pixel does not flicker with its sub-pixel position)."""
-        d = self._rays(SUPERSAMPLE) @ self.rotations[t].T
+        d = camera_rays(self.size, self.focal, SUPERSAMPLE) @ self.rotations[t].T
         lon = np.arctan2(d[..., 0], d[..., 2])
         lat = np.arctan2(d[..., 1], np.hypot(d[..., 0], d[..., 2]))
         ph, pw = self.panorama.shape[:2]
@@ -123,16 +146,7 @@ class PanSequence:
 
     def flow(self, a: int, b: int) -> tuple[np.ndarray, np.ndarray]:
         """(true flow a -> b [H, W, 2] in pixels (x, y), bool [H, W]: the point lands inside frame b)."""
-        h, w = self.size
-        c = self._rays() @ (self.rotations[b].T @ self.rotations[a]).T
-        front = c[..., 2] > 1e-6
-        z = np.where(front, c[..., 2], 1.0)
-        u = self.focal * c[..., 0] / z + (w - 1) / 2
-        v = -self.focal * c[..., 1] / z + (h - 1) / 2
-        v0, u0 = np.mgrid[0:h, 0:w]
-        flow = np.stack([u - u0, v - v0], -1).astype(np.float32)
-        valid = front & (u >= 0) & (u <= w - 1) & (v >= 0) & (v <= h - 1)
-        return flow, valid
+        return rotation_flow(self.rotations[a], self.rotations[b], self.size, self.focal)
 
     # --- camera ---
     def hdr(self, t: int) -> np.ndarray:
@@ -183,8 +197,5 @@ class PanSequence:
 
 def flow_from_npz(d: dict, a: int, b: int) -> tuple[np.ndarray, np.ndarray]:
     """The true flow a -> b of a saved pan (to_npz_dict's rotations and focal): (flow [H, W, 2], valid [H, W])."""
-    seq = PanSequence.__new__(PanSequence)
-    seq.size = tuple(d["ldr"].shape[1:3])
-    seq.focal = float(d["focal"])
-    seq.rotations = np.asarray(d["rotations"])
-    return PanSequence.flow(seq, a, b)
+    rot = np.asarray(d["rotations"])
+    return rotation_flow(rot[a], rot[b], tuple(d["ldr"].shape[1:3]), float(d["focal"]))
