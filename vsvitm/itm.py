@@ -313,10 +313,7 @@ def ITM(clip: vs.VideoNode, *, key_stride: int | None = None, ref_stride: int = 
             frames = f
             code_k = frame_to_code(frames[1])
             given = [(ref_id(r), lambda fr=fr: frame_to_code(fr)) for r, fr in zip(refs, frames[2:])]
-            # refs are nearest first, so the ref_keep nearest each way are a prefix: they always run,
-            # the gate decides the rest
-            keep = sum(abs(r - n) <= ref_keep * ref_stride for r in refs)
-            used = given[:keep] + eng.useful_refs(n, code_k, given[keep:])
+            used = gated_refs(eng, n, code_k, refs, given, ref_keep, ref_stride)
             passed = {i for i, _ in used}
             res = eng.icam(n, code_k, used) + ([r for r in refs if ref_id(r) in passed],)
             eng.results.put(("key", n), res)
@@ -436,6 +433,18 @@ def ITM(clip: vs.VideoNode, *, key_stride: int | None = None, ref_stride: int = 
 EVIDENCE_GAIN = 2.0
 
 
+def gated_refs(eng: Engine, k: int, code_k: np.ndarray, refs: list[int], given: list, ref_keep: int,
+               ref_stride: int) -> list:
+    """The references of key frame k that run: the ref_keep nearest each way always, the rest as the
+    engine's ref_gate decides (all of them when it is 0).
+
+    eng: the Engine; k: the key frame; code_k: its code values; refs: the reference frame numbers,
+    nearest first (so the always-kept ones are a prefix); given: (id, code values) of each of them;
+    ref_keep: references each way that always run; ref_stride: frames between references."""
+    keep = sum(abs(r - k) <= ref_keep * ref_stride for r in refs)
+    return given[:keep] + eng.useful_refs(k, code_k, given[keep:])
+
+
 def key_weights(t: int, keys: list[int]) -> list[tuple[int, float]]:
     """The key frames that frame t takes its correction from, with weights summing to 1: t itself when it
     is a key; else the nearest key before and after t, each weighted by closeness (1 - distance / gap);
@@ -477,7 +486,6 @@ def _temporal_stages(core, eng: Engine, sched: Schedule, window, cuts_of, tmpl, 
         return core.std.ModifyFrame(ykey, [ykey, rgb], compute)
 
     single = core.std.FrameEval(ykey, lambda n: single_node(n))
-    single_at = _Shifter(single)
 
     def key_map(k: int, code_k: np.ndarray, s_k: np.ndarray, refs: list) -> tuple[np.ndarray, np.ndarray]:
         """Key frame k's radiance map and its trust (half floats): S_k, raised to ICAM's result with the
@@ -524,8 +532,7 @@ def _temporal_stages(core, eng: Engine, sched: Schedule, window, cuts_of, tmpl, 
         def compute(n, f):
             code_k = frame_to_code(f[1])
             given = [(ref_id(r), frame_to_code(fr)) for r, fr in zip(refs, f[3:])]
-            keep = sum(abs(r - n) <= ref_keep * sched.ref_stride for r in refs)
-            given = given[:keep] + eng.useful_refs(n, code_k, given[keep:])
+            given = gated_refs(eng, n, code_k, refs, given, ref_keep, sched.ref_stride)
             res = key_map(n, code_k, frame_to_array(f[2]).astype(np.float32), given)
             eng.results.put(("keymap", n), res)
             return put(f[0].copy(), res)
