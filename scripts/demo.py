@@ -209,7 +209,6 @@ def main(argv=None):
     a = ap.parse_args(argv)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    sys.path.insert(0, str(ROOT))
     import vapoursynth as vs
     from vsvitm.colour import to_display_rgb
 

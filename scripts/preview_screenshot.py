@@ -117,7 +117,6 @@ def main(argv=None) -> int:
     vspreview = shutil.which("vspreview", path=str(Path(sys.executable).parent)) or shutil.which("vspreview")
     if not vspreview:
         raise SystemExit("preview_screenshot: vspreview not found (pip install -e '.[preview]' or scripts/setup.sh --dev)")
-    sys.path.insert(0, str(ROOT))
     src = str(Path(a.src).resolve())
     with tempfile.TemporaryDirectory(prefix="vsvitm-preview-") as tmp:
         # a copy: vspreview keeps its settings in .vsjet/ next to the script

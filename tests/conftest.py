@@ -11,8 +11,8 @@ ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
-def load_script(name: str = "evaluate"):
-    """scripts/<name>.py as a module (the scripts are not a package)."""
+def load_script(name: str = "demo"):
+    """scripts/<name>.py as a module (scripts/demo.py: the scripts are not a package)."""
     import importlib.util
     spec = importlib.util.spec_from_file_location(f"vsvitm_{name}", ROOT / "scripts" / f"{name}.py")
     mod = importlib.util.module_from_spec(spec)
@@ -23,15 +23,23 @@ def load_script(name: str = "evaluate"):
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory) -> Path:
     """Small randomly initialised ICAM and FCPM graphs exported during the test run (plumbing tests only)."""
-    torch = pytest.importorskip("torch", reason="exporting test graphs needs torch (pip install -e .[train])")
-    from vsvitm.training.export import export_fcpm, export_icam
-    from vsvitm.training.fcpm_net import FCPM, FCPMConfig
-    from vsvitm.training.icam_net import ICAM, ICAMConfig
-    torch.manual_seed(0)
-    out = tmp_path_factory.mktemp("models")
-    export_icam(ICAM(ICAMConfig(c1=8, c2=8, c3=8, c4=16, offsets=2)), out, size=(64, 64), fp16=False)
-    export_fcpm(FCPM(FCPMConfig(hidden=8, mask_ch=8)), out, size=(64, 64), fp16=False)
-    return out
+    pytest.importorskip("torch", reason="exporting test graphs needs torch (pip install -e .[train])")
+    from vsvitm.evaluation.bench_models import export_tiny_models
+    return export_tiny_models(tmp_path_factory.mktemp("models"))
+
+
+def tiny_stills(tmp_path):
+    """A data folder of two small HDR stills (EXR), for the training tools' end-to-end tests."""
+    import cv2
+
+    from vsvitm.training.exr import write_exr
+    data = tmp_path / "data"
+    data.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        img = 0.18 * np.exp2(2.0 * rng.standard_normal((24, 32, 3))).astype(np.float32)
+        write_exr(data / f"s{i}.exr", cv2.resize(img, (192, 144), interpolation=cv2.INTER_CUBIC).clip(1e-3, None))
+    return data
 
 
 def moving_clip(n=30, h=48, w=64, seed=0, cut_at=None):
@@ -59,3 +67,31 @@ def vspipe_ok() -> bool:
     if not Path(exe).exists():
         return False
     return subprocess.run([exe, "--version"], capture_output=True).returncode == 0
+
+
+# random_feeds: inputs not fed one frame at full resolution: name -> (batch, scale); by graph where the name is shared
+FEED_SHAPES = {"fl": (1, 2), "g": (1, 16)}  # ICAM's state, at 1/2 and 1/16 resolution
+GRAPH_FEED_SHAPES = {
+    # every merged key at once (fcpm_keys, 5 by default), at 1/2 resolution
+    "fcpm_merge_correct": {"x": (5, 2)},
+}
+
+
+def random_feeds(sess, h: int, w: int, seed: int = 0, graph: str | None = None) -> dict:
+    """Random inputs for any of the graphs at an h x w frame (multiples of 64), shaped as the engine
+    feeds them: channel counts come from the graph (only N, H, W are dynamic), batch and resolution
+    from FEED_SHAPES / GRAPH_FEED_SHAPES[graph]."""
+    rng = np.random.default_rng(seed)
+    shapes = {**FEED_SHAPES, **GRAPH_FEED_SHAPES.get(graph, {})}
+    out = {}
+    for i in sess.get_inputs():
+        c = i.shape[1]
+        if i.name == "valid":
+            out[i.name] = np.ones((1, c, 1, 1), np.float32)
+        elif i.name in ("preflows", "flow", "preflow"):
+            out[i.name] = rng.standard_normal((1, c, h, w), dtype=np.float32)
+            out[i.name] *= 3
+        else:
+            n, f = shapes.get(i.name, (1, 1))
+            out[i.name] = rng.random((n, c, h // f, w // f), np.float32)
+    return out

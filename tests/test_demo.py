@@ -54,3 +54,21 @@ def test_committed_picture_differs_between_f_inverse_and_itm():
     demo = load_script("demo")
     assert demo.differing_share(panels[0], panels[2]) > 0.01
     assert demo.differing_share(panels[2], panels[3]) < demo.differing_share(panels[0], panels[3])
+
+
+def test_demo_pushed_clip_swings_exposure_and_clips_like_a_camera():
+    """scripts/demo.py's recovery sheet: the sample brightened by a slow exposure swing (push_stops), in
+    linear light, clipped at 1.0 and rounded to 8 bits, so highlights clip in some frames only."""
+    vs = pytest.importorskip("vapoursynth")
+    demo = load_script("demo")
+    core = vs.core
+    assert demo.push_stops(0) == pytest.approx(1.5) and demo.push_stops(15) == pytest.approx(2.5)
+    assert demo.push_stops(45) == pytest.approx(0.5)
+    grey = core.std.BlankClip(width=8, height=4, format=vs.RGBS, length=60, color=[0.5, 0.25, 0.1])
+    ldr = demo.pushed_clip(core, grey)
+    assert ldr.format.id == vs.RGB24
+    for n in (0, 15, 45):
+        got = np.asarray(ldr.get_frame(n)[0])[0, 0], np.asarray(ldr.get_frame(n)[2])[0, 0]
+        want = [min(1.0, c * 2 ** (demo.push_stops(n) / 2.2)) for c in (0.5, 0.1)]
+        assert got == (round(want[0] * 255), round(want[1] * 255))
+    assert np.asarray(ldr.get_frame(15)[0])[0, 0] == 255 and np.asarray(ldr.get_frame(45)[0])[0, 0] < 255

@@ -243,8 +243,7 @@ def test_shipped_models_recoverable(tmp_path):
         pytest.skip("no shipped models in this checkout")
     import subprocess
     import sys
-    from conftest import ROOT
-    r = subprocess.run([sys.executable, str(ROOT / "scripts" / "checkpoint_from_onnx.py"), "--out", str(tmp_path)],
+    r = subprocess.run([sys.executable, "-m", "vsvitm.training.checkpoint_from_onnx", "--out", str(tmp_path)],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     st = torch.load(tmp_path / "icam.pt", weights_only=False)
@@ -255,7 +254,7 @@ def test_shipped_models_recoverable(tmp_path):
     assert st.get("preflow_start") == meta.get("preflow_start")
     if meta.get("preflow_start") == "homography":
         out = tmp_path / "re"
-        r = subprocess.run([sys.executable, str(ROOT / "scripts" / "export_models.py"), "--icam", str(tmp_path / "icam.pt"),
+        r = subprocess.run([sys.executable, "-m", "vsvitm.training.export_models", "--icam", str(tmp_path / "icam.pt"),
                             "--no-fp16", "--out", str(out)], capture_output=True, text=True)
         assert r.returncode == 0, r.stderr[-2000:]
         assert json.loads((out / "icam.json").read_text())["preflow_start"] == "homography"
@@ -266,8 +265,7 @@ def _check_fp16_pairs(folder):
     (ICAM Y compared in the log domain, where the networks work). Width 1152 > 1024: a sampling
     coordinate computed in fp16 would snap to whole pixels there."""
     from vsvitm.engine import FCPM_GRAPHS, ICAM_GRAPHS
-    from conftest import load_script
-    random_feeds = load_script("graph_memory").random_feeds
+    from conftest import random_feeds
     h, w = 64, 1152
     for g in ICAM_GRAPHS + FCPM_GRAPHS:
         if not (folder / f"{g}.onnx").exists():

@@ -1,16 +1,13 @@
-"""Int8 CPU graphs: scripts/quantize_models.py, Backend.ORT_CPU(int8=...), the shipped int8 graphs."""
-import shutil
-import sys
-
+"""Int8 CPU graphs: Backend.ORT_CPU(int8=...), the shipped int8 graphs (vsvitm-quantize makes them:
+test_quantize.py)."""
 import numpy as np
-import pytest
 
 import vsvitm
 from vsvitm import backends
 from vsvitm.engine import MODEL_DIR, Engine
 from vsvitm.vsnp import clip_from_array, frame_to_array
 
-from conftest import ROOT, moving_clip
+from conftest import moving_clip
 
 INT8_GRAPHS = ["icam_ref_d", "fcpm_merge_mix"]
 
@@ -34,40 +31,6 @@ def test_use_int8_follows_the_backend(monkeypatch):
     assert not backends.use_int8(B.ORT_CUDA())
     monkeypatch.setattr(backends, "cpu_has_int8_dot", lambda: False)
     assert not backends.use_int8(B.ORT_CPU(int8=None)) and backends.use_int8(B.ORT_CPU(int8=True))
-
-
-def test_quantize_models_script(tiny_models, tmp_path):
-    """The script calibrates on real graph inputs and writes int8 graphs the engine then runs; the
-    render stays close to the fp32 one (random tiny weights, so only loosely)."""
-    pytest.importorskip("onnxruntime.quantization")
-    sys.path.insert(0, str(ROOT / "scripts"))
-    import quantize_models
-    models = tmp_path / "models"
-    shutil.copytree(tiny_models, models)
-    data = tmp_path / "data"
-    data.mkdir()
-    ldr = moving_clip(24, seed=3)
-    np.savez(data / "calib.npz", ldr=ldr, hdr=np.zeros(ldr.shape, np.float16))
-    quantize_models.main(["--models", str(models), "--data", str(data), "--frames", "24", "--samples", "3"])
-    import onnx
-    for g in INT8_GRAPHS:
-        m = onnx.load(str(models / f"{g}_int8.onnx"))
-        ops = {n.op_type for n in m.graph.node}
-        assert {"QuantizeLinear", "DequantizeLinear", "Conv"} <= ops, (g, ops)
-        assert any(t.data_type == onnx.TensorProto.INT8 for t in m.graph.initializer), g  # int8 weights
-    assert sorted(_engine(models, True).int8_graphs) == sorted(INT8_GRAPHS)
-    assert _engine(models, False).int8_graphs == []
-    frames = moving_clip(12, seed=5)
-    a, b = _render(models, False, frames), _render(models, True, frames)
-    assert np.isfinite(b).all()
-    assert np.abs(a - b).mean() < 0.05 * np.abs(a).mean()
-    # the fp32 graph changes (re-exported): its old int8 variant is refused, not run with other weights
-    m = onnx.load(str(models / "fcpm_merge_mix.onnx"))
-    m.doc_string = "re-exported"
-    onnx.save(m, str(models / "fcpm_merge_mix.onnx"))
-    with pytest.raises(ValueError, match="fcpm_merge_mix_int8.onnx was not made from this"):
-        _engine(models, True)
-    assert _engine(models, False).int8_graphs == []
 
 
 def test_shipped_int8_graphs_match_fp32():

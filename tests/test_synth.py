@@ -1,4 +1,4 @@
-"""Training-data synthesis (vsvitm.training.synth): tiny synthetic HDR sources, fast."""
+"""Training-data synthesis (vsvitm.training.synth, sources, camera): tiny synthetic HDR sources, fast."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,9 +7,10 @@ import cv2
 import numpy as np
 import pytest
 
-from vsvitm.curves import from_linear
-from vsvitm.training import synth
-from vsvitm.training.synth import Source, clue_share, synth_from_ldr_video, synth_sequence
+from vsvitm.curves import from_linear, max_channel
+from vsvitm.training import camera, sources, synth
+from vsvitm.training.sources import Source
+from vsvitm.training.synth import clue_share, synth_from_ldr_video, synth_sequence
 
 SHARED = Path("/work/shared/data")
 
@@ -114,7 +115,7 @@ def test_parallax_layer_flow(still):
             continue
         fr = seq.render([t, r])
         flow, valid = seq.flow(t, r)
-        f_bg, _ = synth.camera_flow(seq.homographies[t], seq.homographies[r], (h, w))
+        f_bg, _ = camera.camera_flow(seq.homographies[t], seq.homographies[r], (h, w))
         front = a_t > 0.95
         assert np.abs(flow[front] - f_bg[front]).max() > 0.5  # the layer moves against the background
         warped = cv2.remap(fr["hdr"][1], xs + flow[..., 0], ys + flow[..., 1], cv2.INTER_LINEAR)
@@ -204,18 +205,18 @@ def test_user_folder(tmp_path):
     (tmp_path / "clip").mkdir()
     for i in range(3):
         write_exr(tmp_path / "clip" / f"{i:04d}.exr", hdr_image(16, 24, seed=i))
-    srcs = synth.load_sources(tmp_path)
+    srcs = sources.load_sources(tmp_path)
     kinds = sorted((s.name, len(s.frames)) for s in srcs)
     assert kinds == [("a", 1), ("clip", 3)]
     for s in srcs:
-        med = np.median(np.concatenate([synth.luminance(f).ravel() for f in s.frames]))
+        med = np.median(np.concatenate([sources.luminance(f).ravel() for f in s.frames]))
         assert 0.1 < med < 0.3
 
 
 @pytest.mark.skipif(not SHARED.is_dir(), reason="shared data not present")
 def test_shared_splits_disjoint():
-    train = synth.source_paths(SHARED, "train")
-    test = synth.source_paths(SHARED, "test")
+    train = sources.source_paths(SHARED, "train")
+    test = sources.source_paths(SHARED, "test")
     assert train and len(test) == 5
     tr = {str(p) for _, ps in train for p in ps}
     te = {str(p) for _, ps in test for p in ps}
@@ -229,8 +230,8 @@ def test_max_channel_and_lazy_knee_frames(video):
     """The fast max over 3 channels is exact, and a graded video computes a frame only when asked,
     the same values each time."""
     a = np.random.default_rng(1).standard_normal((5, 7, 3)).astype(np.float32)
-    np.testing.assert_array_equal(synth.max_channel(a), a.max(axis=-1))
-    graded = synth.highlight_knee(video, np.random.default_rng(3))
+    np.testing.assert_array_equal(max_channel(a), a.max(axis=-1))
+    graded = sources.highlight_knee(video, np.random.default_rng(3))
     assert len(graded.frames) == len(video.frames) and graded.is_video
     assert not graded.frames._done  # nothing graded yet
     f2 = graded.frames[2]

@@ -2,11 +2,11 @@
 
 
 def add_source_and_loss_args(ap) -> None:
-    """Options both training scripts take: how sources are drawn (synth.pick_source) and the log loss."""
+    """Options both training scripts take: how sources are drawn (sources.pick_source) and the log loss."""
     ap.add_argument("--video-weight", type=float, default=None,
                     help="probability of drawing a video source (default: uniform over all sources)")
     ap.add_argument("--knee", type=float, default=0.0,
-                    help="probability of rolling off a source's highlights like a graded master (synth.highlight_knee)")
+                    help="probability of rolling off a source's highlights like a graded master (sources.highlight_knee)")
     ap.add_argument("--overshoot", type=float, default=1.0,
                     help="weight of log errors above the truth relative to those below (losses.log_l1; 1 = plain L1)")
 

@@ -24,7 +24,8 @@ class FCPMBatches(torch.utils.data.IterableDataset):
         self.seed, self.n_frames, self.max_refs, self.keys, self.start_step = seed, n_frames, max_refs, keys, start_step
 
     def sample(self, rng) -> dict:
-        from .synth import pick_source, synth_sequence
+        from .sources import pick_source
+        from .synth import synth_sequence
         src = pick_source(self.sources, rng, self.video_weight, self.knee)
         n = self.n_frames
         seq = synth_sequence(src, n, (self.size, self.size), seed=int(rng.integers(2**31)))

@@ -72,7 +72,7 @@ def make_sample(seq, key: int, refs: list[int], flow_fn: DISFlow, exposure_norm:
     and its exposure ratio mis-estimated by up to +-0.5 stop with probability p_bad_ratio.
     "blind" [1, H, W]: the product over references of 1 - reference_informs() (from the truth: flows,
     exposures), all ones without references. Where it is 1, no reference holds more than the key at that very
-    pixel; train_icam.py --blind-weight keeps the single-frame guess there. That is too strict:
+    pixel; vsvitm-train-icam --blind-weight keeps the single-frame guess there. That is too strict:
     references still help such pixels from their neighbours (BENCHMARKS.md)."""
     frames = seq.render([key] + refs)
     ldr = frames["ldr"].astype(np.float32) / 255.0
@@ -100,7 +100,7 @@ def make_sample(seq, key: int, refs: list[int], flow_fn: DISFlow, exposure_norm:
 def flatten_exposure(seq, key: int) -> None:
     """Every frame of `seq` exposed like frame `key` (a camera with locked exposure). Its references then hold no
     radiance the key clipped except what camera motion brings into view, and the ground truth, not a separate loss,
-    teaches the network to leave such pixels to its single-frame guess (train_icam.py --flat-exposure; it
+    teaches the network to leave such pixels to its single-frame guess (vsvitm-train-icam --flat-exposure; it
     does not cure roadtrip's reference loss)."""
     seq.exposure = np.full_like(seq.exposure, seq.exposure[key])
 
@@ -111,7 +111,7 @@ def drift_exposure(seq, key: int, rng: np.random.Generator, max_stops: float = 0
     are a few per cent darker or brighter than the key). Why: roadtrip's references are 4-15 % darker or
     brighter than the key and clipped in the same sky, and each one pushes the network's guess up by 2-4 % in log. Training's auto-exposure events mostly change exposure by large steps, and
     --flat-exposure shows only ratios of exactly 1; this shows the small ratios in between
-    (train_icam.py --near-exposure)."""
+    (vsvitm-train-icam --near-exposure)."""
     s1, s2 = rng.uniform(-max_stops, max_stops, 2)
     d = np.arange(len(seq.exposure), dtype=np.float64) - key
     seq.exposure = (seq.exposure[key] * 2.0 ** (s1 * d / 60 + s2 * np.abs(d) / 60)).astype(seq.exposure.dtype)
@@ -137,7 +137,8 @@ class ICAMBatches(torch.utils.data.IterableDataset):
         self.p_bad_flow, self.p_bad_ratio = p_bad_flow, p_bad_ratio
 
     def batch_at(self, step: int) -> dict:
-        from .synth import pick_source, synth_sequence
+        from .sources import pick_source
+        from .synth import synth_sequence
         rng = np.random.default_rng([self.seed, step])
         n_refs = int(rng.integers(0, self.max_refs + 1))
         flow_fn = self.flow_fn

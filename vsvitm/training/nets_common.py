@@ -41,7 +41,7 @@ def conv(cin: int, cout: int, k: int = 3, stride: int = 1, dilation: int = 1) ->
 # channels-last copy. ONNX Runtime's CPU GridSample works channel by channel; for ICAM's wide feature
 # maps (24 and 64 channels) the gather form made icam_ref 24 % faster at 512x512, for FCPM's
 # 16-channel full-resolution state it was slower (74 -> 102 ms), hence the threshold
-# (scripts/profile_frame.py --ort-profile; BENCHMARKS.md). Same values up to float rounding.
+# (ONNX Runtime's per-operator profile; BENCHMARKS.md). Same values up to float rounding.
 _WARP_IMPL = "grid"
 GATHER_MIN_CH = 20
 

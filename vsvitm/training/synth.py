@@ -23,353 +23,18 @@ Everything is deterministic for a seed (``np.random.default_rng``; per-frame noi
 from __future__ import annotations
 
 import math
-import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
 import cv2
 import numpy as np
 
-from ..curves import from_linear, max_channel, to_linear
-from .exr import read_exr
+from ..curves import max_channel
+from .camera import (camera_flow, crf, crf_inverse, local_scale, random_transfer, refined_flow, smooth_path,
+                     translation, warp)
+from .sources import Source, luminance
 
-LUMA = np.array([0.2126, 0.7152, 0.0722], np.float32)
 METER = 32  # metering render size
-IMAGE_EXTS = (".exr", ".hdr")
-
-# --------------------------------------------------------------------------------------------
-# Sources
-
-
-@dataclass(eq=False)
-class Source:
-    """Linear HDR material: 1 frame for a still, many for a video (float32 HxWx3 each)."""
-    name: str
-    frames: list[np.ndarray]
-    paths: list[str] = field(default_factory=list, repr=False)
-    _pyr: dict = field(default_factory=dict, repr=False)
-
-    @property
-    def is_video(self) -> bool:
-        return len(self.frames) > 1
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        return self.frames[0].shape[:2]
-
-    def pyramid(self, i: int) -> list[np.ndarray]:
-        """Cached 2x INTER_AREA pyramid of frame i (level L pixel centres at base 2^L x + (2^L-1)/2)."""
-        p = self._pyr.get(i)
-        if p is None:
-            p = [np.ascontiguousarray(self.frames[i], dtype=np.float32)]
-            while min(p[-1].shape[:2]) >= 16:
-                a = p[-1]
-                h, w = a.shape[0] // 2 * 2, a.shape[1] // 2 * 2
-                p.append(cv2.resize(a[:h, :w], (w // 2, h // 2), interpolation=cv2.INTER_AREA))
-            self._pyr[i] = p
-        return p
-
-
-def luminance(rgb: np.ndarray) -> np.ndarray:
-    return rgb @ LUMA
-
-
-def read_image(path: str | Path) -> np.ndarray:
-    path = str(path)
-    if path.lower().endswith(".exr"):
-        return read_exr(path)
-    img = cv2.imread(path, cv2.IMREAD_UNCHANGED | cv2.IMREAD_ANYDEPTH | cv2.IMREAD_COLOR)
-    if img is None:
-        raise ValueError(f"vsvitm: cannot read {path} (unsupported by this cv2 build?)")
-    img = img.astype(np.float32)
-    if img.ndim == 2:
-        img = np.repeat(img[..., None], 3, axis=2)
-    img = img[..., 2::-1]
-    return np.maximum(np.nan_to_num(img, nan=0.0, posinf=0.0, neginf=0.0), 0.0).astype(np.float32)
-
-
-def _limit(img: np.ndarray, max_side: int | None) -> np.ndarray:
-    if max_side and max(img.shape[:2]) > max_side:
-        f = max_side / max(img.shape[:2])
-        img = cv2.resize(img, (max(1, round(img.shape[1] * f)), max(1, round(img.shape[0] * f))),
-                         interpolation=cv2.INTER_AREA)
-    return np.ascontiguousarray(img, dtype=np.float32)
-
-
-def make_source(name: str, paths: Sequence[str | Path], max_side: int | None = 1024,
-                normalise: bool = True) -> Source:
-    frames = [_limit(read_image(p), max_side) for p in paths]
-    if normalise:
-        meds = []
-        for f in frames:
-            y = luminance(f[::4, ::4])
-            y = y[y > 0]
-            meds.append(float(np.median(y)) if y.size else 0.0)
-        med = float(np.median(meds))
-        if med > 0:
-            s = np.float32(0.18 / med)
-            frames = [f * s for f in frames]
-    return Source(name, frames, [str(p) for p in paths])
-
-
-TRAIN_SPEC = {
-    "stills": ["hdr-stills/openexr-images/**/*.exr", "hdr-stills/polyhaven/*.exr",
-               "hdr-stills/libavif/cosmos1650_linear709.exr"],
-    "videos": ["hdr-video/androidx/frames_exr/hdr10-av1", "hdr-video/tears-of-steel/frames_exr/ToS-s07"],
-}
-TEST_SPEC = {
-    "stills": ["hdr-stills/libavif/seine_hdr_srgb_linear709.exr",
-               "hdr-stills/ultrahdr/ultraHDR_hdr_linear_rel_sdrwhite.exr"],
-    "videos": ["hdr-video/androidx/frames_exr/hdr10-video-with-sdr-container",
-               "hdr-video/androidx/frames_exr/roadtrip-vp92-10bit", "hdr-video/tears-of-steel/frames_exr/ToS-s01"],
-}
-
-
-def _images_in(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTS)
-
-
-def is_shared_layout(root: Path) -> bool:
-    return (root / "hdr-stills").is_dir() and (root / "hdr-video").is_dir()
-
-
-def source_paths(data_root: str | Path, split: str = "train") -> list[tuple[str, list[Path]]]:
-    """(name, frame paths) per source, without reading any pixels."""
-    root = Path(data_root)
-    if not root.is_dir():
-        raise FileNotFoundError(f"vsvitm: data folder {root} does not exist")
-    out: list[tuple[str, list[Path]]] = []
-    if is_shared_layout(root):
-        if split not in ("train", "test"):
-            raise ValueError(f"vsvitm: split must be 'train' or 'test', not {split!r}")
-        spec = TRAIN_SPEC if split == "train" else TEST_SPEC
-        for pat in spec["stills"]:
-            for p in sorted(root.glob(pat)):
-                out.append((p.relative_to(root).with_suffix("").as_posix(), [p]))
-        for d in spec["videos"]:
-            frames = _images_in(root / d) if (root / d).is_dir() else []
-            if frames:
-                out.append((Path(d).as_posix(), frames))
-        return out
-    # A user's own folder: loose images -> stills; any sub-folder with >= 2 images -> a video.
-    for dirpath, dirnames, _ in os.walk(root):
-        dirnames.sort()
-        d = Path(dirpath)
-        imgs = _images_in(d)
-        if d == root or len(imgs) < 2:
-            for p in imgs:
-                out.append((p.relative_to(root).with_suffix("").as_posix(), [p]))
-        else:
-            out.append((d.relative_to(root).as_posix(), imgs))
-    return out
-
-
-def highlight_knee(src: Source, rng: np.random.Generator, stops: tuple[float, float] = (0.3, 2.0),
-                   percentile: tuple[float, float] = (90.0, 99.0)) -> Source:
-    """A copy of ``src`` whose highlights roll off like a graded master: above the knee c (a high
-    percentile of the max channel) values approach c * 2^h, h drawn from ``stops``. HDR stills of
-    sun, sky and lamps keep many stops above the clip level; mastered HDR video rarely does. Training
-    on both teaches the network that a clipped region may hold little more than the clip level."""
-    c = float(np.percentile(max_channel(src.frames[len(src.frames) // 2][::4, ::4]), rng.uniform(*percentile)))
-    if c <= 0:
-        return src
-    top = np.float32(c * (2.0 ** rng.uniform(*stops) - 1.0))
-
-    def knee(f: np.ndarray) -> np.ndarray:
-        m = max_channel(f)[..., None]
-        over = np.maximum(m - c, 0)
-        m2 = np.minimum(m, c) + over / (1 + over / top)
-        return np.ascontiguousarray(f * (m2 / np.maximum(m, 1e-9)), dtype=np.float32)
-    return Source(src.name + "+knee", _LazyFrames(src.frames, knee), src.paths)
-
-
-class _LazyFrames(Sequence):
-    """fn(frame) of each frame, computed when first asked for: a training sample reads a few frames of
-    a source, and a graded copy of a 64-frame video was most of a batch's synthesis time."""
-
-    def __init__(self, frames: Sequence[np.ndarray], fn):
-        self._frames, self._fn, self._done = frames, fn, {}
-
-    def __len__(self) -> int:
-        return len(self._frames)
-
-    def __getitem__(self, i):
-        if isinstance(i, slice):
-            return [self[j] for j in range(*i.indices(len(self)))]
-        i = range(len(self))[i]
-        f = self._done.get(i)
-        if f is None:
-            f = self._done[i] = self._fn(self._frames[i])
-        return f
-
-
-def pick_source(sources: Sequence[Source], rng: np.random.Generator, video_weight: float | None = None,
-                knee: float = 0.0) -> Source:
-    """A training source: uniform over ``sources`` or, with ``video_weight``, a video with that
-    probability (real motion and grading; the shared data holds 2 videos and 28 stills); with
-    probability ``knee`` its highlights are rolled off (:func:`highlight_knee`). With the defaults it
-    draws exactly as the training sets did before these options (one ``rng.integers``), so earlier
-    runs repeat."""
-    vids = [s for s in sources if s.is_video]
-    stills = [s for s in sources if not s.is_video]
-    if video_weight is not None and vids and stills:
-        pool = vids if rng.random() < video_weight else stills
-    else:
-        pool = list(sources)
-    src = pool[int(rng.integers(len(pool)))]
-    if knee > 0 and rng.random() < knee:
-        src = highlight_knee(src, rng)
-    return src
-
-
-def load_sources(data_root: str | Path, split: str = "train", max_side: int | None = 1024) -> list[Source]:
-    """Load HDR sources. With the shared data layout, ``split`` picks the training or the (held-out)
-    development-test material; any other folder is read as loose stills plus frame folders (videos).
-    Each source is scaled so its median luminance is 0.18; images larger than ``max_side`` are
-    downscaled (INTER_AREA)."""
-    srcs = [make_source(name, paths, max_side) for name, paths in source_paths(data_root, split)]
-    if not srcs:
-        raise FileNotFoundError(f"vsvitm: no .exr/.hdr images found under {data_root}")
-    return srcs
-
-
-# --------------------------------------------------------------------------------------------
-# Camera curves
-
-
-def crf(name: str, e: np.ndarray) -> np.ndarray:
-    """Camera curve f: linear [0, 1] -> code value [0, 1]."""
-    e = np.clip(e, 0.0, 1.0).astype(np.float32, copy=False)
-    if name in ("gamma2.2", "srgb", "bt1886"):
-        return from_linear(e, name)
-    if name.startswith("gamma"):
-        return np.power(e, np.float32(1.0 / float(name[5:])))
-    if name.startswith("filmic"):
-        k = np.float32(name[6:])
-        x = np.power(e, np.float32(1 / 2.2))
-        return x * (1 + k) / (x + k)
-    raise ValueError(f"vsvitm: unknown camera curve {name!r}")
-
-
-def crf_inverse(name: str, v: np.ndarray) -> np.ndarray:
-    """f^-1: code value [0, 1] -> linear [0, 1]."""
-    v = np.clip(v, 0.0, 1.0).astype(np.float32, copy=False)
-    if name in ("gamma2.2", "srgb", "bt1886"):
-        return to_linear(v, name)
-    if name.startswith("gamma"):
-        return np.power(v, np.float32(float(name[5:])))
-    if name.startswith("filmic"):
-        k = np.float32(name[6:])
-        x = v * k / (1 + k - v)
-        return np.power(x, np.float32(2.2))
-    raise ValueError(f"vsvitm: unknown camera curve {name!r}")
-
-
-def random_transfer(rng: np.random.Generator) -> str:
-    u = rng.random()
-    if u < 0.7:
-        return "gamma2.2"
-    if u < 0.8:
-        return "srgb"
-    if u < 0.9:
-        return f"gamma{rng.uniform(1.8, 2.6):.2f}"
-    return f"filmic{rng.uniform(0.3, 1.5):.2f}"
-
-
-# --------------------------------------------------------------------------------------------
-# Geometry helpers
-
-
-def _smooth(rng: np.random.Generator, n: int, periods=(60.0, 800.0), k: int = 3) -> np.ndarray:
-    """Sum of k low-frequency sinusoids, in [-1, 1]."""
-    t = np.arange(n, dtype=np.float64)
-    a = rng.uniform(0.2, 1.0, k)
-    a /= a.sum()
-    per = np.exp(rng.uniform(math.log(periods[0]), math.log(periods[1]), k))
-    ph = rng.uniform(0, 2 * math.pi, k)
-    return (a[:, None] * np.sin(2 * math.pi * t[None] / per[:, None] + ph[:, None])).sum(0)
-
-
-def _translate(x: float, y: float) -> np.ndarray:
-    return np.array([[1, 0, x], [0, 1, y], [0, 0, 1]], np.float64)
-
-
-def _level_matrix(L: int) -> np.ndarray:
-    f = 2.0 ** L
-    o = (f - 1) / (2 * f)
-    return np.array([[1 / f, 0, -o], [0, 1 / f, -o], [0, 0, 1]], np.float64)
-
-
-def _local_scale(H: np.ndarray, h: int, w: int) -> float:
-    """Source pixels per output pixel at the output centre."""
-    cx, cy = (w - 1) / 2, (h - 1) / 2
-    p = H @ np.array([[cx, cx + 1, cx], [cy, cy, cy + 1], [1, 1, 1]], np.float64)
-    p = p[:2] / p[2]
-    a, b = p[:, 1] - p[:, 0], p[:, 2] - p[:, 0]
-    return math.sqrt(abs(a[0] * b[1] - a[1] * b[0]))
-
-
-def warp(pyr: list[np.ndarray], H: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Render output pixels (x, y) from source position H @ (x, y, 1), prefiltered via the pyramid."""
-    h, w = size
-    s = _local_scale(H, h, w)
-    L = int(min(max(math.floor(math.log2(max(s, 1e-6))), 0), len(pyr) - 1))
-    M = _level_matrix(L) @ H if L else H
-    return cv2.warpPerspective(pyr[L], M, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                               borderMode=cv2.BORDER_REPLICATE)
-
-
-def camera_flow(Ht: np.ndarray, Hr: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """Flow of a static scene: output pixel p of frame t shows source point Ht p, seen at Hr^-1 Ht p in r."""
-    h, w = size
-    ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
-    P = np.stack([xs.ravel(), ys.ravel(), np.ones(h * w)])
-    Q = np.linalg.inv(Hr) @ (Ht @ P)
-    z = Q[2]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        qx, qy = Q[0] / z, Q[1] / z
-    flow = np.stack([qx - P[0], qy - P[1]], -1).reshape(h, w, 2)
-    e = 1e-3  # round-off
-    valid = ((z > 0) & (qx >= -e) & (qx <= w - 1 + e) & (qy >= -e) & (qy <= h - 1 + e)).reshape(h, w)
-    flow = np.nan_to_num(flow, nan=0.0, posinf=0.0, neginf=0.0)
-    return flow.astype(np.float32), valid
-
-
-def _to8(y: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    return np.clip((np.log2(y + 1e-6) - lo) * (255.0 / max(hi - lo, 1e-3)), 0, 255).astype(np.uint8)
-
-
-_DIS = None
-
-
-def _dis():
-    global _DIS
-    if _DIS is None:
-        _DIS = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
-    return _DIS
-
-
-def refined_flow(rad_t: np.ndarray, rad_r: np.ndarray, init_tr: np.ndarray, init_rt: np.ndarray
-                 ) -> tuple[np.ndarray, np.ndarray]:
-    """DIS flow t->r on log luminance of noise-free radiance, initialised with the camera flow;
-    mask = lands inside frame r and forward-backward consistent."""
-    h, w = rad_t.shape[:2]
-    yt, yr = luminance(rad_t), luminance(rad_r)
-    both = np.concatenate([np.log2(yt[::4, ::4].ravel() + 1e-6), np.log2(yr[::4, ::4].ravel() + 1e-6)])
-    lo, hi = np.percentile(both, [0.5, 99.9])
-    a, b = _to8(yt, lo, hi), _to8(yr, lo, hi)
-    dis = _dis()
-    f_tr = dis.calc(a, b, init_tr.copy())
-    f_rt = dis.calc(b, a, init_rt.copy())
-    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
-    mx, my = xs + f_tr[..., 0], ys + f_tr[..., 1]
-    back = cv2.remap(f_rt, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    err = np.linalg.norm(f_tr + back, axis=-1)
-    mag = np.linalg.norm(f_tr, axis=-1)
-    valid = (mx >= 0) & (mx <= w - 1) & (my >= 0) & (my <= h - 1) & (err < 1.0 + 0.05 * mag)
-    return f_tr.astype(np.float32), valid
-
 
 # --------------------------------------------------------------------------------------------
 # Sequences
@@ -466,7 +131,7 @@ class CameraSequence(_SequenceBase):
         fg = np.roll(img, (int(rng.integers(sh // 4, 3 * sh // 4 + 1)), int(rng.integers(sw // 4, 3 * sw // 4 + 1))),
                      axis=(0, 1)) * np.float32(2.0 ** rng.uniform(-2.0, 0.3))
         mid = self.homographies[n // 2]
-        scale = _local_scale(mid, h, w)  # source px per output px
+        scale = local_scale(mid, h, w)  # source px per output px
         c = mid @ np.array([(w - 1) / 2, (h - 1) / 2, 1.0])
         c = c[:2] / c[2]
         alpha = np.zeros((sh, sw), np.float32)
@@ -491,9 +156,9 @@ class CameraSequence(_SequenceBase):
         ang = rng.uniform(0, 2 * math.pi)
         t = np.arange(n, dtype=np.float64) - rng.uniform(0, n)
         wob = rng.uniform(0, 8) * scale
-        dx = speed * math.cos(ang) * t + wob * _smooth(rng, n, (20.0, 120.0))
-        dy = speed * math.sin(ang) * t + wob * _smooth(rng, n, (20.0, 120.0))
-        self.layer_homographies = np.stack([_translate(-dx[i], -dy[i]) @ self.homographies[i] for i in range(n)])
+        dx = speed * math.cos(ang) * t + wob * smooth_path(rng, n, (20.0, 120.0))
+        dy = speed * math.sin(ang) * t + wob * smooth_path(rng, n, (20.0, 120.0))
+        self.layer_homographies = np.stack([translation(-dx[i], -dy[i]) @ self.homographies[i] for i in range(n)])
 
     def _layer(self, t: int) -> np.ndarray:
         """Premultiplied RGBA of the layer as seen in frame t."""
@@ -524,17 +189,17 @@ class CameraSequence(_SequenceBase):
         m = (0.0 if static else rng.uniform(0.2, 1.0)) if motion is None else float(motion)
         zlo, zhi = zoom
         z0 = rng.uniform(0, 1)
-        zu = np.clip(z0 + m * min(z0, 1 - z0) * _smooth(rng, n), 0, 1)
+        zu = np.clip(z0 + m * min(z0, 1 - z0) * smooth_path(rng, n), 0, 1)
         s = s_full * np.exp(math.log(zlo) + (math.log(zhi) - math.log(zlo)) * zu)
-        rot = np.deg2rad(rng.uniform(-1, 1) * max_rot * min(m * 2, 1)) * _smooth(rng, n) + \
+        rot = np.deg2rad(rng.uniform(-1, 1) * max_rot * min(m * 2, 1)) * smooth_path(rng, n) + \
             np.deg2rad(rng.uniform(-0.3, 0.3) * max_rot)
-        px = rng.uniform(-1, 1) * max_persp * min(m * 2, 1) * _smooth(rng, n)
-        py = rng.uniform(-1, 1) * max_persp * min(m * 2, 1) * _smooth(rng, n)
+        px = rng.uniform(-1, 1) * max_persp * min(m * 2, 1) * smooth_path(rng, n)
+        py = rng.uniform(-1, 1) * max_persp * min(m * 2, 1) * smooth_path(rng, n)
         c0x, c0y = rng.uniform(0.15, 0.85, 2)
-        ux = np.clip(c0x + m * min(c0x, 1 - c0x) * _smooth(rng, n), 0, 1)
-        uy = np.clip(c0y + m * min(c0y, 1 - c0y) * _smooth(rng, n), 0, 1)
+        ux = np.clip(c0x + m * min(c0x, 1 - c0x) * smooth_path(rng, n), 0, 1)
+        uy = np.clip(c0y + m * min(c0y, 1 - c0y) * smooth_path(rng, n), 0, 1)
         corners = np.array([[0, w - 1, 0, w - 1], [0, 0, h - 1, h - 1], [1, 1, 1, 1]], np.float64)
-        centre = _translate(-(w - 1) / 2, -(h - 1) / 2)
+        centre = translation(-(w - 1) / 2, -(h - 1) / 2)
         Hs = np.empty((n, 3, 3), np.float64)
         for t in range(n):
             st = s[t]
@@ -551,7 +216,7 @@ class CameraSequence(_SequenceBase):
                 st *= 0.95
             cx = xlo + ux[t] * max(xhi - xlo, 0.0)
             cy = ylo + uy[t] * max(yhi - ylo, 0.0)
-            Hs[t] = _translate(cx, cy) @ M
+            Hs[t] = translation(cx, cy) @ M
         return Hs
 
     # -- exposure
@@ -668,7 +333,7 @@ def synth_from_ldr_video(frames_uint8: np.ndarray, seed: int, n_frames: int | No
 
 
 class NpzSequence(_SequenceBase):
-    """A saved sequence (scripts/synthesize.py, scripts/make_devset.py) with the live render/flow API."""
+    """A saved sequence (vsvitm-synthesize, vsvitm-make-devset) with the live render/flow API."""
 
     def __init__(self, path: str | Path):
         d = np.load(str(path), allow_pickle=False)

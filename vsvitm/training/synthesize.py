@@ -1,7 +1,6 @@
-#!/usr/bin/env python
-"""Write synthetic LDR/HDR training sequences (one .npz each) from real HDR material.
+"""Write synthetic LDR/HDR training sequences (one .npz each) from real HDR material (vsvitm-synthesize).
 
-    python scripts/synthesize.py --data ../shared/data --split train --out data/synth_train \
+    vsvitm-synthesize --data ../shared/data --split train --out data/synth_train \
         --num 50 --frames 96 --size 256 256 --seed 0
 
 Each .npz holds ldr uint8 [T,H,W,3], hdr float16 [T,H,W,3] (exposure-relative linear, 1.0 = clip),
@@ -17,31 +16,29 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from vsvitm.training.synth import clipped_share, clue_share, load_sources, synth_sequence  # noqa: E402
-
-
-def default_data() -> Path | None:
-    p = (ROOT / ".." / "shared" / "data").resolve()
-    return p if p.is_dir() else None
+from ..checkout import REPO, SHARED_DATA, shared_data
+from .sources import load_sources
+from .synth import clipped_share, clue_share, synth_sequence
 
 
 def main(argv=None) -> int:
+    """Entry point of vsvitm-synthesize.
+
+    argv: command-line arguments (None: sys.argv[1:]).
+    """
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=None, help="HDR data root (default ../shared/data)")
     ap.add_argument("--split", default="train", choices=["train", "test"])
-    ap.add_argument("--out", type=Path, default=ROOT / "data" / "synth_train")
+    ap.add_argument("--out", type=Path, default=REPO / "data" / "synth_train")
     ap.add_argument("--num", type=int, default=50)
     ap.add_argument("--frames", type=int, default=96)
     ap.add_argument("--size", type=int, nargs=2, default=[256, 256], metavar=("H", "W"))
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--compress", action="store_true", help="np.savez_compressed (smaller, slower)")
     args = ap.parse_args(argv)
-    data = args.data or default_data()
+    data = args.data or shared_data()
     if data is None or not Path(data).is_dir():
-        ap.error(f"no data folder: pass --data (default {ROOT.parent / 'shared' / 'data'} does not exist)")
+        ap.error(f"no data folder: pass --data (default {SHARED_DATA} does not exist)")
     srcs = load_sources(data, args.split)
     print(f"{len(srcs)} sources from {data} ({args.split})")
     args.out.mkdir(parents=True, exist_ok=True)

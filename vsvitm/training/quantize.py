@@ -1,8 +1,8 @@
-#!/usr/bin/env python3
-"""Int8 variants of the CPU graphs whose convolutions dominate (ONNX Runtime static quantization).
+"""Int8 variants of the CPU graphs whose convolutions dominate (ONNX Runtime static quantization;
+vsvitm-quantize).
 
-    python scripts/quantize_models.py [--models vsvitm/models] [--data data/valset] [--frames 48] [--samples 6]
-                                      [--graphs icam_ref_d,fcpm_merge_mix]
+    vsvitm-quantize [--models vsvitm/models] [--data data/valset] [--frames 48] [--samples 6]
+                    [--graphs icam_ref_d,fcpm_merge_mix]
 
 Renders the first --frames frames of every sequence in --data (the validation renders of *training*
 sources by default: never the development set) through vsvitm.ITM on the CPU with the fp32 graphs,
@@ -22,34 +22,35 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "scripts"))
+from ..checkout import MODELS, REPO
 
 DEFAULT_GRAPHS = ("icam_ref_d", "fcpm_merge_mix")
 
 
 def default_data() -> Path:
-    for p in (ROOT / "data" / "valset", ROOT.parent / "shared" / "data" / "valset"):
+    """The calibration data: data/valset, else the shared valset, else samples/."""
+    for p in (REPO / "data" / "valset", REPO.parent / "shared" / "data" / "valset"):
         if p.is_dir():
             return p
-    return ROOT / "samples"
+    return REPO / "samples"
 
 
 def sequences(data: Path, frames: int):
-    """(name, uint8 LDR [T,H,W,3]) for each .npz (make_devset.py's format) or video in `data`."""
-    from evaluate import load_sequence, load_video
+    """(name, uint8 LDR [T,H,W,3]) for each .npz (vsvitm-make-devset's format) or video in `data`.
+
+    data: the folder.
+    frames: the first N frames of each.
+    """
+    from ..evaluation.sequences import load_sequence, load_video
     files = sorted(p for p in data.iterdir() if p.suffix in (".npz", ".mp4", ".mkv", ".mov", ".y4m"))
     if not files:
-        raise SystemExit(f"quantize_models: no .npz sequences or videos in {data}")
+        raise SystemExit(f"quantize: no .npz sequences or videos in {data}")
     for p in files:
         ldr = load_sequence(p, frames)["ldr"] if p.suffix == ".npz" else load_video(p, frames)[0]
         yield p.stem, ldr
@@ -57,46 +58,50 @@ def sequences(data: Path, frames: int):
 
 def capture(models: Path, data: Path, frames: int, graphs: tuple[str, ...], per_seq: int) -> dict[str, list[list[dict]]]:
     """Real inputs of each graph while ITM renders each sequence: {graph: [inputs of one sequence, ...]},
-    up to per_seq calls per sequence, spread evenly over the render's calls."""
+    up to per_seq calls per sequence, spread evenly over the render's calls.
+
+    models: the model folder (fp32 graphs).
+    data: the calibration sequences' folder.
+    frames: frames rendered per sequence.
+    graphs: the graphs whose inputs to capture.
+    per_seq: inputs kept per graph and sequence.
+    """
     import vapoursynth as vs
 
     import vsvitm
-    from vsvitm.engine import Engine
     from vsvitm.vsnp import clip_from_array
 
-    got: dict[str, list[dict]] = {g: [] for g in graphs}  # the sequence being rendered
+    from ..evaluation.hooks import graph_inputs
+
     out: dict[str, list[list[dict]]] = {g: [] for g in graphs}
-    lock = threading.Lock()
-    orig = Engine._run  # every CPU graph call passes here, with the graph's name
-
-    def run(self, graph, feeds):
-        if graph in got:
-            with lock:
-                got[graph].append({k: np.array(v, np.float32) for k, v in feeds.items()})
-        return orig(self, graph, feeds)
-
-    Engine._run = run
     core = vs.core
     threads = core.num_threads
     core.num_threads = 1  # frames one at a time: the same calls in the same order on every run (reproducible)
     try:
-        for name, ldr in sequences(data, frames):
-            clip = vsvitm.ITM(clip_from_array(ldr), mode="full", models=str(models), backend=vsvitm.Backend.ORT_CPU(int8=False))
-            for n in range(len(ldr)):
-                clip.get_frame(n)
-            for g in graphs:  # per_seq of the calls, spread over the render
-                pick = np.unique(np.linspace(0, len(got[g]) - 1, per_seq).round().astype(int)) if got[g] else []
-                out[g].append([got[g][i] for i in pick])
-                got[g] = []
-            print(f"  {name}: {', '.join(f'{g} {len(out[g][-1])}' for g in graphs)} inputs", flush=True)
-            del clip
+        with graph_inputs(graphs) as got:  # every CPU run of these graphs, with its inputs
+            for name, ldr in sequences(data, frames):
+                clip = vsvitm.ITM(clip_from_array(ldr), mode="full", models=str(models),
+                                  backend=vsvitm.Backend.ORT_CPU(int8=False))
+                for n in range(len(ldr)):
+                    clip.get_frame(n)
+                for g in graphs:  # per_seq of the calls, spread over the render
+                    pick = np.unique(np.linspace(0, len(got[g]) - 1, per_seq).round().astype(int)) if got[g] else []
+                    out[g].append([got[g][i] for i in pick])
+                    got[g] = []
+                print(f"  {name}: {', '.join(f'{g} {len(out[g][-1])}' for g in graphs)} inputs", flush=True)
+                del clip
     finally:
-        Engine._run = orig
         core.num_threads = threads
     return out
 
 
 def quantize(src: Path, dst: Path, samples: list[dict]) -> None:
+    """Write the int8 (QDQ, convolutions only) variant of a graph, calibrated (min/max) on these inputs.
+
+    src: the fp32 graph.
+    dst: the int8 graph to write.
+    samples: calibration inputs (feeds).
+    """
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
                                           quantize_static)
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -126,11 +131,21 @@ def quantize(src: Path, dst: Path, samples: list[dict]) -> None:
 
 
 def int8_source_props(src: Path) -> dict[str, str]:
+    """The metadata that ties an int8 graph to the fp32 graph it was made from (the engine checks it).
+
+    src: the fp32 graph.
+    """
     from vsvitm.engine import INT8_SOURCE_KEY, file_sha256
     return {INT8_SOURCE_KEY: file_sha256(src)}
 
 
 def compare(fp32: Path, int8: Path, feeds: list[dict]) -> str:
+    """How far the int8 graph's outputs are from the fp32 graph's, and the time of one call of each.
+
+    fp32: the fp32 graph.
+    int8: its int8 variant.
+    feeds: held-out inputs.
+    """
     import onnxruntime as ort
 
     def sess(p):
@@ -157,8 +172,12 @@ def compare(fp32: Path, int8: Path, feeds: list[dict]) -> str:
 
 
 def main(argv=None):
+    """Entry point of vsvitm-quantize.
+
+    argv: command-line arguments (None: sys.argv[1:]).
+    """
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--models", default=str(ROOT / "vsvitm" / "models"), help="model folder (fp32 graphs in, int8 out)")
+    ap.add_argument("--models", default=str(MODELS), help="model folder (fp32 graphs in, int8 out)")
     ap.add_argument("--data", default=None, help="calibration sequences (default: data/valset, else samples/)")
     ap.add_argument("--frames", type=int, default=48, help="frames rendered per sequence (default 48)")
     ap.add_argument("--samples", type=int, default=6, help="calibration inputs per graph and sequence (default 6)")
@@ -168,7 +187,7 @@ def main(argv=None):
     graphs = tuple(g for g in a.graphs.split(",") if g)
     missing = [g for g in graphs if not (models / f"{g}.onnx").exists()]
     if missing:
-        raise SystemExit(f"quantize_models: {models} has no {', '.join(missing)} graph(s); export them first")
+        raise SystemExit(f"quantize: {models} has no {', '.join(missing)} graph(s); export them first")
     data = Path(a.data) if a.data else default_data()
     print(f"capturing graph inputs from {data} ({a.frames} frames a sequence)", flush=True)
     got = capture(models, data, a.frames, graphs, a.samples + 1)
@@ -177,9 +196,11 @@ def main(argv=None):
         held = [seq[-1] for seq in got[g] if len(seq) > 1]
         calib = [f for seq in got[g] for f in (seq[:-1] if len(seq) > 1 else seq)]
         if not calib:
-            raise SystemExit(f"quantize_models: {g} never ran on {data}; nothing to calibrate on")
+            raise SystemExit(f"quantize: {g} never ran on {data}; nothing to calibrate on")
         dst = models / f"{g}_int8.onnx"
         quantize(models / f"{g}.onnx", dst, calib)
+        from vsvitm.engine.models import list_variant
+        list_variant(models, g, "int8")  # the manifest lists it: the engine runs it
         print(f"{dst.name}: {dst.stat().st_size / 1e6:.2f} MB, calibrated on {len(calib)} inputs; "
               f"{compare(models / f'{g}.onnx', dst, held or calib[-1:])}", flush=True)
 

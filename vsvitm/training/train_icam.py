@@ -1,8 +1,7 @@
-#!/usr/bin/env python3
-"""Train ICAM (stage 1) on synthetic LDR/HDR video made on the fly from ../shared/data.
+"""Train ICAM (stage 1) on synthetic LDR/HDR video made on the fly from ../shared/data (vsvitm-train-icam).
 
 Resumable (re-run the same command), seeded, logs to OUT/log.txt. Example (the shipped weights):
-    python scripts/train_icam.py --out runs/icam --steps 3000
+    vsvitm-train-icam --out runs/icam --steps 3000
 Ablations (paper Table 2): --no-flow-correction --no-deformable --no-global --no-exposure-norm
 """
 from __future__ import annotations
@@ -10,43 +9,26 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from vsvitm.flow import PRESETS  # noqa: E402
-from vsvitm.training import (add_distill_args, add_source_and_loss_args, batch_loader, load_net, load_teacher,  # noqa: E402
-                             pick_device, to_device)
-from vsvitm.training.icam_data import ICAMBatches  # noqa: E402
-from vsvitm.training.icam_net import ICAM, ICAMConfig, load_compatible  # noqa: E402
-from vsvitm.training.losses import flow_l1, log_l1, log_l1_to  # noqa: E402
-from vsvitm.training.prune import icam_groups, icam_widths, prune  # noqa: E402
+from ..flow import PRESETS
+from . import batch_loader, load_net, load_teacher, to_device
+from .icam_data import ICAMBatches
+from .icam_net import ICAM, ICAMConfig, load_compatible
+from .losses import flow_l1, log_l1, log_l1_to
+from .prune import icam_groups, icam_widths, prune
+from .runs import Progress, Run, add_run_args, distill_term, log_line, optimise, new_model, parse_run_args, save_last, start_run
 
 
-def default_data() -> str | None:
-    p = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-    return str(p) if p.exists() else None
-
-
-def main(argv=None):
+def build_parser() -> argparse.ArgumentParser:
+    """vsvitm-train-icam's command line."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", default=default_data(), help="HDR material root (default ../shared/data)")
-    ap.add_argument("--out", default="runs/icam")
-    ap.add_argument("--steps", type=int, default=3000)
-    ap.add_argument("--batch", type=int, default=4)
-    ap.add_argument("--size", type=int, default=128, help="crop size, a multiple of 64 (ICAM's modulus)")
+    add_run_args(ap, out="runs/icam", steps=3000, batch=4, lr=2e-4, ckpt_every=100)
     ap.add_argument("--max-refs", type=int, default=4)
-    ap.add_argument("--lr", type=float, default=2e-4)
     ap.add_argument("--flow-weight", type=float, default=0.05)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--device", default="auto", help="auto (CUDA when torch sees a GPU, else CPU), cpu, cuda:N")
-    ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
-    ap.add_argument("--workers", type=int, default=1, help="data worker processes")
-    ap.add_argument("--ckpt-every", type=int, default=100)
     ap.add_argument("--init", help="start from these weights (a checkpoint .pt), e.g. for short ablation runs")
     ap.add_argument("--reset-head", action="store_true", help="zero the output conv of --init weights (restart from Y = f^-1(L))")
     ap.add_argument("--clipped-only", action="store_true",
@@ -90,9 +72,15 @@ def main(argv=None):
                          "(icam_data.drift_exposure: references a few per cent darker or brighter, as in roadtrip)")
     ap.add_argument("--near-stops", type=float, default=0.3, metavar="S",
                     help="--near-exposure's drift: up to S stops over 60 frames, each of a ramp and a bend")
-    add_source_and_loss_args(ap)
-    add_distill_args(ap)
-    a = ap.parse_args(argv)
+    return ap
+
+
+def check_args(ap, a) -> None:
+    """The vsvitm-train-icam options that must agree (argparse's error where they do not).
+
+    ap: the argument parser.
+    a: the parsed command line.
+    """
     if not 0.0 <= a.flat_exposure <= 1.0:
         ap.error(f"--flat-exposure is a probability: give a value in [0, 1], not {a.flat_exposure}")
     if not 0.0 <= a.near_exposure <= 1.0:
@@ -103,35 +91,35 @@ def main(argv=None):
         ap.error("--blind-weight needs --blind-anchor or --init (the network whose single-frame guess to keep)")
     if a.prune_from and a.init:
         ap.error("--prune-from starts the network from that checkpoint: give it without --init")
-    if a.size < 64 or a.size % 64:
-        ap.error(f"--size must be a positive multiple of 64 (ICAM works on 1/16 resolution in 4x4 windows), got {a.size}")
     if not 0 <= a.max_refs <= 12:
         ap.error(f"--max-refs must be 0..12 (the plugin's 6 each way at most), got {a.max_refs}")
-    if not a.data or not Path(a.data).exists():
-        ap.error("no data folder: pass --data DIR (a folder with hdr-stills/ and hdr-video/: docs/TRAINING.md)")
     if a.c1 < 1 or a.align < 1:
         ap.error("--c1 and --align must be positive")
-    torch.manual_seed(a.seed)
-    torch.set_num_threads(a.threads)
-    dev = pick_device(a.device)
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
+
+
+def parse_args(argv=None):
+    """The command line, checked (argparse's error on a bad value or combination).
+
+    argv: command-line arguments (None: sys.argv[1:]).
+    """
+    return parse_run_args(build_parser(), check_args, argv)
+
+
+def make_model(a, out: Path, dev):
+    """(network, optimiser, schedule, step, config, the --prune-from network or None): resumed from the run's
+    last.pt, else started from --init, --prune-from or scratch; writes the run's config.json.
+
+    a: the parsed command line.
+    out: the run's folder.
+    dev: the torch device.
+    """
     cfg = ICAMConfig(c1=a.c1, align=a.align, flow_correction=not a.no_flow_correction, deformable=not a.no_deformable,
                      global_attention=not a.no_global, clue=not a.no_clue)
     wide = load_net(a.prune_from, ICAM, ICAMConfig) if a.prune_from else None
     if wide is not None:  # the pruned network is the wide one with fewer channels at 1/2 res
         cfg = dataclasses.replace(wide.cfg, c1=a.c1, align=a.align)
-    model = ICAM(cfg).to(dev)
-    opt = torch.optim.Adam(model.parameters(), lr=a.lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, a.steps, eta_min=a.lr * 0.1)
-    step = 0
-    ckpt = out / "last.pt"
-    if ckpt.exists():
-        st = torch.load(ckpt, map_location="cpu", weights_only=False)
-        model.load_state_dict(st["model"]); opt.load_state_dict(st["opt"]); sched.load_state_dict(st["sched"])
-        step = st["step"]
-        print(f"resumed from {ckpt} at step {step}", flush=True)
-    elif a.init:
+    model, opt, sched, step, resumed = new_model(ICAM, cfg, a, out, dev)
+    if not resumed and a.init:
         st = torch.load(a.init, map_location="cpu", weights_only=False)
         fresh = load_compatible(model, st["model"])
         print(f"initialised from {a.init} (step {st.get('step')}); new or reshaped: {fresh}", flush=True)
@@ -140,8 +128,16 @@ def main(argv=None):
         torch.nn.init.zeros_(model.d0[-1].bias)
     meta = {"config": cfg.to_dict(), "args": vars(a), "exposure_norm": not a.no_exposure_norm}
     (out / "config.json").write_text(json.dumps(meta, indent=1))
+    return model, opt, sched, step, cfg, wide
 
-    from vsvitm.training.synth import load_sources
+
+def make_batches(a, step: int) -> ICAMBatches:
+    """The endless training batches from the training sources, from this step on.
+
+    a: the parsed command line.
+    step: the first step's number (a resumed run continues the same batches).
+    """
+    from .sources import load_sources
     sources = load_sources(a.data, split="train")
     print(f"{len(sources)} training sources", flush=True)
     ds = ICAMBatches(sources, a.batch, a.size, a.max_refs, a.seed, exposure_norm=not a.no_exposure_norm,
@@ -152,19 +148,55 @@ def main(argv=None):
                      homography_preflow=a.homography_preflow)
     if a.homography_preflow:
         print(f"homography-started pre-flows ({a.preflow})", flush=True)
-    if step == 0 and wide is not None:
-        calib = [ds.batch_at(10**7 + i) for i in range(4)]  # steps no run reaches
+    return ds
 
-        def feed(net):
-            for b in calib:
-                net(b["key"], b["refs"], b["flows"], log=True)
-        keep = prune(wide, model, icam_groups(wide.cfg), icam_widths(cfg), feed)
-        print(f"pruned from {a.prune_from}; kept channels: {keep}", flush=True)
+
+def prune_from_wide(a, wide, model, cfg, ds: ICAMBatches) -> None:
+    """Start the network from the --prune-from network's most important channels.
+
+    a: the parsed command line.
+    wide: the --prune-from network.
+    model: the network being trained (narrower).
+    cfg: its config.
+    ds: the batches (a few, at steps no run reaches, rank the channels).
+    """
+    calib = [ds.batch_at(10**7 + i) for i in range(4)]  # steps no run reaches
+
+    def feed(net):
+        for b in calib:
+            net(b["key"], b["refs"], b["flows"], log=True)
+    keep = prune(wide, model, icam_groups(wide.cfg), icam_widths(cfg), feed)
+    print(f"pruned from {a.prune_from}; kept channels: {keep}", flush=True)
+
+
+def main(argv=None):
+    """Entry point of vsvitm-train-icam: trains until --steps (or --max-minutes), resumable.
+
+    argv: command-line arguments (None: sys.argv[1:]).
+    """
+    a = parse_args(argv)
+    dev, out = start_run(a)
+    model, opt, sched, step, cfg, wide = make_model(a, out, dev)
+    ds = make_batches(a, step)
+    if step == 0 and wide is not None:
+        prune_from_wide(a, wide, model, cfg, ds)
     teacher = load_teacher(a, wide, ICAM, ICAMConfig, dev)
     anchor = load_net(a.blind_anchor or a.init, ICAM, ICAMConfig, dev) if a.blind_weight > 0 else None
-    dl = batch_loader(ds, a.workers)
+    train(Run(a, out, dev, model, opt, sched, step, cfg), batch_loader(ds, a.workers), teacher, anchor)
+
+
+def train(run: Run, dl, teacher, anchor) -> None:
+    """The training loop: losses, steps, the log and checkpoints.
+
+    run: the network, its optimiser and schedule, the step to start from, the command line and folder.
+    dl: the batch loader.
+    teacher: the frozen teacher network, or None.
+    anchor: the frozen network whose single-frame guess --blind-weight keeps, or None.
+    """
+    a, out, dev, model, opt, sched, step, cfg = (run.a, run.out, run.dev, run.model, run.opt, run.sched, run.step,
+                                                 run.cfg)
     log = open(out / "log.txt", "a")
-    t0, avg = time.time(), None
+    progress = Progress(10, 0.98, 0.02)
     t_end = time.time() + a.max_minutes * 60 if a.max_minutes > 0 else float("inf")
     fit_at, t_fit = step + 60, None  # the rate is measured over steps +10..+60 (after start-up)
     model.train()
@@ -179,43 +211,29 @@ def main(argv=None):
         lpix = log_l1(logy, batch["hdr"], w, a.overshoot)
         lflow = flow_l1(flows, batch["gt_flows"], batch["gt_valid"]) if cfg.flow_correction else torch.zeros(())
         loss = a.gt_weight * lpix + a.flow_weight * lflow
-        ldist = torch.zeros(())
-        if teacher is not None:
-            with torch.no_grad():
-                logt = teacher(batch["key"], batch["refs"], batch["flows"], log=True)[0]
-            ldist = log_l1_to(logy, logt, w)
-            loss = loss + a.distill * ldist
+        ldist = distill_term(teacher, lambda net: net(batch["key"], batch["refs"], batch["flows"], log=True)[0], logy, w)
+        loss = loss + a.distill * ldist
         lblind = torch.zeros(())
         if anchor is not None and batch["refs"]:
             with torch.no_grad():
                 log0 = anchor(batch["key"], [], [], log=True)[0]
             lblind = log_l1_to(logy, log0, w * batch["blind"], norm=w)
             loss = loss + a.blind_weight * lblind
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step(); sched.step()
+        optimise(model, opt, sched, loss)
         step += 1
         if step == fit_at - 50:
             t_fit = time.time()
-        vals = np.array([loss.item(), lpix.item(), float(lflow.detach()), ldist.item(), lblind.item()])
-        avg = vals if avg is None else 0.98 * avg + 0.02 * vals
-        if step % 10 == 0:
-            rate = (time.time() - t0) / 10
-            t0 = time.time()
+        avg, rate = progress.add(step, [loss.item(), lpix.item(), float(lflow.detach()), ldist.item(), lblind.item()])
+        if rate is not None:
             line = (f"step {step}/{a.steps} refs {len(batch['refs'])} loss {avg[0]:.4f} pix {avg[1]:.4f} "
                     f"flow {avg[2]:.3f} teacher {avg[3]:.4f} blind {avg[4]:.4f} lr {sched.get_last_lr()[0]:.2e} {rate:.2f}s/it eta {rate * (a.steps - step) / 60:.0f}min")
-            print(line, flush=True)
-            log.write(line + "\n"); log.flush()
+            log_line(log, line)
         if a.max_minutes > 0 and step == fit_at:  # fit the cosine schedule to the time left, at the rate so far
             sched.T_max = a.steps = step + int((t_end - time.time()) / ((time.time() - t_fit) / 50))
             print(f"--max-minutes: schedule fitted to {a.steps} steps", flush=True)
         out_of_time = time.time() >= t_end
         if step % a.ckpt_every == 0 or step == a.steps or out_of_time:
-            tmp = out / "last.pt.tmp"
-            torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
-                        "step": step, "config": cfg.to_dict(), "exposure_norm": not a.no_exposure_norm}, tmp)
-            tmp.replace(ckpt)
+            save_last(out, model, opt, sched, step, config=cfg.to_dict(), exposure_norm=not a.no_exposure_norm)
         if a.snapshot_every and step % a.snapshot_every == 0:
             torch.save({"model": model.state_dict(), "step": step, "config": cfg.to_dict(),
                         "exposure_norm": not a.no_exposure_norm}, out / f"step_{step}.pt")

@@ -1,7 +1,6 @@
-#!/usr/bin/env python
-"""Generate the development test set (fixed seed) from the held-out 'test' split only.
+"""Generate the development test set (fixed seed) from the held-out 'test' split only (vsvitm-make-devset).
 
-    python scripts/make_devset.py [--data ../shared/data] [--out data/devset] [--max-side 480] [--still-size 256x384]
+    vsvitm-make-devset [--data ../shared/data] [--out data/devset] [--max-side 480] [--still-size 256x384]
 
 One sequence per test source: video sources run twice their length (ping-pong) at the source size
 (longer side <= 480, even dimensions) with a mild camera path on top; stills run 96 frames at
@@ -16,10 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from vsvitm.training.synth import clipped_share, clue_share, load_sources, synth_sequence  # noqa: E402
+from ..checkout import REPO, SHARED_DATA
+from .sources import load_sources
+from .synth import clipped_share, clue_share, synth_sequence
 
 SEED = 20240601
 STILL_FRAMES, STILL_SIZE = 96, (256, 384)
@@ -27,14 +25,21 @@ VIDEO_MAX_SIDE = 480
 
 
 def video_size(h: int, w: int, max_side: int = VIDEO_MAX_SIDE) -> tuple[int, int]:
+    """A video sequence's (h, w): the source's, scaled so its longer side is at most max_side, even.
+
+    h: the source's height.
+    w: the source's width.
+    max_side: the longer side's limit.
+    """
     f = min(1.0, max_side / max(h, w))
     return max(2, int(h * f) // 2 * 2), max(2, int(w * f) // 2 * 2)
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """vsvitm-make-devset's command line."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=None, help="HDR data root (default ../shared/data)")
-    ap.add_argument("--out", type=Path, default=ROOT / "data" / "devset")
+    ap.add_argument("--out", type=Path, default=REPO / "data" / "devset")
     ap.add_argument("--seed", type=int, default=SEED)
     ap.add_argument("--split", choices=("test", "train"), default="test",
                     help="train: a validation set from the training sources (other renders than training "
@@ -43,13 +48,43 @@ def main(argv=None) -> int:
     ap.add_argument("--max-side", type=int, default=VIDEO_MAX_SIDE,
                     help=f"longer side of video sequences, at most (default {VIDEO_MAX_SIDE})")
     ap.add_argument("--still-size", default="%dx%d" % STILL_SIZE, help="HxW of still sequences (default %(default)s)")
+    return ap
+
+
+def readme(args, still: tuple[int, int], lines: list[str]) -> str:
+    """The set's README.txt: what it is, the command that makes it, the file format and one line per sequence.
+
+    args: the parsed command line.
+    still: the stills' (h, w).
+    lines: one line per sequence.
+    """
+    return ((f"vsvitm development test set (never train on it): synthesised from the 'test' split of the shared data.\n"
+             if args.split == "test" else
+             "vsvitm validation set: other renders of the training sources (for settings that are not learned).\n")
+            + f"command: vsvitm-make-devset --seed {args.seed} --split {args.split}"
+            + (f" --limit {args.limit}" if args.limit is not None else "")
+            + (f" --max-side {args.max_side}" if args.max_side != VIDEO_MAX_SIDE else "")
+            + (f" --still-size {args.still_size}" if still != STILL_SIZE else "")
+            + f"  (from the repository root; default seed {SEED})\n"
+            "camera curve gamma 2.2, noise on, no JPEG, exposure events <= 1 stop,\n"
+            "metering on the 90-98th percentile. Files: <source>.npz with ldr uint8 [T,H,W,3], hdr float16\n"
+            "[T,H,W,3] (exposure-relative linear, 1.0 = clip level), exposure [T], homography [T,3,3], src_index [T];\n"
+            "load with vsvitm.training.synth.load_npz_sequence.\n\n" + "\n".join(lines) + "\n")
+
+
+def main(argv=None) -> int:
+    """Entry point of vsvitm-make-devset.
+
+    argv: command-line arguments (None: sys.argv[1:]).
+    """
+    ap = build_parser()
     args = ap.parse_args(argv)
     try:
         still = tuple(int(v) for v in args.still_size.lower().split("x"))
         assert len(still) == 2 and min(still) >= 32
     except (ValueError, AssertionError):
         ap.error(f"--still-size must be HxW with both at least 32, e.g. 256x384; got {args.still_size!r}")
-    data = args.data or (ROOT / ".." / "shared" / "data").resolve()
+    data = args.data or SHARED_DATA
     if not Path(data).is_dir():
         ap.error(f"no data folder {data}: pass --data")
     srcs = load_sources(data, args.split, max_side=None)
@@ -77,19 +112,7 @@ def main(argv=None) -> int:
                 f"clue_share={np.mean(cs) if cs else float('nan'):.3f} exposure={seq.exposure.min():.3g}..{seq.exposure.max():.3g}")
         print(line, flush=True)
         lines.append(line)
-    (args.out / "README.txt").write_text(
-        (f"vsvitm development test set (never train on it): synthesised from the 'test' split of the shared data.\n"
-         if args.split == "test" else
-         "vsvitm validation set: other renders of the training sources (for settings that are not learned).\n")
-        + f"command: python scripts/make_devset.py --seed {args.seed} --split {args.split}"
-        + (f" --limit {args.limit}" if args.limit is not None else "")
-        + (f" --max-side {args.max_side}" if args.max_side != VIDEO_MAX_SIDE else "")
-        + (f" --still-size {args.still_size}" if still != STILL_SIZE else "")
-        + f"  (from the repository root; default seed {SEED})\n"
-        "camera curve gamma 2.2, noise on, no JPEG, exposure events <= 1 stop,\n"
-        "metering on the 90-98th percentile. Files: <source>.npz with ldr uint8 [T,H,W,3], hdr float16\n"
-        "[T,H,W,3] (exposure-relative linear, 1.0 = clip level), exposure [T], homography [T,3,3], src_index [T];\n"
-        "load with vsvitm.training.synth.load_npz_sequence.\n\n" + "\n".join(lines) + "\n")
+    (args.out / "README.txt").write_text(readme(args, still, lines))
     return 0
 
 

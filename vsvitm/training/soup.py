@@ -1,29 +1,31 @@
-#!/usr/bin/env python3
-"""Average the weights of several fine-tunes of one model (a "model soup", Wortsman et al., ICML 2022).
+"""Average the weights of several fine-tunes of one model (a "model soup", Wortsman et al., ICML 2022)
+(vsvitm-soup).
 
 Fine-tunes that start from the same weights usually stay in one basin of the loss, so their mean is a
 model too, and often a better one than each: run-to-run noise averages out. All inputs must be the same
 network (no config value differs, same parameter names and shapes); each may carry a weight (PATH:W, default 1).
 
-    python scripts/soup.py --out runs/soup/icam.pt runs/shipped/icam.pt runs/icam_r12/last.pt:2
+    vsvitm-soup --out runs/soup/icam.pt runs/shipped/icam.pt runs/icam_r12/last.pt:2
 
 The output is a checkpoint like the training scripts write (model, config, step, exposure_norm) plus
 "soup": the inputs, their weights and steps, and the options of the training run that made each (its
-config.json, where there is one). Export it with scripts/export_models.py as usual: the manifest lists them.
+config.json, where there is one). Export it with vsvitm-export as usual: the manifest lists them.
 """
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from vsvitm.training.export import source_checkpoint, training_args  # noqa: E402
+from .export import source_checkpoint, training_args
 
 
 def parse_item(s: str) -> tuple[str, float]:
+    """PATH or PATH:WEIGHT -> (path, weight); a path that itself holds a colon stays whole.
+
+    s: the command-line item.
+    """
     path, sep, w = s.rpartition(":")
     if sep and path and Path(path).exists():
         try:
@@ -34,6 +36,11 @@ def parse_item(s: str) -> tuple[str, float]:
 
 
 def soup(items: list[tuple[str, float]]) -> dict:
+    """The weighted mean of the checkpoints' weights, as a checkpoint (model, config, step, exposure_norm,
+    soup: the ingredients); ValueError where they are not the same network.
+
+    items: (checkpoint path, weight) pairs.
+    """
     if not items:
         raise ValueError("soup: give at least one checkpoint")
     total = sum(w for _, w in items)
@@ -51,7 +58,7 @@ def soup(items: list[tuple[str, float]]) -> dict:
         rebuilt_from = source_checkpoint(st, "icam" if "c1" in st["config"] else "fcpm")
         if rebuilt_from:  # rebuilt from shipped graphs: name their checkpoint
             src["rebuilt_from"] = rebuilt_from
-        args = training_args(path, st)  # the training run's options, as export_models records them
+        args = training_args(path, st)  # the training run's options, as vsvitm-export records them
         if args is not None:
             src["training_args"] = args
         if st.get("soup"):  # an ingredient that is itself a soup: keep its own ingredients
@@ -81,6 +88,10 @@ def soup(items: list[tuple[str, float]]) -> dict:
 
 
 def main(argv=None):
+    """Entry point of vsvitm-soup.
+
+    argv: command-line arguments (None: sys.argv[1:]).
+    """
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", required=True, help="output checkpoint (.pt)")
     ap.add_argument("checkpoints", nargs="+", help="PATH or PATH:WEIGHT")

@@ -1,7 +1,7 @@
-#!/usr/bin/env python
-"""Render the camera-pan benchmark: pans with a lagging auto-exposure over the held-out panoramas.
+"""Render the camera-pan benchmark: pans with a lagging auto-exposure over the held-out panoramas
+(vsvitm-make-pans).
 
-    python scripts/make_pans.py [--data ../shared/data] [--out data/pans] [--frames 72]
+    vsvitm-make-pans [--data ../shared/data] [--out data/pans] [--frames 72]
 
 Writes <out>/<split>/<H>x<W>/<panorama>_s<seed>.npz (vsvitm.training.pans.PanSequence.to_npz_dict:
 ldr, hdr, exposure, rotations, focal, clue mask) and a README.txt listing each pan's clipped share,
@@ -16,8 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from vsvitm.training.exr import read_exr
-from vsvitm.training.pans import CLIPPED_CODE, PanSequence
+from ..checkout import SHARED_DATA
+from .exr import read_exr
+from .pans import CLIPPED_CODE, PanSequence
 
 PANORAMAS = "hdr-stills/panoramas-heldout"
 # (split, panorama, size (H, W), seeds)
@@ -29,8 +30,12 @@ SPLITS = {
 
 
 def main(argv=None) -> int:
+    """Entry point of vsvitm-make-pans.
+
+    argv: command-line arguments (None: sys.argv[1:]).
+    """
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[1] / ".." / "shared" / "data",
+    ap.add_argument("--data", type=Path, default=SHARED_DATA,
                     help="HDR data root holding hdr-stills/panoramas-heldout")
     ap.add_argument("--out", type=Path, default=Path("data/pans"))
     ap.add_argument("--frames", type=int, default=72, help="frames per pan (default 72)")
@@ -59,7 +64,7 @@ def main(argv=None) -> int:
                     lines.append(line)
             (out / "README.txt").write_text(
                 f"vsvitm camera-pan benchmark, {split} split, {size[0]}x{size[1]}, {args.frames} frames a pan\n"
-                f"command: python scripts/make_pans.py --frames {args.frames}\n" + "\n".join(lines) + "\n")
+                f"command: vsvitm-make-pans --frames {args.frames}\n" + "\n".join(lines) + "\n")
     return 0
 
 

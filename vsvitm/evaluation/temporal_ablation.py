@@ -1,7 +1,7 @@
-#!/usr/bin/env python
-"""Where the temporal gain is made or lost, with the camera pans' ground truth (scripts/make_pans.py).
+"""Where the temporal gain is made or lost, with the camera pans' ground truth (vsvitm-make-pans)
+(vsvitm-temporal-ablation).
 
-    python scripts/temporal_ablation.py --data data/pans/val/128x192 [--num-refs 2] [--key-stride 12]
+    vsvitm-temporal-ablation --data data/pans/val/128x192 [--num-refs 2] [--key-stride 12]
 
 For every pan, the plugin's own pieces (Engine, vsvitm.temporal) are run outside VapourSynth with the
 alignment taken from the truth or estimated, and scored (PU21-PSNR) over clue pixels (clipped pixels
@@ -40,7 +40,14 @@ THR = 0.95
 
 
 def plain_fill(base, lin, code, clip_level, ms_hard):
-    """Mean of the aligned references' radiance wherever one is unclipped; base elsewhere (clipped channels)."""
+    """Mean of the aligned references' radiance wherever one is unclipped; base elsewhere (clipped channels).
+
+    base: the key's single-frame result, linear.
+    lin: the key's f^-1(L).
+    code: the key's code values.
+    clip_level: the linear clip level (unused: the fill is by code value).
+    ms_hard: (aligned reference radiance x ratio, 1 where that reference is unclipped and in view) per reference.
+    """
     s = temporal.clipped_weight(code, THR) > 0.5
     num = np.zeros_like(base)
     den = np.zeros_like(base)
@@ -52,6 +59,14 @@ def plain_fill(base, lin, code, clip_level, ms_hard):
 
 
 def run_pan(path: Path, eng: Engine, num_refs: int, key_stride: int, ref_stride: int = 15) -> dict:
+    """Clue-pixel PU21-PSNR of every variant (see the module's docstring) on one pan: {variant: score}.
+
+    path: the pan's .npz (vsvitm-make-pans).
+    eng: a fresh engine (its caches are keyed by frame number).
+    num_refs: references each way of a key frame.
+    key_stride: frames between key frames.
+    ref_stride: frames between a key frame's references.
+    """
     d = dict(np.load(path))
     ldr, hdr, clue, expo = d["ldr"], d["hdr"].astype(np.float32), d["clue"], d["exposure"]
     n = ldr.shape[0]
@@ -113,7 +128,14 @@ def run_pan(path: Path, eng: Engine, num_refs: int, key_stride: int, ref_stride:
 
 
 def alignment_stats(path: Path, eng: Engine, num_refs: int, key_stride: int, ref_stride: int) -> dict:
-    """Pre-flow end-point error and exposure-ratio errors of a pan's key -> reference pairs (see --alignment)."""
+    """Pre-flow end-point error and exposure-ratio errors of a pan's key -> reference pairs (see --alignment).
+
+    path: the pan's .npz (vsvitm-make-pans).
+    eng: a fresh engine.
+    num_refs: references each way of a key frame.
+    key_stride: frames between key frames.
+    ref_stride: frames between a key frame's references.
+    """
     from vsvitm.flow import exposure_ratio, luma, warp_np
     d = dict(np.load(path))
     code = d["ldr"].astype(np.float32) / 255.0
@@ -137,8 +159,12 @@ def alignment_stats(path: Path, eng: Engine, num_refs: int, key_stride: int, ref
 
 
 def main(argv=None) -> int:
+    """Entry point of vsvitm-temporal-ablation.
+
+    argv: command-line arguments (None: sys.argv[1:]).
+    """
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", type=Path, required=True, help="folder of pan .npz files (scripts/make_pans.py)")
+    ap.add_argument("--data", type=Path, required=True, help="folder of pan .npz files (vsvitm-make-pans)")
     ap.add_argument("--num-refs", type=int, default=NUM_REFS["temporal"],
                     help="references each way of a key frame (default: the temporal mode's)")
     ap.add_argument("--ref-stride", type=int, default=15, help="frames between a key frame's references (default 15)")
@@ -148,7 +174,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     paths = sorted(args.data.glob("*.npz"))
     if not paths:
-        ap.error(f"no .npz files in {args.data}: run scripts/make_pans.py first")
+        ap.error(f"no .npz files in {args.data}: run vsvitm-make-pans first")
     def engine() -> Engine:
         """A fresh engine per pan: its caches are keyed by frame number."""
         return Engine(None, None, need_fcpm=False, transfer="gamma2.2", threshold=THR, exposure_norm=True,

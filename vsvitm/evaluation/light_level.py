@@ -1,12 +1,12 @@
-#!/usr/bin/env python3
-"""MaxCLL and MaxFALL (CTA-861.3) of a VapourSynth script's PQ output, for the encoder's --max-cll.
+"""MaxCLL and MaxFALL (CTA-861.3) of a VapourSynth script's PQ output, for the encoder's --max-cll
+(vsvitm-light-level).
 
-    python scripts/light_level.py script.vpy [-a key=value ...] [--output 0] [--start N] [--end N]
+    vsvitm-light-level script.vpy [-a key=value ...] [--output 0] [--start N] [--end N]
 The first pass of a two-pass HDR10 encode: renders every frame of the output once (the output of
 vsvitm.to_hdr10, or any clip with _Transfer=16), progress on stderr, and prints "MaxCLL,MaxFALL" in
 whole cd/m² on stdout, as x265's --max-cll and libx265's max-cll= take them:
 
-    vspipe -c y4m script.vpy - | x265 ... --max-cll "$(python scripts/light_level.py script.vpy)" ...
+    vspipe -c y4m script.vpy - | x265 ... --max-cll "$(vsvitm-light-level script.vpy)" ...
 
 --start/--end measure one segment (inclusive, as vspipe's): a whole clip's values are the largest
 of its segments' (what a render farm collects per segment).
@@ -16,13 +16,15 @@ from __future__ import annotations
 import argparse
 import runpy
 import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def load_output(script: str, args: dict[str, str], index: int = 0):
-    """Run a .vpy script as vspipe would (with `-a` values as globals) and return its output `index`."""
+    """Run a .vpy script as vspipe would (with `-a` values as globals) and return its output `index`.
+
+    script: the .vpy file.
+    args: its globals, as vspipe's -a KEY=VALUE.
+    index: the output index.
+    """
     import vapoursynth as vs
     vs.clear_outputs()
     runpy.run_path(script, init_globals=dict(args), run_name="__vapoursynth__")
@@ -37,6 +39,10 @@ def load_output(script: str, args: dict[str, str], index: int = 0):
 
 
 def main(argv=None) -> int:
+    """Entry point of vsvitm-light-level: prints "MaxCLL,MaxFALL" on stdout.
+
+    argv: command-line arguments (None: sys.argv[1:]).
+    """
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("script")
     ap.add_argument("-a", "--arg", action="append", default=[], metavar="KEY=VALUE",
@@ -48,7 +54,6 @@ def main(argv=None) -> int:
     bad = [kv for kv in a.arg if "=" not in kv]
     if bad:
         ap.error(f"-a takes KEY=VALUE, got {bad[0]!r}")
-    sys.path.insert(0, str(ROOT))
     from vsvitm.hdr import measure_light_level
     clip = load_output(a.script, dict(kv.split("=", 1) for kv in a.arg), a.output)
     start = a.start or 0

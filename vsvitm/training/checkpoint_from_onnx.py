@@ -1,8 +1,8 @@
-#!/usr/bin/env python3
-"""Rebuild torch checkpoints from exported ONNX graphs, to fine-tune the shipped models.
+"""Rebuild torch checkpoints from exported ONNX graphs, to fine-tune the shipped models
+(vsvitm-checkpoint-from-onnx).
 
-    python scripts/checkpoint_from_onnx.py --out runs/shipped     # -> runs/shipped/icam.pt, fcpm.pt
-    python scripts/train_icam.py --init runs/shipped/icam.pt ...
+    vsvitm-checkpoint-from-onnx --out runs/shipped     # -> runs/shipped/icam.pt, fcpm.pt
+    vsvitm-train-icam --init runs/shipped/icam.pt ...
 
 A fresh clone has the shipped ONNX files but not the training runs (runs/ is not committed). The
 rebuilt network is checked against ONNX Runtime on a random input before it is written.
@@ -16,14 +16,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from vsvitm.training.export import checkpoint_from_models  # noqa: E402
+from ..checkout import MODELS, REPO
+from .export import checkpoint_from_models
 
 
 def check_icam(st: dict, models: Path) -> float:
+    """Largest log difference between the rebuilt ICAM and the ONNX graphs on a random input.
+
+    st: the rebuilt checkpoint.
+    models: the folder of the graphs.
+    """
     import onnxruntime as ort
-    from vsvitm.training.icam_net import ICAM, ICAMConfig
+
+    from .icam_net import ICAM, ICAMConfig
     m = ICAM(ICAMConfig.from_dict(st["config"])).eval()
     m.load_state_dict(st["model"])
     g = torch.Generator().manual_seed(0)
@@ -42,8 +47,14 @@ def check_icam(st: dict, models: Path) -> float:
 
 
 def check_fcpm(st: dict, models: Path) -> float:
+    """Largest difference between the rebuilt FCPM merge and fcpm_merge.onnx on a random input.
+
+    st: the rebuilt checkpoint.
+    models: the folder of the graphs.
+    """
     import onnxruntime as ort
-    from vsvitm.training.fcpm_net import FCPM, FCPMConfig
+
+    from .fcpm_net import FCPM, FCPMConfig
     m = FCPM(FCPMConfig.from_dict(st["config"])).eval()
     m.load_state_dict(st["model"])
     k = m.cfg.keys
@@ -61,9 +72,13 @@ def check_fcpm(st: dict, models: Path) -> float:
 
 
 def main(argv=None) -> int:
+    """Entry point of vsvitm-checkpoint-from-onnx: exit status 1 where torch and ONNX Runtime differ.
+
+    argv: command-line arguments (None: sys.argv[1:]).
+    """
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--models", type=Path, default=ROOT / "vsvitm" / "models")
-    ap.add_argument("--out", type=Path, default=ROOT / "runs" / "shipped")
+    ap.add_argument("--models", type=Path, default=MODELS)
+    ap.add_argument("--out", type=Path, default=REPO / "runs" / "shipped")
     ap.add_argument("--tol", type=float, default=1e-3)
     a = ap.parse_args(argv)
     a.out.mkdir(parents=True, exist_ok=True)

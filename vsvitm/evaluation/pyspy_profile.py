@@ -1,11 +1,10 @@
-#!/usr/bin/env python3
-"""Where a real render's time goes, sampled by py-spy (issue 6: "profile with py-spy or pyinstrument").
+"""Where a real render's time goes, sampled by py-spy (vsvitm-pyspy-profile).
 
-    python scripts/pyspy_profile.py [--size 512x512] [--mode full] [--frames 48] [--itm JSON] [--rate 50]
-                                    [--out runs/pyspy_512] [--top 20]
-    python scripts/pyspy_profile.py --summarise runs/pyspy_512.speedscope.json     # tables of an earlier run
+    vsvitm-pyspy-profile [--size 512x512] [--mode full] [--frames 48] [--itm JSON] [--rate 50]
+                         [--out runs/pyspy_512] [--top 20]
+    vsvitm-pyspy-profile --summarise runs/pyspy_512.speedscope.json     # tables of an earlier run
 
-Runs `scripts/benchmark.py` for one configuration (its subprocess renders through VapourSynth with
+Runs vsvitm-benchmark for one configuration (its subprocess renders through VapourSynth with
 clip.frames(prefetch), like vspipe) under `py-spy record --subprocesses --format speedscope`, then
 sums the samples of every Python thread while it was running (py-spy leaves idle threads out):
   * by leaf: the innermost Python function of each sample, i.e. the Python line that was running or
@@ -32,7 +31,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from ..checkout import REPO
 
 # Engine-level functions a sample is charged to (innermost match wins), and the part they make up.
 PARTS = [
@@ -47,7 +46,11 @@ PARTS = [
 
 def summarise(speedscope: dict, top: int = 20) -> tuple[float, list[tuple[str, float]], list[tuple[str, float]]]:
     """(total, [(leaf, t)] most first (top of them), [(part, t)] most first) from py-spy's speedscope JSON,
-    in its sample weights (seconds of thread time)."""
+    in its sample weights (seconds of thread time).
+
+    speedscope: the parsed speedscope file.
+    top: how many leaves to keep.
+    """
     frames = speedscope["shared"]["frames"]
 
     def label(i: int) -> str:
@@ -78,13 +81,23 @@ def summarise(speedscope: dict, top: int = 20) -> tuple[float, list[tuple[str, f
 
 
 def table(rows: list[tuple[str, float]], total: float, head: str) -> str:
+    """A Markdown table of (name, thread seconds) rows with their shares of the total.
+
+    rows: (name, seconds) pairs.
+    total: the seconds the shares are of.
+    head: the first column's heading.
+    """
     out = [f"| {head} | thread s | share |", "|---|---:|---:|"]
     out += [f"| `{k}` | {n:.1f} | {100 * n / max(total, 1e-9):.1f} % |" for k, n in rows]
     return "\n".join(out)
 
 
 def report(speedscope: dict, top: int) -> str:
-    """The two tables of a profile, with its total."""
+    """The two tables of a profile, with its total.
+
+    speedscope: the parsed speedscope file.
+    top: how many leaves to list.
+    """
     total, leaves, parts = summarise(speedscope, top)
     return "\n".join([f"{total:.1f} s of running Python threads sampled", "",
                       table(parts, total, "part (innermost engine function on the stack)"), "",
@@ -92,13 +105,17 @@ def report(speedscope: dict, top: int) -> str:
 
 
 def main(argv=None) -> int:
+    """Entry point of vsvitm-pyspy-profile.
+
+    argv: command-line arguments (None: sys.argv[1:]).
+    """
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--size", default="512x512")
     ap.add_argument("--mode", default="full", choices=["full", "icam", "linear"])
     ap.add_argument("--frames", type=int, default=48)
-    ap.add_argument("--itm", default="{}", help="ITM options as JSON, as benchmark.py --itm")
+    ap.add_argument("--itm", default="{}", help="ITM options as JSON, as vsvitm-benchmark --itm")
     ap.add_argument("--rate", type=int, default=50, help="samples per second per thread")
-    ap.add_argument("--out", default=str(ROOT / "runs" / "pyspy_512"))
+    ap.add_argument("--out", default=str(REPO / "runs" / "pyspy_512"))
     ap.add_argument("--top", type=int, default=20)
     ap.add_argument("--summarise", metavar="JSON", help="only summarise this earlier speedscope file (no run)")
     a = ap.parse_args(argv)
@@ -111,7 +128,7 @@ def main(argv=None) -> int:
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     ss = out.with_suffix(".speedscope.json")
-    bench = [sys.executable, str(ROOT / "scripts" / "benchmark.py"), "--sizes", a.size, "--modes", a.mode,
+    bench = [sys.executable, "-m", "vsvitm.evaluation.benchmark", "--sizes", a.size, "--modes", a.mode,
              "--backends", "cpu", "--frames", str(a.frames), "--itm", a.itm]
     cmd = [spy, "record", "--subprocesses", "--rate", str(a.rate), "--format", "speedscope", "-o", str(ss), "--"] + bench
     print("$", " ".join(cmd), flush=True)

@@ -1,9 +1,8 @@
-#!/usr/bin/env python
-"""Soak test: render many frames of a small synthetic clip through vsvitm.ITM, in order, and check that
-memory does not grow.
+"""Soak test (vsvitm-soak): render many frames of a small synthetic clip through vsvitm.ITM, in order,
+and check that memory does not grow.
 
-    python scripts/soak.py                       # 5000 frames, 64x48, mode full, shipped models
-    python scripts/soak.py --frames 1000 --models path/to/models --cache-mb 32
+    vsvitm-soak                       # 5000 frames, 64x48, mode full, shipped models
+    vsvitm-soak --frames 1000 --models path/to/models --cache-mb 32
 
 RSS (VmRSS of this process) is sampled every --every frames; the least-squares slope of RSS against the
 frame number over the second half of the run (after caches have filled: keep --cache-mb small) must stay
@@ -19,17 +18,24 @@ from pathlib import Path
 
 import numpy as np
 
+from .bench_models import export_tiny_models
+from .machine import proc_status_kib
+
 
 def rss_kb() -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise RuntimeError("no VmRSS in /proc/self/status (Linux only)")
+    """This process's resident memory (VmRSS), KiB; raises off Linux."""
+    kib = proc_status_kib("VmRSS")
+    if kib is None:
+        raise RuntimeError("no VmRSS in /proc/self/status (Linux only)")
+    return kib
 
 
 def slope_per_1000(xs, ys) -> float:
-    """Least-squares slope of ys against xs, times 1000."""
+    """Least-squares slope of ys against xs, times 1000.
+
+    xs: frame numbers.
+    ys: the samples.
+    """
     x, y = np.asarray(xs, np.float64), np.asarray(ys, np.float64)
     if len(x) < 2:
         return 0.0
@@ -37,21 +43,17 @@ def slope_per_1000(xs, ys) -> float:
     return float((x * (y - y.mean())).sum() / max((x * x).sum(), 1e-12) * 1000)
 
 
-def tiny_models(out: Path) -> Path:
-    """Small random-weight ICAM and FCPM graphs (plumbing only, like the test suite's)."""
-    import torch
-    from vsvitm.training.export import export_fcpm, export_icam
-    from vsvitm.training.fcpm_net import FCPM, FCPMConfig
-    from vsvitm.training.icam_net import ICAM, ICAMConfig
-    torch.manual_seed(0)
-    export_icam(ICAM(ICAMConfig(c1=8, c2=8, c3=8, c4=16, offsets=2)), out, size=(64, 64), fp16=False)
-    export_fcpm(FCPM(FCPMConfig(hidden=8, mask_ch=8)), out, size=(64, 64), fp16=False)
-    return out
-
-
 def synthetic_clip(core, vs, n: int, w: int, h: int, shot: int):
     """RGB24, frames made on demand: a blurred texture panning right with exposure swinging (highlights
-    clip in some frames only), a new texture every `shot` frames (a scene cut)."""
+    clip in some frames only), a new texture every `shot` frames (a scene cut).
+
+    core: the VapourSynth core.
+    vs: the vapoursynth module.
+    n: frames.
+    w: width.
+    h: height.
+    shot: frames per shot.
+    """
     import cv2
     rng = np.random.default_rng(0)
     textures = []
@@ -78,6 +80,10 @@ def synthetic_clip(core, vs, n: int, w: int, h: int, shot: int):
 
 
 def main(argv=None) -> int:
+    """Entry point of vsvitm-soak: exit status 1 when memory grows or an output is not finite.
+
+    argv: command-line arguments (None: sys.argv[1:]).
+    """
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--frames", type=int, default=5000)
     ap.add_argument("--width", type=int, default=64)
@@ -107,7 +113,7 @@ def main(argv=None) -> int:
         tmp = tempfile.TemporaryDirectory(prefix="vsvitm_soak_")
         print(f"soak: no shipped models in {MODEL_DIR}; exporting tiny random-weight ones to {tmp.name} "
               "(plumbing only: the numbers say nothing about quality)", flush=True)
-        models = tiny_models(Path(tmp.name))
+        models = export_tiny_models(Path(tmp.name))
     src = synthetic_clip(core, vs, args.frames, args.width, args.height, args.shot)
     out = vsvitm.ITM(src, mode=args.mode, models=models, cache_mb=args.cache_mb)
 
