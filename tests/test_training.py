@@ -34,7 +34,7 @@ def _scene(seed=0, size=64):
 def _train(use_ref: bool, steps=60):
     torch.manual_seed(0)
     m = ICAM(ICAMConfig(c1=8, c2=8, c3=8, c4=16, offsets=2))
-    torch.nn.init.zeros_(m.d0[-1].weight)   # as train_icam.py starts: Y = f^-1(L)
+    torch.nn.init.zeros_(m.d0[-1].weight)   # as vsvitm-train-icam starts: Y = f^-1(L)
     torch.nn.init.zeros_(m.d0[-1].bias)
     opt = torch.optim.Adam(m.parameters(), lr=3e-3)
     key, ref, hdr, alpha = _scene()
@@ -258,7 +258,7 @@ def test_pick_key_fits_the_reference_count():
 
 
 def test_icam_batches_preflow_preset(tmp_path):
-    """train_icam.py --preflow: the training pre-flows come from the DIS preset asked for; the default
+    """vsvitm-train-icam --preflow: the training pre-flows come from the DIS preset asked for; the default
     stays FAST, what the shipped weights were trained on."""
     import cv2
 

@@ -204,7 +204,7 @@ def warp_planes(x: np.ndarray, flow: np.ndarray, dtype=np.float16, rows: tuple[i
     my = np.clip(np.nan_to_num(gy + flow[0, 1, a:b]), 0, h - 1).astype(np.float32, copy=False)
     # only the source rows the band samples (bilinear also reads the row below), made float32 one
     # plane at a time: band-sized temporaries, not a full-frame float32 plane per channel and band
-    # (those raised the 1080p render's peak RSS by 0.1-0.6 GB: scripts/memory_trace.py)
+    # (those raised the 1080p render's peak RSS by 0.1-0.6 GB: vsvitm-memory-trace)
     y0 = int(np.floor(my.min())) if my.size else 0
     y1 = min(h, int(np.ceil(my.max())) + 2) if my.size else 0
     my -= np.float32(y0)

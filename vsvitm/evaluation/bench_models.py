@@ -159,7 +159,7 @@ def soup_description(soup) -> str:
 
     soup: the manifest's "soup" list, one dict per ingredient.
     """
-    ws = [float(e.get("weight", 1.0)) for e in soup]   # soup.py writes one dict per ingredient
+    ws = [float(e.get("weight", 1.0)) for e in soup]   # vsvitm-soup writes one dict per ingredient
     if len(set(ws)) <= 1:
         return f"mean weights of {len(ws)} checkpoints"
     return f"weighted mean of {len(ws)} checkpoints (weights {' : '.join(f'{w:g}' for w in ws)})"

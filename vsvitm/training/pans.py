@@ -23,7 +23,7 @@ import numpy as np
 
 from ..flow import luma
 
-CLIPPED_CODE = 242      # max channel >= this (0.95 of 255, evaluate.py's over-exposed mask) is clipped
+CLIPPED_CODE = 242      # max channel >= this (0.95 of 255, vsvitm-evaluate's over-exposed mask) is clipped
 UNCLIPPED_CODE = 240    # max channel <= this in another frame: that frame measures the scene point
 SUPERSAMPLE = 4         # points per pixel side that a frame's pixel averages
 
@@ -183,7 +183,7 @@ class PanSequence:
         return seen & clipped
 
     def to_npz_dict(self, reach: int = 90) -> dict:
-        """Everything evaluate.py and the ablations read: ldr uint8 [T,H,W,3], hdr float16 [T,H,W,3]
+        """Everything vsvitm-evaluate and vsvitm-temporal-ablation read: ldr uint8 [T,H,W,3], hdr float16 [T,H,W,3]
         (exposure-relative, 1.0 = clip level), exposure [T], rotations [T,3,3], focal, clue bool [T,H,W]."""
         n = self.n_frames
         hdr = np.stack([self.hdr(t) for t in range(n)])
