@@ -1,4 +1,4 @@
-"""Training-data synthesis (vsvitm.training.synth, sources, camera): tiny synthetic HDR sources, fast."""
+"""Training-data synthesis (vsvitm.training.synth, sources, camera, saved): tiny synthetic HDR sources, fast."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 
 from vsvitm.curves import from_linear, max_channel
-from vsvitm.training import camera, sources, synth
+from vsvitm.training import camera, saved, sources
 from vsvitm.training.sources import Source
-from vsvitm.training.synth import clue_share, synth_from_ldr_video, synth_sequence
+from vsvitm.training.saved import clue_share
+from vsvitm.training.synth import synth_from_ldr_video, synth_sequence
 
 SHARED = Path("/work/shared/data")
 
@@ -178,7 +179,7 @@ def test_ldr_video_route():
 def test_npz_roundtrip(still, tmp_path):
     seq = synth_sequence(still, 12, (24, 32), seed=9)
     np.savez(tmp_path / "s.npz", **seq.to_npz_dict())
-    s2 = synth.load_npz_sequence(tmp_path / "s.npz")
+    s2 = saved.load_npz_sequence(tmp_path / "s.npz")
     assert s2.n_frames == 12 and s2.size == (24, 32) and s2.transfer == seq.transfer
     a, b = seq.render([3, 8]), s2.render([3, 8])
     assert np.array_equal(a["ldr"], b["ldr"])

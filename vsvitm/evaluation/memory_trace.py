@@ -85,6 +85,7 @@ class Peak:
     held the memory (heap, VapourSynth's cache, the plugin's caches)."""
 
     def __init__(self, core):
+        """core: the VapourSynth core (its frame cache is reported)."""
         from vsvitm import engine
         self.core, self.lock = core, threading.Lock()
         self.active: dict[str, int] = {}

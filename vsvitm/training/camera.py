@@ -13,7 +13,11 @@ from .sources import luminance
 
 
 def crf(name: str, e: np.ndarray) -> np.ndarray:
-    """Camera curve f: linear [0, 1] -> code value [0, 1]."""
+    """Camera curve f: linear [0, 1] -> code value [0, 1].
+
+    name: the curve ("gamma2.2", "srgb", "bt1886", "gammaG", "filmicK").
+    e: linear exposure.
+    """
     e = np.clip(e, 0.0, 1.0).astype(np.float32, copy=False)
     if name in ("gamma2.2", "srgb", "bt1886"):
         return from_linear(e, name)
@@ -27,7 +31,11 @@ def crf(name: str, e: np.ndarray) -> np.ndarray:
 
 
 def crf_inverse(name: str, v: np.ndarray) -> np.ndarray:
-    """f^-1: code value [0, 1] -> linear [0, 1]."""
+    """f^-1: code value [0, 1] -> linear [0, 1].
+
+    name: the curve (as crf).
+    v: code values.
+    """
     v = np.clip(v, 0.0, 1.0).astype(np.float32, copy=False)
     if name in ("gamma2.2", "srgb", "bt1886"):
         return to_linear(v, name)
@@ -41,6 +49,10 @@ def crf_inverse(name: str, v: np.ndarray) -> np.ndarray:
 
 
 def random_transfer(rng: np.random.Generator) -> str:
+    """A camera curve's name: gamma 2.2 70 % of the time, else sRGB, gamma 1.8..2.6 or a filmic S-curve.
+
+    rng: the random generator.
+    """
     u = rng.random()
     if u < 0.7:
         return "gamma2.2"
@@ -101,7 +113,12 @@ def local_scale(H: np.ndarray, h: int, w: int) -> float:
 
 
 def warp(pyr: list[np.ndarray], H: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Render output pixels (x, y) from source position H @ (x, y, 1), prefiltered via the pyramid."""
+    """Render output pixels (x, y) from source position H @ (x, y, 1), prefiltered via the pyramid.
+
+    pyr: the source's pyramid (Source.pyramid).
+    H: the homography, output pixel -> source pixel.
+    size: output (height, width).
+    """
     h, w = size
     s = local_scale(H, h, w)
     L = int(min(max(math.floor(math.log2(max(s, 1e-6))), 0), len(pyr) - 1))
@@ -111,7 +128,13 @@ def warp(pyr: list[np.ndarray], H: np.ndarray, size: tuple[int, int]) -> np.ndar
 
 
 def camera_flow(Ht: np.ndarray, Hr: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """Flow of a static scene: output pixel p of frame t shows source point Ht p, seen at Hr^-1 Ht p in r."""
+    """Flow of a static scene: output pixel p of frame t shows source point Ht p, seen at Hr^-1 Ht p in r;
+    (flow float32 [H, W, 2], bool mask "lands inside frame r").
+
+    Ht: frame t's homography, output pixel -> source pixel.
+    Hr: frame r's.
+    size: output (height, width).
+    """
     h, w = size
     ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
     P = np.stack([xs.ravel(), ys.ravel(), np.ones(h * w)])
@@ -143,7 +166,13 @@ def _dis():
 def refined_flow(rad_t: np.ndarray, rad_r: np.ndarray, init_tr: np.ndarray, init_rt: np.ndarray
                  ) -> tuple[np.ndarray, np.ndarray]:
     """DIS flow t->r on log luminance of noise-free radiance, initialised with the camera flow;
-    mask = lands inside frame r and forward-backward consistent."""
+    mask = lands inside frame r and forward-backward consistent.
+
+    rad_t: frame t's radiance, linear RGB.
+    rad_r: frame r's.
+    init_tr: the camera flow t -> r.
+    init_rt: the camera flow r -> t.
+    """
     h, w = rad_t.shape[:2]
     yt, yr = luminance(rad_t), luminance(rad_r)
     both = np.concatenate([np.log2(yt[::4, ::4].ravel() + 1e-6), np.log2(yr[::4, ::4].ravel() + 1e-6)])

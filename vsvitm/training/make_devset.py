@@ -17,7 +17,8 @@ import numpy as np
 
 from ..checkout import REPO, SHARED_DATA
 from .sources import load_sources
-from .synth import clipped_share, clue_share, synth_sequence
+from .saved import clipped_share, clue_share
+from .synth import synth_sequence
 
 SEED = 20240601
 STILL_FRAMES, STILL_SIZE = 96, (256, 384)
@@ -69,7 +70,7 @@ def readme(args, still: tuple[int, int], lines: list[str]) -> str:
             "camera curve gamma 2.2, noise on, no JPEG, exposure events <= 1 stop,\n"
             "metering on the 90-98th percentile. Files: <source>.npz with ldr uint8 [T,H,W,3], hdr float16\n"
             "[T,H,W,3] (exposure-relative linear, 1.0 = clip level), exposure [T], homography [T,3,3], src_index [T];\n"
-            "load with vsvitm.training.synth.load_npz_sequence.\n\n" + "\n".join(lines) + "\n")
+            "load with vsvitm.training.saved.load_npz_sequence.\n\n" + "\n".join(lines) + "\n")
 
 
 def main(argv=None) -> int:

@@ -28,14 +28,19 @@ class Source:
 
     @property
     def is_video(self) -> bool:
+        """More than one frame."""
         return len(self.frames) > 1
 
     @property
     def shape(self) -> tuple[int, int]:
+        """(height, width) of its frames."""
         return self.frames[0].shape[:2]
 
     def pyramid(self, i: int) -> list[np.ndarray]:
-        """Cached 2x INTER_AREA pyramid of frame i (level L pixel centres at base 2^L x + (2^L-1)/2)."""
+        """Cached 2x INTER_AREA pyramid of frame i (level L pixel centres at base 2^L x + (2^L-1)/2).
+
+        i: the frame.
+        """
         p = self._pyr.get(i)
         if p is None:
             p = [np.ascontiguousarray(self.frames[i], dtype=np.float32)]
@@ -48,10 +53,18 @@ class Source:
 
 
 def luminance(rgb: np.ndarray) -> np.ndarray:
+    """BT.709 luminance of linear RGB [..., 3].
+
+    rgb: linear RGB.
+    """
     return rgb @ LUMA
 
 
 def read_image(path: str | Path) -> np.ndarray:
+    """A linear HDR image (.exr, or .hdr through OpenCV) as float32 RGB [H, W, 3].
+
+    path: the file.
+    """
     path = str(path)
     if path.lower().endswith(".exr"):
         return read_exr(path)
@@ -75,6 +88,13 @@ def _limit(img: np.ndarray, max_side: int | None) -> np.ndarray:
 
 def make_source(name: str, paths: Sequence[str | Path], max_side: int | None = 1024,
                 normalise: bool = True) -> Source:
+    """A Source of these frames.
+
+    name: its name.
+    paths: its frames' files, in order.
+    max_side: larger images are scaled down to this longer side (INTER_AREA); None: kept.
+    normalise: scale every frame by one factor so the median luminance is 0.18.
+    """
     frames = [_limit(read_image(p), max_side) for p in paths]
     if normalise:
         meds = []
@@ -107,11 +127,19 @@ def _images_in(folder: Path) -> list[Path]:
 
 
 def is_shared_layout(root: Path) -> bool:
+    """Whether a data folder has the shared data's layout (hdr-stills/ and hdr-video/).
+
+    root: the data folder.
+    """
     return (root / "hdr-stills").is_dir() and (root / "hdr-video").is_dir()
 
 
 def source_paths(data_root: str | Path, split: str = "train") -> list[tuple[str, list[Path]]]:
-    """(name, frame paths) per source, without reading any pixels."""
+    """(name, frame paths) per source, without reading any pixels.
+
+    data_root: the data folder.
+    split: "train" or "test" (the shared layout's held-out sources).
+    """
     root = Path(data_root)
     if not root.is_dir():
         raise FileNotFoundError(f"vsvitm: data folder {root} does not exist")
@@ -146,7 +174,13 @@ def highlight_knee(src: Source, rng: np.random.Generator, stops: tuple[float, fl
     """A copy of ``src`` whose highlights roll off like a graded master: above the knee c (a high
     percentile of the max channel) values approach c * 2^h, h drawn from ``stops``. HDR stills of
     sun, sky and lamps keep many stops above the clip level; mastered HDR video rarely does. Training
-    on both teaches the network that a clipped region may hold little more than the clip level."""
+    on both teaches the network that a clipped region may hold little more than the clip level.
+
+    src: the source.
+    rng: the random generator.
+    stops: range of h, stops above the knee.
+    percentile: range of the knee's percentile of the max channel.
+    """
     c = float(np.percentile(max_channel(src.frames[len(src.frames) // 2][::4, ::4]), rng.uniform(*percentile)))
     if c <= 0:
         return src
@@ -185,8 +219,13 @@ def pick_source(sources: Sequence[Source], rng: np.random.Generator, video_weigh
     """A training source: uniform over ``sources`` or, with ``video_weight``, a video with that
     probability (real motion and grading; the shared data holds 2 videos and 28 stills); with
     probability ``knee`` its highlights are rolled off (:func:`highlight_knee`). With the defaults it
-    draws exactly as the training sets did before these options (one ``rng.integers``), so earlier
-    runs repeat."""
+    draws once (one ``rng.integers``), as a run without these options does, so such runs repeat.
+
+    sources: the training sources.
+    rng: the random generator.
+    video_weight: probability of a video (None: uniform over all sources).
+    knee: probability of a highlight roll-off.
+    """
     vids = [s for s in sources if s.is_video]
     stills = [s for s in sources if not s.is_video]
     if video_weight is not None and vids and stills:
@@ -203,7 +242,12 @@ def load_sources(data_root: str | Path, split: str = "train", max_side: int | No
     """Load HDR sources. With the shared data layout, ``split`` picks the training or the (held-out)
     development-test material; any other folder is read as loose stills plus frame folders (videos).
     Each source is scaled so its median luminance is 0.18; images larger than ``max_side`` are
-    downscaled (INTER_AREA)."""
+    downscaled (INTER_AREA).
+
+    data_root: the data folder.
+    split: "train" or "test" (the shared layout's held-out sources).
+    max_side: larger images are scaled down to this longer side; None: kept.
+    """
     srcs = [make_source(name, paths, max_side) for name, paths in source_paths(data_root, split)]
     if not srcs:
         raise FileNotFoundError(f"vsvitm: no .exr/.hdr images found under {data_root}")

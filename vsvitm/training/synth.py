@@ -23,7 +23,6 @@ Everything is deterministic for a seed (``np.random.default_rng``; per-frame noi
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Sequence
 
 import cv2
@@ -40,7 +39,10 @@ METER = 32  # metering render size
 # Sequences
 
 
-class _SequenceBase:
+class SequenceBase:
+    """What a live (CameraSequence) and a saved (saved.NpzSequence) sequence share: sizes, exposures,
+    homographies, and the ground-truth flow between two frames."""
+
     n_frames: int
     size: tuple[int, int]
     exposure: np.ndarray
@@ -54,7 +56,11 @@ class _SequenceBase:
 
     def flow(self, t: int, r: int) -> tuple[np.ndarray, np.ndarray]:
         """GT flow float32 [H, W, 2] (dx, dy): pixel p of frame t is seen at p + flow in frame r;
-        bool [H, W] mask "lands inside frame r" (and, for video sources, flow is consistent)."""
+        bool [H, W] mask "lands inside frame r" (and, for video sources, flow is consistent).
+
+        t: the frame the flow starts from.
+        r: the frame it points into.
+        """
         Ht, Hr = self.homographies[t], self.homographies[r]
         f_tr, valid = camera_flow(Ht, Hr, self.size)
         if not self.is_video or self.src_index[t] == self.src_index[r] or t == r:
@@ -63,7 +69,7 @@ class _SequenceBase:
         return refined_flow(self._radiance(t), self._radiance(r), f_tr, f_rt)
 
 
-class CameraSequence(_SequenceBase):
+class CameraSequence(SequenceBase):
     """A synthetic LDR/HDR video made from one Source; deterministic for its seed."""
 
     def __init__(self, source: Source, n_frames: int, size: tuple[int, int], seed: int, *,
@@ -75,6 +81,29 @@ class CameraSequence(_SequenceBase):
                  event_stops: tuple[float, float] = (0.5, 1.5), max_bias_stops: float = 1.5,
                  start_frame: int | None = None, exposure_scale: float = 1.0,
                  min_exposure: float | None = None, parallax: bool = False):
+        """source: the HDR material filmed.
+        n_frames: frames.
+        size: output (height, width).
+        seed: the seed of every random choice.
+        transfer: the camera curve (camera.crf; None: random_transfer).
+        jpeg: JPEG quality, True for a random one, False for none (None: random, 30 % of sequences).
+        noise: (shot, read) noise, True for random amounts, False for none.
+        zoom: range of the view's size relative to the largest view that fits the source.
+        motion: camera motion 0..1 (None: random; static with probability static_prob).
+        max_rotation: largest rotation, degrees.
+        max_perspective: largest perspective tilt.
+        static_prob: probability of a static camera when motion is None.
+        clip_percentile: range of the percentile of the max channel the auto-exposure puts at the clip level.
+        mean_weight: range of the weight of mean-luminance metering against the percentile's.
+        tau: range of the auto-exposure's time constant, frames.
+        events_per_100: exposure ramps and steps per 100 frames.
+        event_stops: range of an event's size, stops.
+        max_bias_stops: largest bias the events build up, stops.
+        start_frame: a video source's first frame (None: random).
+        exposure_scale: factor on every exposure.
+        min_exposure: lower bound of the exposures (None: none).
+        parallax: a foreground layer moving against the background (stills).
+        """
         self.source, self.n_frames, self.size, self.seed = source, int(n_frames), (int(size[0]), int(size[1])), seed
         self.name = source.name
         self.is_video = source.is_video
@@ -165,6 +194,12 @@ class CameraSequence(_SequenceBase):
         return warp(self.layer.pyramid(0), self.layer_homographies[t], self.size)
 
     def flow(self, t: int, r: int) -> tuple[np.ndarray, np.ndarray]:
+        """SequenceBase.flow, with the foreground layer's own motion where it covers frame t and what it
+        hides in frame r masked out.
+
+        t: the frame the flow starts from.
+        r: the frame it points into.
+        """
         if self.layer is None:
             return super().flow(t, r)
         f_bg, v_bg = camera_flow(self.homographies[t], self.homographies[r], self.size)
@@ -271,7 +306,10 @@ class CameraSequence(_SequenceBase):
         return bg * (1 - fg[..., 3:]) + fg[..., :3]
 
     def render(self, indices: Sequence[int]) -> dict:
-        """ldr uint8 [n, H, W, 3] camera output; hdr float32 [n, H, W, 3] = radiance * T_t (unclipped)."""
+        """ldr uint8 [n, H, W, 3] camera output; hdr float32 [n, H, W, 3] = radiance * T_t (unclipped).
+
+        indices: the frames.
+        """
         idx = [int(i) for i in indices]
         h, w = self.size
         ldr = np.empty((len(idx), h, w, 3), np.uint8)
@@ -296,6 +334,10 @@ class CameraSequence(_SequenceBase):
         return q
 
     def to_npz_dict(self, frames: Sequence[int] | None = None) -> dict:
+        """The sequence as saved (.npz): ldr, hdr (float16), exposure, homography, src_index and its settings.
+
+        frames: the frames to render (None: all).
+        """
         idx = list(range(self.n_frames)) if frames is None else list(frames)
         fr = self.render(idx)
         return {"ldr": fr["ldr"], "hdr": fr["hdr"].astype(np.float16), "exposure": self.exposure[idx],
@@ -306,7 +348,14 @@ class CameraSequence(_SequenceBase):
 
 
 def synth_sequence(source: Source, n_frames: int, size: tuple[int, int], seed: int, **options) -> CameraSequence:
-    """A synthetic camera sequence over ``source``; options: see :class:`CameraSequence`."""
+    """A synthetic camera sequence over ``source``.
+
+    source: the HDR material filmed.
+    n_frames: frames.
+    size: output (height, width).
+    seed: the seed of every random choice.
+    options: more CameraSequence keyword arguments.
+    """
     return CameraSequence(source, n_frames, size, seed, **options)
 
 
@@ -315,7 +364,15 @@ def synth_from_ldr_video(frames_uint8: np.ndarray, seed: int, n_frames: int | No
     """The paper's LDR-video route (eq. 14): O = f(clip(f^-1(L) * T)); ground truth f^-1(L) * T.
 
     ``frames_uint8`` [N, H, W, 3]. By default no extra camera motion (the video's own motion), no noise,
-    no JPEG; the auto-exposure model picks T_t >= 1 (so that some pixels clip; T = 1 is the input frame)."""
+    no JPEG; the auto-exposure model picks T_t >= 1 (so that some pixels clip; T = 1 is the input frame).
+
+    frames_uint8: the LDR video.
+    seed: the seed of every random choice.
+    n_frames: frames (None: the video's).
+    size: output (height, width) (None: the video's).
+    transfer: the camera curve that made the video (its f^-1 linearises it).
+    options: more CameraSequence keyword arguments.
+    """
     frames_uint8 = np.asarray(frames_uint8)
     lin = [crf_inverse(transfer, f.astype(np.float32) / 255.0) for f in frames_uint8]
     src = Source("ldr-video", [np.ascontiguousarray(x, dtype=np.float32) for x in lin])
@@ -326,66 +383,3 @@ def synth_from_ldr_video(frames_uint8: np.ndarray, seed: int, n_frames: int | No
                 min_exposure=1.0)
     opts.update(options)
     return CameraSequence(src, n, hw, seed, **opts)
-
-
-# --------------------------------------------------------------------------------------------
-# Saved sequences
-
-
-class NpzSequence(_SequenceBase):
-    """A saved sequence (vsvitm-synthesize, vsvitm-make-devset) with the live render/flow API."""
-
-    def __init__(self, path: str | Path):
-        d = np.load(str(path), allow_pickle=False)
-        self.path = str(path)
-        self.ldr = d["ldr"]
-        self.hdr = d["hdr"]
-        self.exposure = d["exposure"].astype(np.float32)
-        self.homographies = d["homography"].astype(np.float64)
-        self.src_index = d["src_index"]
-        self.is_video = bool(d["is_video"])
-        self.transfer = str(d["transfer"])
-        self.name = str(d["source"])
-        self.n_frames = int(self.ldr.shape[0])
-        self.size = (int(self.ldr.shape[1]), int(self.ldr.shape[2]))
-
-    def _radiance(self, t: int) -> np.ndarray:
-        return self.hdr[t].astype(np.float32) / self.exposure[t]
-
-    def render(self, indices: Sequence[int]) -> dict:
-        idx = [int(i) for i in indices]
-        return {"ldr": self.ldr[idx], "hdr": self.hdr[idx].astype(np.float32)}
-
-
-def load_npz_sequence(path: str | Path) -> NpzSequence:
-    return NpzSequence(path)
-
-
-# --------------------------------------------------------------------------------------------
-# Diagnostics
-
-
-def clue_share(seq, t: int, radius: int = 90, stride: int = 15) -> float:
-    """Fraction of frame t's clipped pixels (max channel >= 250) that some frame t +- stride*i within
-    ``radius`` shows unclipped (max channel <= 240 at the GT-flow location, inside that frame).
-    NaN when frame t has no clipped pixels."""
-    refs = [t + s * stride * i for i in range(1, radius // stride + 1) for s in (-1, 1)]
-    refs = [r for r in refs if 0 <= r < seq.n_frames]
-    fr = seq.render([t] + refs)
-    mx = fr["ldr"].max(axis=-1)
-    clipped = mx[0] >= 250
-    if not clipped.any():
-        return float("nan")
-    h, w = clipped.shape
-    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
-    seen = np.zeros_like(clipped)
-    for j, r in enumerate(refs):
-        f, valid = seq.flow(t, r)
-        m = cv2.remap(mx[j + 1], xs + f[..., 0], ys + f[..., 1], cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT,
-                      borderValue=255)
-        seen |= valid & (m <= 240)
-    return float((seen & clipped).sum() / clipped.sum())
-
-
-def clipped_share(ldr: np.ndarray) -> float:
-    return float((np.asarray(ldr).max(axis=-1) >= 250).mean())

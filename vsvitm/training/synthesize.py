@@ -5,7 +5,7 @@
 
 Each .npz holds ldr uint8 [T,H,W,3], hdr float16 [T,H,W,3] (exposure-relative linear, 1.0 = clip),
 exposure float32 [T], homography [T,3,3], src_index [T], is_video, transfer, source, seed, ...;
-read it back with vsvitm.training.synth.load_npz_sequence (same render/flow API as a live sequence).
+read it back with vsvitm.training.saved.load_npz_sequence (same render/flow API as a live sequence).
 """
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ import numpy as np
 
 from ..checkout import REPO, SHARED_DATA, shared_data
 from .sources import load_sources
-from .synth import clipped_share, clue_share, synth_sequence
+from .saved import clipped_share, clue_share
+from .synth import synth_sequence
 
 
 def main(argv=None) -> int:
