@@ -47,27 +47,27 @@ clip = synthetic_clip({w}, {h}, {n}, {cut})
 """
 
 
-def synthetic_clip(w: int, h: int, n: int, cut: int):
+def synthetic_clip(w: int, h: int, length: int, cut: int):
     """YUV420P8: a pan over a smooth random texture with a swinging exposure (highlights clip in some
     frames) and one cut, made on demand.
 
     w: frame width.
     h: frame height.
-    n: frames.
+    length: frames.
     cut: the first frame of the second shot.
     """
     import cv2
     import vapoursynth as vs
     core = vs.core
     rng = np.random.default_rng(0)
-    base = rng.random((h // 8 + 1, (w + n) // 8 + 1)).astype(np.float32)
-    base = cv2.resize(base, ((w + n) // 8 * 8 + 8, h), interpolation=cv2.INTER_CUBIC)
-    blank = core.std.BlankClip(width=w, height=h, format=vs.RGB24, length=n, fpsnum=24, fpsden=1)
+    base = rng.random((h // 8 + 1, (w + length) // 8 + 1)).astype(np.float32)
+    base = cv2.resize(base, ((w + length) // 8 * 8 + 8, h), interpolation=cv2.INTER_CUBIC)
+    blank = core.std.BlankClip(width=w, height=h, format=vs.RGB24, length=length, fpsnum=24, fpsden=1)
 
-    def make(i, f):
+    def make(n, f):
         out = f.copy()
-        view = base[:, i:i + w] if i < cut else base[::-1, ::-1][:, i:i + w] * 0.6   # a pan, one cut
-        e = 0.6 + 0.6 * np.sin(i / 9)
+        view = base[:, n:n + w] if n < cut else base[::-1, ::-1][:, n:n + w] * 0.6   # a pan, one cut
+        e = 0.6 + 0.6 * np.sin(n / 9)
         for p, g in enumerate((1.0, 0.9, 0.8)):
             np.asarray(out[p])[:] = (np.clip(view * e * g * 1.6, 0, 1) ** (1 / 2.2) * 255 + 0.5).astype(np.uint8)
         return out
@@ -137,7 +137,7 @@ def _count_one(w: int, h: int, n: int, rng: tuple[int, int], chunk: int, margin:
 
     with watch_engine(tuple(what), enter):
         env = {}
-        exec(SCRIPT.format(w=w, h=h, n=n, cut=n - 30, tail=f"res = vsvitm.ITM(clip, chunk={chunk}, margin={margin}, mode={mode!r})"), env)
+        exec(SCRIPT.format(w=w, h=h, n=n, cut=n - 30, tail=f"res = vsvitm.ITM(clip, tuning=dict(chunk={chunk}, margin={margin}), mode={mode!r})"), env)
         res = env["res"]
         for t in range(*rng):
             res.get_frame(t)
