@@ -1,4 +1,12 @@
-"""Training-side code (torch): networks, data synthesis, losses, metrics, export."""
+"""Training-side code (torch): networks, data synthesis, losses, metrics, export, and the training tools.
+
+Library: icam_net, fcpm_net, nets_common (the networks), sources, camera, synth, saved, pans, exr (data),
+icam_data, fcpm_data (batches), losses, metrics, prune, export. Tools, one module per command (setup.cfg):
+make_devset (vsvitm-make-devset), make_pans (vsvitm-make-pans), synthesize (vsvitm-synthesize),
+train_icam (vsvitm-train-icam), train_fcpm (vsvitm-train-fcpm), runs (their run folders and loop helpers),
+soup (vsvitm-soup), export_models (vsvitm-export), checkpoint_from_onnx (vsvitm-checkpoint-from-onnx),
+quantize (vsvitm-quantize).
+"""
 
 
 def add_source_and_loss_args(ap) -> None:
