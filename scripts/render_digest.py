@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 MODES = {"temporal": {}, "full": {"mode": "full"}, "icam": {"mode": "icam"},
          "icam_single": {"mode": "icam", "num_refs": 0}, "linear": {"mode": "linear"},
-         "icam_gated": {"mode": "icam", "ref_gate": 0.002, "ref_keep": 1}}
+         "icam_gated": {"mode": "icam", "tuning": {"ref_gate": 0.002, "ref_keep": 1}}}
 
 
 def pushed(core, clip, frames: int):

@@ -197,7 +197,7 @@ def test_ir_version_and_manifest(exported):
     for p in d.glob("*.onnx"):
         assert onnx.load(str(p)).ir_version <= 10
     meta = json.loads((d / "icam.json").read_text())
-    assert meta["format"] == 1 and meta["modulus"] == 64
+    assert meta["format"] == 2 and meta["modulus"] == 64
 
 
 def test_shipped_models_recover_highlights():

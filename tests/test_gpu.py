@@ -23,7 +23,7 @@ def test_cuda_matches_cpu(fp16):
     be = vsvitm.Backend.ORT_CUDA(fp16=fp16)
     eng = Engine(None, be, need_fcpm=True, transfer="gamma2.2", threshold=0.95, exposure_norm=True,
                  cache_bytes=1 << 26)
-    assert eng.bind_device == "cuda"
+    assert eng.bind_device == "cuda" and eng.runner.device == "cuda"  # IO binding: engine.runner.DeviceRunner
     assert eng.band_pixels > 1 << 40  # no bands on a GPU: each band height would be a new cuDNN search
     # the CPU's OpenCV-warp forms (state warps, split merge, split reference step) stay off on CUDA
     assert not (eng.prewarp or eng.split_merge or eng.split_ref)

@@ -94,14 +94,14 @@ def test_default_reference_count(tiny_models):
 
 
 def test_default_chunk_by_size(src):
-    """chunk=None, margin=None: 24 and 3 below 1 MP, 12 and 6 from 1 MP on (memory); the default
+    """Tuning(chunk=None, margin=None): 24 and 3 below 1 MP, 12 and 6 from 1 MP on (memory); the default
     renders as those. The shipped models: the tiny random ones give the same frames for both here.
     Another chunking (12, with a margin of 1) gives other frames, so the equality says something. (With
     a margin of 6 the shipped FCPM, whose 8-channel state forgets faster, gives the same frames here.)"""
     from vsvitm.itm import chunk_and_margin
     assert chunk_and_margin(512, 512) == (24, 3) and chunk_and_margin(1280, 720) == (24, 3)
     assert chunk_and_margin(1920, 1080) == (12, 6) and chunk_and_margin(1024, 1024) == (12, 6)
-    a, b, c = (vsvitm.ITM(src, mode="full", **kw) for kw in ({}, {"chunk": 24, "margin": 3}, {"chunk": 12, "margin": 1}))
+    a, b, c = (vsvitm.ITM(src, mode="full", tuning=kw) for kw in ({}, {"chunk": 24, "margin": 3}, {"chunk": 12, "margin": 1}))
     frames = range(6, 13)   # frame 12 starts a chunk of 12; the recurrences reach these from other ends
     ra, rb, rc = ([frame_to_array(x.get_frame(n)) for n in frames] for x in (a, b, c))
     for x, y in zip(ra, rb):
@@ -225,8 +225,8 @@ def test_errors_are_clear(src, tiny_models, tmp_path):
         vsvitm.ITM(src, backend="cuda", models=tiny_models)
     for k in (0, 6, 2.5):
         with pytest.raises(ValueError, match="fcpm_keys"):
-            vsvitm.ITM(src, mode="full", fcpm_keys=k, models=tiny_models)
-    assert vsvitm.ITM(src, mode="full", fcpm_keys=2, models=tiny_models).num_frames == src.num_frames
+            vsvitm.ITM(src, mode="full", tuning={"fcpm_keys": k}, models=tiny_models)
+    assert vsvitm.ITM(src, mode="full", tuning=vsvitm.Tuning(fcpm_keys=2), models=tiny_models).num_frames == src.num_frames
 
 
 def test_exception_in_callback_surfaces_as_frame_error(src, tiny_models, monkeypatch):
@@ -238,102 +238,6 @@ def test_exception_in_callback_surfaces_as_frame_error(src, tiny_models, monkeyp
     monkeypatch.setattr(engine.Engine, "icam", boom)
     with pytest.raises(vs.Error, match="simulated failure"):
         out.get_frame(5)
-
-
-def test_banded_recurrence_matches_whole_frame(monkeypatch):
-    """FCPM's recurrent steps and fuse run in horizontal bands on large frames (engine.BAND_PIXELS);
-    the halo must cover the warp's vertical reach, or rows near a band edge read the wrong state."""
-    from vsvitm import engine
-    eng = engine.Engine(None, None, need_fcpm=True, transfer="gamma2.2", threshold=0.95, exposure_norm=True,
-                        cache_bytes=1 << 26)
-    rng = np.random.default_rng(0)
-    h, w = 600, 32
-
-    def rnd(c):
-        return rng.normal(0, 1, (1, c, h, w)).astype(np.float32)
-    calls = []
-    run = eng._run
-    monkeypatch.setattr(eng, "_run", lambda g, feeds: calls.append(g) or run(g, feeds))
-    for fy in (0.0, 17.6, -25.2):
-        flow = np.concatenate([rnd(1) * 2, fy + rnd(1)], 1)
-        feeds = {"x": rnd(3), "cur": np.abs(rnd(4)), "xn": rnd(3), "h": rnd(eng.hidden), "flow": flow}
-        eng.band_pixels = 1 << 30
-        whole = eng._run_banded("fcpm_back", feeds, flow)
-        eng.band_pixels = h * w // 6
-        calls.clear()
-        banded = eng._run_banded("fcpm_back", feeds, flow)
-        assert len(calls) == 6
-        np.testing.assert_allclose(banded, whole, atol=1e-4)
-        # the halo is what makes it exact: without the flow's reach the band edges are wrong
-        assert np.abs(eng._run_banded("fcpm_back", feeds, None) - whole).max() > 1e-2
-    feeds = {"hf": rnd(eng.hidden), "hb": rnd(eng.hidden), "x": rnd(3), "cur": np.abs(rnd(4))}
-    eng.band_pixels = 1 << 30
-    whole = eng._run_banded("fcpm_fuse", feeds)
-    eng.band_pixels = h * w // 5
-    np.testing.assert_allclose(eng._run_banded("fcpm_fuse", feeds), whole, atol=1e-5)
-
-
-def test_banded_render_matches(src, tiny_models, monkeypatch):
-    from vsvitm import engine
-    whole = clip_to_array(vsvitm.ITM(src, mode="full", models=tiny_models), 0, 14)
-    monkeypatch.setattr(engine, "BAND_PIXELS", 48 * 64 // 3)
-    banded = clip_to_array(vsvitm.ITM(src, mode="full", models=tiny_models), 0, 14)
-    np.testing.assert_allclose(banded, whole, rtol=1e-4, atol=1e-5)
-
-
-@pytest.fixture(scope="module")
-def gated_models(tiny_models, tmp_path_factory):
-    """The tiny models with the merge exported with its evidence gate (same weights)."""
-    import shutil
-    pytest.importorskip("torch")
-    from vsvitm.training.export import checkpoint_from_models, export_fcpm
-    from vsvitm.training.fcpm_net import FCPM, FCPMConfig
-    gated = tmp_path_factory.mktemp("gated") / "models"
-    shutil.copytree(tiny_models, gated)
-    ck = checkpoint_from_models(tiny_models, "fcpm")
-    m = FCPM(FCPMConfig.from_dict({**ck["config"], "evidence_gate": 10.0}))
-    m.load_state_dict(ck["model"])
-    export_fcpm(m, gated, size=(64, 64), fp16=False)
-    return gated
-
-
-def test_evidence_gate_through_the_plugin(src, tiny_models, gated_models, tmp_path):
-    """A merge exported with the evidence gate gets each key's reference evidence from ICAM through
-    VapourSynth: without references (num_refs=0) there is none and the result equals the ungated
-    model's; with references it differs. Older ICAM graphs (one output) give zero evidence."""
-    import shutil
-    gated = tmp_path / "gated"
-    shutil.copytree(gated_models, gated)
-    plain0 = clip_to_array(vsvitm.ITM(src, mode="full", num_refs=0, models=tiny_models), 0, 12)
-    gated0 = clip_to_array(vsvitm.ITM(src, mode="full", num_refs=0, models=gated), 0, 12)
-    np.testing.assert_allclose(gated0, plain0, rtol=1e-5, atol=1e-6)
-    plain = clip_to_array(vsvitm.ITM(src, mode="full", models=tiny_models), 0, 12)
-    out = clip_to_array(vsvitm.ITM(src, mode="full", models=gated), 0, 12)
-    assert np.isfinite(out).all() and np.abs(out - plain).max() > 1e-4
-    # an ICAM decode graph of an older export (Y only): no evidence, so the gate does nothing
-    import onnx
-    dec = onnx.load(str(gated / "icam_decode.onnx"))
-    del dec.graph.output[1]
-    onnx.save(dec, str(gated / "icam_decode.onnx"))
-    old = clip_to_array(vsvitm.ITM(src, mode="full", models=gated), 0, 12)
-    np.testing.assert_allclose(old, plain, rtol=1e-5, atol=1e-6)
-
-
-def test_icam_runs_once_per_key_frame(gated_models, monkeypatch):
-    """Each key frame's ICAM result (and its evidence) is computed once, however many merges ask."""
-    from vsvitm import engine
-    calls = []
-    icam = engine.Engine.icam
-    monkeypatch.setattr(engine.Engine, "icam", lambda self, k, *a: calls.append(k) or icam(self, k, *a))
-    old = core.num_threads
-    core.num_threads = 4
-    try:
-        clip = vsvitm.ITM(clip_from_array(moving_clip(40)), mode="full", models=gated_models)
-        futs = [clip.get_frame_async(n) for n in range(40)]
-        assert all(np.isfinite(frame_to_array(f.result())).all() for f in futs)
-    finally:
-        core.num_threads = old
-    assert sorted(calls) == sorted(set(calls)) and set(calls) == {3, 9, 15, 21, 27, 33, 39}
 
 
 def test_temporal_runs_each_network_once(tiny_models, monkeypatch):
@@ -354,125 +258,6 @@ def test_temporal_runs_each_network_once(tiny_models, monkeypatch):
     assert sorted(calls) == sorted(set(calls))
     assert {k for k, r in calls if not r} == set(range(40))
     assert {k for k, r in calls if r} == {3, 9, 15, 21, 27, 33, 39}
-
-
-def test_large_merges_run_one_at_a_time(tiny_models, monkeypatch):
-    """Above engine.MERGE_ALONE_PIXELS merges do not overlap (memory at 1080p), and results are the same."""
-    import threading
-    import time
-    from vsvitm import engine
-    src = clip_from_array(moving_clip(30))
-    # set first: above the limit the CPU path also keeps the one-graph merge (engine._merge)
-    monkeypatch.setattr(engine, "MERGE_ALONE_PIXELS", 100)
-    ref = clip_to_array(vsvitm.ITM(src, mode="full", models=tiny_models), 0, 30)
-    state = {"now": 0, "max": 0}
-    guard = threading.Lock()
-    run = engine.Engine._run
-
-    def spy(self, graph, feeds):
-        if not graph.startswith("fcpm_merge"):  # the one-graph merge, or the CPU path's two parts
-            return run(self, graph, feeds)
-        with guard:
-            state["now"] += 1
-            state["max"] = max(state["max"], state["now"])
-        time.sleep(0.01)  # widen the window in which an overlap would show
-        try:
-            return run(self, graph, feeds)
-        finally:
-            with guard:
-                state["now"] -= 1
-    monkeypatch.setattr(engine.Engine, "_run", spy)
-    old = core.num_threads
-    core.num_threads = 4
-    try:
-        clip = vsvitm.ITM(src, mode="full", models=tiny_models)
-        futs = [clip.get_frame_async(n) for n in range(30)]
-        got = np.stack([frame_to_array(f.result()) for f in futs])
-    finally:
-        core.num_threads = old
-    assert state["max"] == 1
-    np.testing.assert_array_equal(got, ref)
-
-
-def test_prewarped_steps_match_in_graph_warp(src, tiny_models, tmp_path, monkeypatch):
-    """On the CPU the recurrent steps run as fcpm_back_cpu/fcpm_fwd_cpu with the state warped by
-    OpenCV (engine.Engine.prewarp), and ICAM's reference step as icam_ref_a..d with its feature warps
-    done by OpenCV (Engine.split_ref); a model folder without those files warps inside the graphs.
-    Both give the same frames (the state is a half float either way)."""
-    import shutil
-    from vsvitm import engine
-    eng = engine.Engine(tiny_models, None, need_fcpm=True, transfer="gamma2.2", threshold=0.95,
-                        exposure_norm=True, cache_bytes=1 << 26)
-    assert eng.prewarp and eng.split_ref
-    legacy = tmp_path / "legacy"
-    shutil.copytree(tiny_models, legacy)
-    for g in list(engine.PREWARP_GRAPHS.values()) + list(engine.SPLIT_REF):
-        (legacy / f"{g}.onnx").unlink()
-    old = engine.Engine(legacy, None, need_fcpm=True, transfer="gamma2.2", threshold=0.95, exposure_norm=True,
-                        cache_bytes=1 << 26)
-    assert not old.prewarp and not old.split_ref
-    fast = clip_to_array(vsvitm.ITM(src, mode="full", models=tiny_models), 0, 14)
-    slow = clip_to_array(vsvitm.ITM(src, mode="full", models=legacy), 0, 14)
-    assert np.isfinite(fast).all()
-    np.testing.assert_allclose(fast, slow, rtol=2e-3, atol=1e-4)
-    # above engine.CPU_WARPS_MAX_PIXELS (memory at 1080p) the in-graph warps run: the legacy frames exactly
-    calls = []
-    run = engine.Engine._run
-    monkeypatch.setattr(engine, "CPU_WARPS_MAX_PIXELS", 100)
-    monkeypatch.setattr(engine.Engine, "_run", lambda self, g, feeds: calls.append(g) or run(self, g, feeds))
-    big = clip_to_array(vsvitm.ITM(src, mode="full", models=tiny_models), 0, 14)
-    np.testing.assert_array_equal(big, slow)
-    assert "fcpm_back" in calls and "icam_ref" in calls
-    assert not any(g.endswith("_cpu") or g.startswith("fcpm_merge_") or g.startswith("icam_ref_") for g in calls)
-    calls.clear()
-    monkeypatch.setattr(engine, "CPU_WARPS_MAX_PIXELS", 1 << 20)
-    clip_to_array(vsvitm.ITM(src, mode="full", models=tiny_models), 0, 4)
-    assert "icam_ref_d" in calls and "icam_ref" not in calls
-
-
-def test_prewarped_step_graph_equals_step_on_warped_state(tiny_models):
-    """fcpm_back_cpu(x, cur, xn, warp(h, flow)) = fcpm_back(x, cur, xn, h, flow), flows of +-20 px."""
-    from vsvitm import engine
-    from vsvitm.flow import warp_planes
-    eng = engine.Engine(tiny_models, None, need_fcpm=True, transfer="gamma2.2", threshold=0.95,
-                        exposure_norm=True, cache_bytes=1 << 26)
-    rng = np.random.default_rng(3)
-    h, w = 40, 56
-    x, xn, cur = (rng.normal(0, 1, (1, 3, h, w)).astype(np.float32) for _ in range(3))
-    cur = np.abs(np.concatenate([cur, cur[:, :1]], 1))
-    state = rng.normal(0, 1, (1, eng.hidden, h, w)).astype(np.float32)
-    flow = (rng.normal(0, 8, (1, 2, h, w))).astype(np.float32)
-    for g, cpu in engine.PREWARP_GRAPHS.items():
-        a = eng._run(g, {"x": x, "cur": cur, "xn": xn, "h": state, "flow": flow})[0]
-        b = eng._run(cpu, {"x": x, "cur": cur, "xn": xn, "hw": warp_planes(state, flow, np.float32)})[0]
-        np.testing.assert_allclose(b, a, atol=1e-4)
-
-
-@pytest.mark.parametrize("h,w", [(48, 64), (240, 400)])
-def test_preflow_keeps_each_frames_luma(tiny_models, h, w):
-    """Engine.preflow = flow.align_pair of the two frames, with each frame's f^-1 and luma made once
-    (a key frame takes part in 12 pairs): the frame functions are called once per frame. The cache
-    holds each pair's flow at DIS's working size (a 400 px wide frame: 320), and a pair asked for
-    again comes from it, upsampled to the same full-resolution flow."""
-    from vsvitm import engine
-    from vsvitm.curves import to_linear
-    from vsvitm.flow import align_pair
-    eng = engine.Engine(tiny_models, None, need_fcpm=True, transfer="gamma2.2", threshold=0.95,
-                        exposure_norm=True, cache_bytes=1 << 26)
-    frames = moving_clip(6, h=h, w=w).astype(np.float32) / 255
-    calls = []
-
-    def code(n):
-        return lambda: calls.append(n) or frames[n]
-    for again in (False, True):
-        for b in (1, 2, 3, 4):
-            flow, e = eng.preflow(0, code(0), b, code(b))
-            want_flow, want_e = align_pair(to_linear(frames[0]), to_linear(frames[b]), eng.flow_fn, True)
-            np.testing.assert_array_equal(flow, want_flow)
-            assert flow.shape == (h, w, 2) and e == want_e
-    assert sorted(calls) == [0, 1, 2, 3, 4]
-    sh, sw = eng.flow_fn.work_size(h, w)
-    assert eng.flows.size_bytes <= 4 * (sh * sw * 2 * 4 + 256)
 
 
 @pytest.mark.parametrize("preset", ["fast", "medium"])
@@ -515,19 +300,19 @@ def test_reference_clue_counts_what_only_the_reference_saw():
 
 
 def test_ref_gate(tiny_models):
-    """ITM(ref_gate=...): a reference step runs only for references that show what the key clipped.
+    """ITM(tuning=Tuning(ref_gate=...)): a reference step runs only for references that show what the key clipped.
     With every frame at one exposure no reference passes, and the result is the single-frame one;
     with the exposure swinging the darker references pass (VSVITM_ReferencesUsed lists them)."""
     flat = moving_clip(40)
     flat[:] = flat[17]                           # one frame held (9 % clipped): same exposure everywhere
-    gated = vsvitm.ITM(clip_from_array(flat), mode="icam", ref_gate=0.001, models=tiny_models)
+    gated = vsvitm.ITM(clip_from_array(flat), mode="icam", tuning={"ref_gate": 0.001}, models=tiny_models)
     single = vsvitm.ITM(clip_from_array(flat), mode="icam", num_refs=0, models=tiny_models)
     f = gated.get_frame(20)
     assert as_list(f.props["VSVITM_References"]) == [5, 35] and as_list(f.props["VSVITM_ReferencesUsed"]) == [-1]
     np.testing.assert_array_equal(frame_to_array(f), frame_to_array(single.get_frame(20)))
 
     swing = clip_from_array(moving_clip(40))     # exposure 0.6 + 0.5 sin(t / 5)
-    gated = vsvitm.ITM(swing, mode="icam", ref_gate=0.001, models=tiny_models)
+    gated = vsvitm.ITM(swing, mode="icam", tuning={"ref_gate": 0.001}, models=tiny_models)
     every = vsvitm.ITM(swing, mode="icam", models=tiny_models)         # ref_gate=0 (the default)
     used = {n: as_list(gated.get_frame(n).props["VSVITM_ReferencesUsed"]) for n in (14, 24)}
     assert {n: as_list(every.get_frame(n).props["VSVITM_ReferencesUsed"]) for n in (14, 24)} == {14: [29], 24: [9, 39]}
@@ -535,94 +320,35 @@ def test_ref_gate(tiny_models):
     # key 24 (exposure 0.10) clips nowhere: nothing to show
     assert used == {14: [29], 24: [-1]}
     # without exposure normalisation the networks get ratio 1, but the gate still judges by exposure
-    no_norm = vsvitm.ITM(swing, mode="icam", ref_gate=0.001, exposure_norm=False, models=tiny_models)
+    no_norm = vsvitm.ITM(swing, mode="icam", tuning={"ref_gate": 0.001, "exposure_norm": False}, models=tiny_models)
     assert {n: as_list(no_norm.get_frame(n).props["VSVITM_ReferencesUsed"]) for n in (14, 24)} == used
     with pytest.raises(ValueError, match="ref_gate"):
-        vsvitm.ITM(swing, ref_gate=1.5, models=tiny_models)
+        vsvitm.ITM(swing, tuning={"ref_gate": 1.5}, models=tiny_models)
     with pytest.raises(ValueError, match="ref_gate"):
-        vsvitm.ITM(swing, ref_gate=-0.1, models=tiny_models)
+        vsvitm.ITM(swing, tuning={"ref_gate": -0.1}, models=tiny_models)
 
 
 def test_ref_keep(tiny_models):
-    """ITM(ref_gate=g, ref_keep=m): the m nearest references each way always run, in the plugin's order,
+    """ITM(tuning=Tuning(ref_gate=g, ref_keep=m)): the m nearest references each way always run, in the plugin's order,
     and the gate decides only the farther ones."""
     flat = moving_clip(40)
     flat[:] = flat[17]                           # same exposure everywhere: the gate passes nothing
     kw = dict(mode="icam", ref_stride=5, num_refs=3, models=tiny_models)
     for keep, near in ((1, [15, 25]), (2, [15, 25, 10, 30]), (3, [15, 25, 10, 30, 5, 35])):
-        gated = vsvitm.ITM(clip_from_array(flat), ref_gate=0.001, ref_keep=keep, **kw).get_frame(20)
+        gated = vsvitm.ITM(clip_from_array(flat), tuning={"ref_gate": 0.001, "ref_keep": keep}, **kw).get_frame(20)
         assert as_list(gated.props["VSVITM_References"]) == [15, 25, 10, 30, 5, 35]
         assert as_list(gated.props["VSVITM_ReferencesUsed"]) == near
         # the same reference steps as asking for only the nearest `keep` each way
         plain = vsvitm.ITM(clip_from_array(flat), **dict(kw, num_refs=keep)).get_frame(20)
         np.testing.assert_array_equal(frame_to_array(gated), frame_to_array(plain))
     swing = clip_from_array(moving_clip(40))     # exposure 0.6 + 0.5 sin(t / 5)
-    gate_only = vsvitm.ITM(swing, ref_gate=0.001, **kw).get_frame(14)
-    kept = vsvitm.ITM(swing, ref_gate=0.001, ref_keep=1, **kw).get_frame(14)
+    gate_only = vsvitm.ITM(swing, tuning={"ref_gate": 0.001}, **kw).get_frame(14)
+    kept = vsvitm.ITM(swing, tuning={"ref_gate": 0.001, "ref_keep": 1}, **kw).get_frame(14)
     far_passed = [r for r in as_list(gate_only.props["VSVITM_ReferencesUsed"]) if abs(r - 14) > 5]
     assert far_passed  # the swing makes some far reference useful
     assert as_list(kept.props["VSVITM_ReferencesUsed"]) == [9, 19] + far_passed
     for bad in (-1, 1.5, "2"):
         with pytest.raises(ValueError, match="ref_keep"):
-            vsvitm.ITM(swing, ref_gate=0.001, ref_keep=bad, models=tiny_models)
+            vsvitm.ITM(swing, tuning={"ref_gate": 0.001, "ref_keep": bad}, models=tiny_models)
 
 
-def test_icam_preflow_started_from_a_homography_when_the_manifest_says_so(tiny_models, tmp_path):
-    """icam.json "preflow_start": "homography" (export_models.py --homography-preflow): ICAM's key -> reference
-    pre-flows come from flow.HomographyDIS and have their own cache entries, FCPM's pairs keep plain DIS, and the
-    ICAM result differs from the plain one; an unknown start is refused at load time with the fix."""
-    import json
-    import shutil
-
-    import cv2
-
-    from vsvitm import engine
-    from vsvitm.curves import to_linear
-    from vsvitm.flow import HomographyDIS, align_pair
-    homog = tmp_path / "m"
-    shutil.copytree(tiny_models, homog)
-    meta = json.loads((homog / "icam.json").read_text())
-    (homog / "icam.json").write_text(json.dumps({**meta, "preflow_start": "homography"}))
-    kw = dict(need_fcpm=True, transfer="gamma2.2", threshold=0.95, exposure_norm=True, cache_bytes=1 << 26)
-    plain, eng = engine.Engine(tiny_models, None, **kw), engine.Engine(homog, None, **kw)
-    assert plain.icam_flow_fn is plain.flow_fn and not isinstance(plain.flow_fn, HomographyDIS)
-    assert isinstance(eng.icam_flow_fn, HomographyDIS) and eng.icam_flow_fn.preset == eng.flow_fn.preset
-
-    # a textured frame and the same frame moved by 24 px
-    rng = np.random.default_rng(0)
-    base = cv2.GaussianBlur(rng.random((120, 220)).astype(np.float32), (0, 0), 1.5)
-    base = np.repeat(((base - base.min()) / np.ptp(base) * 0.8 + 0.1)[..., None], 3, -1)
-    f0, f1 = base[:, 20:180], base[:, 44:204]          # f1(p) = f0(p + 24): key f0 -> ref f1 flow is -24 in x
-    flow_h, e = eng._preflow(0, f0, 1, f1, icam=True)[:2]
-    want = align_pair(to_linear(f0), to_linear(f1), eng.icam_flow_fn, True)[0]
-    np.testing.assert_array_equal(flow_h, want)
-    assert abs(np.median(flow_h[30:90, 40:120, 0]) + 24) < 1.0
-    flow_p = eng.preflow(0, f0, 1, f1)[0]              # FCPM's view of the same pair: plain DIS, its own entry
-    np.testing.assert_array_equal(flow_p, align_pair(to_linear(f0), to_linear(f1), eng.flow_fn, True)[0])
-    assert eng.flow_key(0, 1, icam=True) != eng.flow_key(0, 1) and eng.flows.get(eng.flow_key(0, 1, icam=True))
-    assert plain.flow_key(0, 1, icam=True) == plain.flow_key(0, 1)
-
-    (homog / "icam.json").write_text(json.dumps({**meta, "preflow_start": "gma"}))
-    with pytest.raises(ValueError, match="'gma'.*update vsvitm or re-export"):
-        engine.Engine(homog, None, **kw)
-
-
-def test_preflow_preset(tiny_models):
-    """The plugin's pre-flow is DIS MEDIUM (BENCHMARKS.md); training keeps FAST (DISFlow's default,
-    what the shipped networks saw); ITM(preflow="fast") reaches the engine; anything else is refused."""
-    import cv2
-    from vsvitm import engine
-    from vsvitm.flow import DISFlow
-    assert DISFlow().preset == cv2.DISOPTICAL_FLOW_PRESET_FAST
-    kw = dict(need_fcpm=False, transfer="gamma2.2", threshold=0.95, exposure_norm=True, cache_bytes=1 << 26)
-    assert engine.Engine(tiny_models, None, **kw).flow_fn.preset == cv2.DISOPTICAL_FLOW_PRESET_MEDIUM
-    assert engine.Engine(tiny_models, None, preflow="fast", **kw).flow_fn.preset == cv2.DISOPTICAL_FLOW_PRESET_FAST
-    clip = clip_from_array(moving_clip(20))
-    a = frame_to_array(vsvitm.ITM(clip, mode="icam", ref_stride=5, num_refs=2, models=tiny_models).get_frame(10))
-    b = frame_to_array(vsvitm.ITM(clip, mode="icam", ref_stride=5, num_refs=2, models=tiny_models,
-                                  preflow="fast").get_frame(10))
-    assert np.isfinite(a).all() and np.isfinite(b).all()
-    assert not np.array_equal(a, b)  # another pre-flow, another alignment of the references
-    for bad in ("slow", 2, None, ["fast"]):
-        with pytest.raises(ValueError, match="preflow"):
-            vsvitm.ITM(clip, preflow=bad, models=tiny_models)

@@ -6,10 +6,10 @@
 
 Attributes load lazily, so the training tools (vsvitm.training) import without VapourSynth.
 """
-__all__ = ["ITM", "Backend", "to_hdr10", "to_hlg", "measure_light_level"]
+__all__ = ["ITM", "Tuning", "Backend", "to_hdr10", "to_hlg", "measure_light_level"]
 __version__ = "0.1.0"
 
-_WHERE = {"ITM": "itm", "Backend": "backends", "to_hdr10": "hdr", "to_hlg": "hdr", "measure_light_level": "hdr"}
+_WHERE = {"ITM": "itm", "Tuning": "tuning", "Backend": "backends", "to_hdr10": "hdr", "to_hlg": "hdr", "measure_light_level": "hdr"}
 
 
 def __getattr__(name):

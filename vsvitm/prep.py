@@ -6,6 +6,7 @@ import numpy as np
 from .curves import overexposure_mask, to_linear
 
 MAX_REL = 64.0  # the largest exposure-relative value a reference can bring (6 stops)
+Y_MAX = 65504.0  # largest finite half: results and an RGBH output must never overflow to Inf
 
 
 def net_input(code: np.ndarray, transfer: str = "gamma2.2", ratio: float = 1.0, threshold: float = 0.95,
@@ -61,10 +62,10 @@ def pad_to(x: np.ndarray, modulus: int) -> tuple[np.ndarray, tuple[int, int]]:
 
 
 def merge_prep_graph(keys: int, evidence: bool, y_max: float):
-    """An ONNX graph that makes the merge's key inputs on the device (engine._merge_bound, CUDA) from
+    """An ONNX graph that makes the merge's key inputs on the device (engine.merge.DeviceMerge, CUDA) from
     each key's network input at ratio 1 (k{j}, 1x4xHxW), its result Y (y{j}, 1x3xHxW) and, with the
     evidence gate, its evidence (ev{j}): keys = [min(k_j[:3] * s_j, MAX_REL ** (1/2.2)), k_j[3]] and
-    ys = min(y_j * e_j, y_max) (engine.Y_MAX), concatenated over j, as net_input(..., ratio=e_j) and engine._merge
+    ys = min(y_j * e_j, y_max) (Y_MAX), concatenated over j, as net_input(..., ratio=e_j) and engine.merge.HostMerge
     compute them on the host (s_j = e_j ** (1/2.2) in float32). Why: a key's arrays are the same for
     every frame that merges it (~30 frames), so on CUDA they go to the device once, and only the
     exposure ratios change per frame."""

@@ -126,7 +126,8 @@ def child(cfg: dict) -> dict:
     mode, extra = cfg["mode"], dict(extra)
     if mode == "single":
         mode, extra["num_refs"] = "icam", 0
-    out = vsvitm.ITM(src, mode=mode, backend=backend, models=cfg["models"], cache_mb=cfg["cache_mb"], **extra)
+    extra["tuning"] = {**extra.get("tuning", {}), "cache_mb": cfg["cache_mb"]}
+    out = vsvitm.ITM(src, mode=mode, backend=backend, models=cfg["models"], **extra)
     t_init = time.perf_counter() - t0
     if cfg.get("seek"):
         return seek_steps(out, cfg)

@@ -178,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--ort-threads", type=int, default=0,
                     help="ONNX Runtime intra-op threads per session on the CPU (default 0: the plugin's choice)")
     ap.add_argument("--prefetch", type=int, default=0, help="frames in flight while timing (default: core.num_threads)")
-    ap.add_argument("--cache-mb", type=int, default=1024, help="ITM(cache_mb=...) (default 1024)")
+    ap.add_argument("--cache-mb", type=int, default=1024, help="ITM's Tuning(cache_mb=...) (default 1024)")
     ap.add_argument("--itm", type=json.loads, default={}, metavar="JSON",
                     help="more ITM keyword arguments, e.g. '{\"chunk\": 24, \"margin\": 4}'")
     ap.add_argument("--cuda-options", type=json.loads, default={}, metavar="JSON",

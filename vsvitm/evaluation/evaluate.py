@@ -17,7 +17,7 @@ and only write picture sheets for review.
 Examples::
 
     vsvitm-evaluate --data data/devset --frames 24
-    vsvitm-evaluate --method 'no-expnorm:{"exposure_norm": false}' \\
+    vsvitm-evaluate --method 'no-expnorm:{"tuning": {"exposure_norm": false}}' \\
         --method 'abl-a:{"models": "runs/abl_a/onnx"}'
     vsvitm-evaluate --ldr-videos /work/shared/data/ldr-video --frames 48
 """
@@ -168,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--sequences", default=None, help="comma-separated sequence (file stem) names")
     ap.add_argument("--method", action="append", default=[], metavar="NAME:KWARGS_JSON",
                     help="extra row: vsvitm.ITM(clip, **KWARGS_JSON), e.g. "
-                         "'no-expnorm:{\"exposure_norm\": false}'; repeatable; reusing a default name replaces it; "
+                         "'no-expnorm:{\"tuning\": {\"exposure_norm\": false}}'; repeatable; reusing a default name replaces it; "
                          "a backend by name: {\"backend\": \"cpu-fp16\"} (cpu, cpu-fp16, cpu-int8, cuda, cuda-fp16)")
     ap.add_argument("--only", default=None, help="comma-separated method names to run (default: all)")
     ap.add_argument("--ldr-videos", default=None, metavar="DIR",

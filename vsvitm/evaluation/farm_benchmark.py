@@ -137,7 +137,7 @@ def _count_one(w: int, h: int, n: int, rng: tuple[int, int], chunk: int, margin:
 
     with watch_engine(tuple(what), enter):
         env = {}
-        exec(SCRIPT.format(w=w, h=h, n=n, cut=n - 30, tail=f"res = vsvitm.ITM(clip, chunk={chunk}, margin={margin}, mode={mode!r})"), env)
+        exec(SCRIPT.format(w=w, h=h, n=n, cut=n - 30, tail=f"res = vsvitm.ITM(clip, tuning=dict(chunk={chunk}, margin={margin}), mode={mode!r})"), env)
         res = env["res"]
         for t in range(*rng):
             res.get_frame(t)

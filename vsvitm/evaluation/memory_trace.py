@@ -70,10 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="first frame rendered (default 0, the clip's start: few references; 114 = vsvitm-benchmark's "
                          "steady-state warm-up, every key frame with all its references)")
     ap.add_argument("--num-refs", type=int, help="references each way (default: ITM's, itm.NUM_REFS)")
-    ap.add_argument("--chunk", type=int, help="ITM(chunk=...) (default: ITM's at --size)")
-    ap.add_argument("--margin", type=int, help="ITM(margin=...) (default: ITM's at --size)")
+    ap.add_argument("--chunk", type=int, help="ITM's Tuning(chunk=...) (default: ITM's at --size)")
+    ap.add_argument("--margin", type=int, help="ITM's Tuning(margin=...) (default: ITM's at --size)")
     ap.add_argument("--vs-cache-mb", type=int, default=0, help="core.max_cache_size (default: VapourSynth's)")
-    ap.add_argument("--cache-mb", type=int, default=1024, help="ITM(cache_mb=...)")
+    ap.add_argument("--cache-mb", type=int, default=1024, help="ITM's Tuning(cache_mb=...)")
     ap.add_argument("--src", default=str(SAMPLE))
     ap.add_argument("--threads", type=int, default=0, help="core.num_threads (default: VapourSynth's)")
     ap.add_argument("--models", help="model folder (default: the package's)")
@@ -157,7 +157,8 @@ def trace(a) -> int:
     peak = Peak(core)
     with watch_engine(("icam", "merge", "propagate"), peak.enter, peak.leave):
         threading.Thread(target=peak.monitor, daemon=True).start()
-        out = vsvitm.ITM(src, num_refs=a.num_refs, cache_mb=a.cache_mb, models=a.models, chunk=a.chunk, margin=a.margin)
+        out = vsvitm.ITM(src, num_refs=a.num_refs, models=a.models,
+                         tuning=dict(cache_mb=a.cache_mb, chunk=a.chunk, margin=a.margin))
         t0 = time.time()
         for i, _ in enumerate(out[a.start:].frames(prefetch=2)):
             if i == 0 or i + 1 == a.frames:

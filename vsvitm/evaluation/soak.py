@@ -115,7 +115,7 @@ def main(argv=None) -> int:
               "(plumbing only: the numbers say nothing about quality)", flush=True)
         models = export_tiny_models(Path(tmp.name))
     src = synthetic_clip(core, vs, args.frames, args.width, args.height, args.shot)
-    out = vsvitm.ITM(src, mode=args.mode, models=models, cache_mb=args.cache_mb)
+    out = vsvitm.ITM(src, mode=args.mode, models=models, tuning={"cache_mb": args.cache_mb})
 
     print(f"soak: {args.frames} frames {args.width}x{args.height} mode={args.mode} cache_mb={args.cache_mb} "
           f"threads={core.num_threads}", flush=True)

@@ -34,7 +34,7 @@ def export_graph(net: torch.nn.Module, method: str, args: tuple, names_in: list[
     dyn = {n: {0: "N", 2: f"{n}_h", 3: f"{n}_w"} for n in names_in + names_out}
     with warnings.catch_warnings():
         # dynamo=False on purpose: the shipped graphs are TorchScript exports (opset 13, IR 8, the node
-        # names quantize_models.py and the engine's checks know); torch's notice that this exporter is
+        # names vsvitm-quantize and the engine's checks know); torch's notice that this exporter is
         # legacy, and the one its logging setup gives, say nothing about these graphs.
         warnings.filterwarnings("ignore", "You are using the legacy TorchScript-based ONNX export", DeprecationWarning)
         warnings.filterwarnings("ignore", "The feature will be removed", DeprecationWarning)
@@ -134,7 +134,8 @@ def _fix_casts(model) -> None:
 
 
 def write_manifest(out_dir: Path, name: str, meta: dict):
-    (out_dir / f"{name}.json").write_text(json.dumps(meta, indent=1, sort_keys=True))
+    from ..engine.models import write_manifest as write  # the format the engine reads, with the graphs exported
+    write(out_dir, name, meta, ("fp32", "fp16"))
 
 
 def export_icam(model, out_dir: Path, size: tuple[int, int] = (128, 192), fp16: bool = True, meta: dict | None = None) -> list[Path]:
@@ -173,7 +174,7 @@ def export_icam(model, out_dir: Path, size: tuple[int, int] = (128, 192), fp16: 
              ["fl_out", "g_out"], out_dir / "icam_ref_d.onnx"),
         ], fp16=False)
     from .icam_net import MODULUS
-    write_manifest(out_dir, "icam", {"format": 1, "modulus": MODULUS, "config": model.cfg.to_dict(), **(meta or {})})
+    write_manifest(out_dir, "icam", {"modulus": MODULUS, "config": model.cfg.to_dict(), **(meta or {})})
     return paths
 
 
@@ -218,7 +219,7 @@ def export_fcpm(model, out_dir: Path, size: tuple[int, int] = (64, 96), fp16: bo
         (out_dir / stale).unlink(missing_ok=True)
     paths += export_graphs(model, cpu, fp16=False)
     from .fcpm_net import MODULUS
-    write_manifest(out_dir, "fcpm", {"format": 1, "modulus": MODULUS, "keys": k, "hidden": hid,
+    write_manifest(out_dir, "fcpm", {"modulus": MODULUS, "keys": k, "hidden": hid,
                                      "config": model.cfg.to_dict(), **(meta or {})})
     return paths
 
@@ -278,9 +279,9 @@ def checkpoint_from_models(models_dir: Path, which: str) -> dict:
           "exposure_norm": meta.get("exposure_norm", True), "from_onnx": str(models_dir), "net": which,
           # named now: the folder's manifest changes when other weights are exported there later
           "source_checkpoint": meta.get("checkpoint")}
-    if meta.get("soup"):  # mean weights of fine-tunes (scripts/soup.py): no step count of its own
+    if meta.get("soup"):  # mean weights of fine-tunes (vsvitm-soup): no step count of its own
         st["soup"] = meta["soup"]
-    if meta.get("preflow_start"):  # the pre-flows these weights expect (export_models.py --homography-preflow)
+    if meta.get("preflow_start"):  # the pre-flows these weights expect (vsvitm-export --homography-preflow)
         st["preflow_start"] = meta["preflow_start"]
     return st
 

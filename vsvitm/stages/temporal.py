@@ -1,0 +1,193 @@
+"""Mode "temporal" (the default): single-frame ICAM on every frame, corrected by the radiance that key
+frames and their references measured (vsvitm.temporal); and the reference gate every mode's key
+frames use (gated_refs)."""
+from __future__ import annotations
+
+import numpy as np
+import vapoursynth as vs
+
+from ..curves import max_channel
+from ..engine import Engine
+from ..schedule import Schedule
+from ..vsnp import array_to_frame, frame_to_array, frame_to_code
+from .common import PROP_CONFIDENCE, PROP_KEY, PROP_KEYS, PROP_REFS, PROP_TRUST
+from .common import Shifter as _Shifter
+
+
+# mode "temporal": a key frame's ICAM-with-references result is trusted min(EVIDENCE_GAIN x evidence, 1)
+# in its clipped channels (evidence: ICAM's clue-path confidence, how much references saw there unclipped).
+# Chosen on the validation pans among 1, 2 and 4 (BENCHMARKS.md): 2 and 4 scored alike, 1 lower.
+EVIDENCE_GAIN = 2.0
+
+
+def gated_refs(eng: Engine, k: int, code_k: np.ndarray, refs: list[int], given: list, ref_keep: int,
+               ref_stride: int) -> list:
+    """The references of key frame k that run: the ref_keep nearest each way always, the rest as the
+    engine's ref_gate decides (all of them when it is 0).
+
+    eng: the Engine; k: the key frame; code_k: its code values; refs: the reference frame numbers,
+    nearest first (so the always-kept ones are a prefix); given: (id, code values) of each of them;
+    ref_keep: references each way that always run; ref_stride: frames between references."""
+    keep = sum(abs(r - k) <= ref_keep * ref_stride for r in refs)
+    return given[:keep] + eng.useful_refs(k, code_k, given[keep:])
+
+
+def key_weights(t: int, keys: list[int]) -> list[tuple[int, float]]:
+    """The key frames that frame t takes its correction from, with weights summing to 1: t itself when it
+    is a key; else the nearest key before and after t, each weighted by closeness (1 - distance / gap);
+    the one nearest key where t lies beyond the shot's first or last key."""
+    if t in keys:
+        return [(t, 1.0)]
+    before = [k for k in keys if k < t]
+    after = [k for k in keys if k > t]
+    if before and after:
+        a, b = before[-1], after[0]
+        return [(a, (b - t) / (b - a)), (b, (t - a) / (b - a))]
+    return [((before or after)[-1 if before else 0], 1.0)]
+
+
+def _temporal_stages(core, eng: Engine, sched: Schedule, window, cuts_of, tmpl, rgb, rgb_at, ref_at, ref_id, ykey,
+                     key_network: bool, key_fill: bool, ref_keep: int):
+    """mode="temporal": single-frame ICAM on every frame, corrected by the radiance that key frames'
+    references and the key frames themselves measured (vsvitm.temporal). Stages:
+      single  per frame: S_t, single-frame ICAM (half floats)
+      keymap  per key frame k: its radiance map (half floats), filled from its references where they
+              measured what k clipped, with its trust as a frame property
+      out     per frame: S_t corrected from the key frames before and after t, then eq. 1
+    """
+    single = _single_stage(core, eng, rgb, ykey)
+    keymap = _keymap_stage(core, eng, sched, window, cuts_of, rgb, ref_at, ref_id, ykey, single,
+                           key_network, key_fill, ref_keep)
+    return _out_stage(core, eng, sched, window, cuts_of, tmpl, rgb, rgb_at, single, keymap)
+
+
+def _single_stage(core, eng: Engine, rgb, ykey):
+    """single: per frame, S_t, single-frame ICAM (half floats)."""
+    def single_node(n: int) -> vs.VideoNode:
+        hit = eng.results.get(("single", n))
+        if hit is not None:
+            return core.std.ModifyFrame(ykey, ykey, lambda n, f: _with_array(f.copy(), hit))
+
+        def compute(n, f):
+            y = eng.results.get(("single", n))
+            if y is None:
+                y = eng.icam(n, frame_to_code(f[1]), [])[0].astype(np.float16)
+                eng.results.put(("single", n), y)
+            return _with_array(f[0].copy(), y)
+        return core.std.ModifyFrame(ykey, [ykey, rgb], compute)
+
+    return core.std.FrameEval(ykey, lambda n: single_node(n))
+
+
+def _key_map(eng: Engine, k: int, code_k: np.ndarray, s_k: np.ndarray, refs: list, key_network: bool,
+             key_fill: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Key frame k's radiance map and its trust (half floats): S_k, raised to ICAM's result with the
+    references where that is higher and the references back it (ICAM's evidence), then filled
+    where the references measured what k clipped (vsvitm.temporal)."""
+    from .. import temporal
+    from ..curves import to_linear
+    transfer, thr, clip_level = eng.transfer, eng.threshold, eng.clip_level
+    lin_k = to_linear(code_k, transfer)
+    base, ev = s_k, None
+    if key_network and refs:
+        y_net, ev = eng.icam(k, code_k, refs)
+        # only upwards: where ICAM with references comes out below the single-frame result, it is
+        # not evidence (on the validation pans, lowering cost 0.4 dB over all pixels on one pan)
+        base = np.maximum(y_net, s_k)
+    ms, flows = [], []
+    for r, code_r in refs:
+        flow, e = eng.pair(k, code_k, r, code_r)  # cached: ICAM's own pre-flows
+        flows.append(flow)
+        if key_fill:
+            ms.append(temporal.measure(code_k, lin_k, code_r, to_linear(code_r, transfer), flow, float(e), thr))
+    y, conf = temporal.fuse(base, lin_k, code_k, clip_level, thr, ms)
+    if ev is not None:
+        # evidence only where some reference sees the pixel: near the frame's edge the network's
+        # warps replicate the references' borders, which its clue path reads as evidence (streaks)
+        trust_net = np.minimum(np.float32(EVIDENCE_GAIN) * ev, 1.0) * temporal.coverage(flows)
+        clipped_k = temporal.clipped_weight(code_k, thr)
+        conf = np.maximum(conf, temporal.smooth_confidence(trust_net, max_channel(clipped_k))[..., None] * clipped_k)
+    rad, trust = temporal.radiance_map(y, lin_k, code_k, conf, thr)
+    return rad.astype(np.float16), trust.astype(np.float16)
+
+
+def _keymap_stage(core, eng: Engine, sched: Schedule, window, cuts_of, rgb, ref_at, ref_id, ykey, single,
+                  key_network: bool, key_fill: bool, ref_keep: int):
+    """keymap: per key frame k, its radiance map (half floats), filled from its references where they
+    measured what k clipped, with its trust as a frame property."""
+    def keymap_node(n: int, f: vs.VideoFrame) -> vs.VideoNode:
+        c = cuts_of(f)
+        if not sched.is_key(n, c):
+            return ykey
+        refs = sched.references(n, c)
+        hit = eng.results.get(("keymap", n))
+
+        def put(out: vs.VideoFrame, res) -> vs.VideoFrame:
+            _with_array(out, res[0])
+            out.props[PROP_TRUST] = res[1].tobytes()
+            out.props[PROP_REFS] = refs or [-1]
+            return out
+        if hit is not None:
+            return core.std.ModifyFrame(ykey, ykey, lambda n, f: put(f.copy(), hit))
+
+        def compute(n, f):
+            code_k = frame_to_code(f[1])
+            given = [(ref_id(r), frame_to_code(fr)) for r, fr in zip(refs, f[3:])]
+            given = gated_refs(eng, n, code_k, refs, given, ref_keep, sched.ref_stride)
+            res = _key_map(eng, n, code_k, frame_to_array(f[2]).astype(np.float32), given, key_network, key_fill)
+            eng.results.put(("keymap", n), res)
+            return put(f[0].copy(), res)
+        return core.std.ModifyFrame(ykey, [ykey, rgb, single] + [ref_at(r - n) for r in refs], compute)
+
+    return core.std.FrameEval(ykey, keymap_node, prop_src=[window])
+
+
+def _out_stage(core, eng: Engine, sched: Schedule, window, cuts_of, tmpl, rgb, rgb_at, single, keymap):
+    """out: per frame, S_t corrected from the key frames before and after t, then eq. 1."""
+    from .. import temporal
+    from ..curves import to_linear
+    transfer, thr, clip_level = eng.transfer, eng.threshold, eng.clip_level
+    keymap_at = _Shifter(keymap)
+
+    def out_node(n: int, f: vs.VideoFrame) -> vs.VideoNode:
+        t, c = n, cuts_of(f)
+        start, end = sched.shot(t, c)
+        keys = key_weights(t, sched.keys_in(start, end))
+        is_key = int(sched.is_key(t, c))
+        props = {PROP_KEY: is_key, PROP_KEYS: [k for k, _ in keys],
+                 PROP_REFS: (sched.references(t, c) if is_key else []) or [-1]}
+
+        def compute(n, f):
+            code_t = frame_to_code(f[1])
+            lin_t = to_linear(code_t, transfer)
+            s_t = frame_to_array(f[2]).astype(np.float32)
+            given = []
+            for j, (k, wt) in enumerate(keys):
+                km = f[3 + 2 * j]
+                trust = np.frombuffer(km.props[PROP_TRUST], np.float16).reshape(km.height, km.width, 3).astype(np.float32)
+                rad = frame_to_array(km).astype(np.float32)
+                if k == t:
+                    given.append((wt, None, 1.0, code_t, rad, trust))
+                else:
+                    code_k = frame_to_code(f[4 + 2 * j])
+                    flow, e = eng.preflow(t, code_t, k, code_k)  # a few frames apart: plain DIS
+                    given.append((wt, flow, float(e), code_k, rad, trust))
+            ms = temporal.carried(code_t, lin_t, thr, given)
+            y, conf = temporal.fuse(s_t, lin_t, code_t, clip_level, thr, ms, w0=None)
+            out = f[0].copy()
+            array_to_frame(eng.blend(code_t, y), out)
+            out.props.update(props)
+            s = temporal.clipped_weight(code_t, thr)
+            out.props[PROP_CONFIDENCE] = float((conf.sum() / s.sum()) if s.sum() > 0 else 0.0)
+            return out
+        clips = [tmpl, rgb, single]
+        for k, _ in keys:
+            clips += [keymap_at(k - t), rgb_at(k - t)]
+        return core.std.ModifyFrame(tmpl, clips, compute)
+
+    return core.std.FrameEval(tmpl, out_node, prop_src=[window])
+
+
+def _with_array(out: vs.VideoFrame, arr: np.ndarray) -> vs.VideoFrame:
+    array_to_frame(arr, out)
+    return out
