@@ -3,6 +3,8 @@ frames and their references measured (vsvitm.temporal); and the reference gate e
 frames use (gated_refs)."""
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import vapoursynth as vs
 
@@ -46,6 +48,68 @@ def key_weights(t: int, keys: list[int]) -> list[tuple[int, float]]:
     return [((before or after)[-1 if before else 0], 1.0)]
 
 
+class KeyAhead:
+    """Key frames' maps computed once, and the next one started before any frame needs it.
+
+    A previewer steps one frame at a time; the frame after a key frame needs the next key frame's map,
+    whose ICAM with references takes several frames' time. start() computes that key in a background
+    thread while the frames before it are shown, so no single step waits for all of it. Results are the
+    same whoever computes them: once() is how the filter and that thread both make a key's map, one
+    computation per key, the others waiting for it.
+
+    results: the cache the maps go to (the engine's ByteLRU).
+    prefetch: prefetch(k, refs) requests key frame k's inputs from VapourSynth (from the background
+        thread, never from a filter callback, so no worker waits on it) and makes its map with once().
+    """
+
+    def __init__(self, results, prefetch):
+        self.results, self.prefetch = results, prefetch
+        self._guard = threading.Lock()
+        self._locks: dict = {}
+        self._started: set = set()
+        self._busy = False
+
+    def once(self, key, make):
+        """The cached result under `key`, or make()'s, put there; callers asking at the same time wait for it.
+
+        key: the cache key; make: computes the result from arrays (no VapourSynth request, so waiting for
+        it cannot deadlock)."""
+        with self._guard:
+            if len(self._locks) > 64:
+                self._locks.clear()
+            lock = self._locks.setdefault(key, threading.Lock())
+        with lock:
+            hit = self.results.get(key)
+            if hit is None:
+                hit = make()
+                self.results.put(key, hit)
+        return hit
+
+    def start(self, k: int, refs: list[int]) -> None:
+        """Compute key frame k's map in the background, unless it is cached, was started before, or another
+        key is being computed ahead (one at a time: seeking around does not pile up work).
+
+        k: the key frame; refs: its reference frame numbers."""
+        key = ("keymap", k, tuple(refs))
+        with self._guard:
+            if self._busy or key in self._started or self.results.get(key) is not None:
+                return
+            if len(self._started) > 256:
+                self._started.clear()
+            self._started.add(key)
+            self._busy = True
+        threading.Thread(target=self._run, args=(k, refs), daemon=True, name="vsvitm-key-ahead").start()
+
+    def _run(self, k: int, refs: list[int]) -> None:
+        try:
+            self.prefetch(k, refs)
+        except Exception:  # noqa: BLE001 - the filter makes this key itself when a frame needs it, and reports
+            pass
+        finally:
+            with self._guard:
+                self._busy = False
+
+
 def _temporal_stages(core, eng: Engine, sched: Schedule, window, cuts_of, tmpl, rgb, rgb_at, ref_at, ref_id, ykey,
                      key_network: bool, key_fill: bool, ref_keep: int):
     """mode="temporal": single-frame ICAM on every frame, corrected by the radiance that key frames'
@@ -56,9 +120,9 @@ def _temporal_stages(core, eng: Engine, sched: Schedule, window, cuts_of, tmpl, 
       out     per frame: S_t corrected from the key frames before and after t, then eq. 1
     """
     single = _single_stage(core, eng, rgb, ykey)
-    keymap = _keymap_stage(core, eng, sched, window, cuts_of, rgb, ref_at, ref_id, ykey, single,
-                           key_network, key_fill, ref_keep)
-    return _out_stage(core, eng, sched, window, cuts_of, tmpl, rgb, rgb_at, single, keymap)
+    keymap, ahead = _keymap_stage(core, eng, sched, window, cuts_of, rgb, ref_at, ref_id, ykey, single,
+                                  key_network, key_fill, ref_keep)
+    return _out_stage(core, eng, sched, window, cuts_of, tmpl, rgb, rgb_at, single, keymap, ahead)
 
 
 def _single_stage(core, eng: Engine, rgb, ykey):
@@ -114,13 +178,27 @@ def _key_map(eng: Engine, k: int, code_k: np.ndarray, s_k: np.ndarray, refs: lis
 def _keymap_stage(core, eng: Engine, sched: Schedule, window, cuts_of, rgb, ref_at, ref_id, ykey, single,
                   key_network: bool, key_fill: bool, ref_keep: int):
     """keymap: per key frame k, its radiance map (half floats), filled from its references where they
-    measured what k clipped, with its trust as a frame property."""
+    measured what k clipped, with its trust as a frame property; and the KeyAhead that makes the maps
+    (cached under the key frame and its references)."""
+    def make_keymap(k: int, refs: list[int], code_k: np.ndarray, s_k: np.ndarray, codes: list) -> tuple:
+        def make():
+            given = gated_refs(eng, k, code_k, refs, [(ref_id(r), c) for r, c in zip(refs, codes)], ref_keep,
+                               sched.ref_stride)
+            return _key_map(eng, k, code_k, s_k, given, key_network, key_fill)
+        return ahead.once(("keymap", k, tuple(refs)), make)
+
+    def prefetch(k: int, refs: list[int]) -> tuple:
+        code_k, s_k = frame_to_code(rgb.get_frame(k)), frame_to_array(single.get_frame(k)).astype(np.float32)
+        return make_keymap(k, refs, code_k, s_k, [frame_to_code(ref_at.clip.get_frame(r)) for r in refs])
+
+    ahead = KeyAhead(eng.results, prefetch)
+
     def keymap_node(n: int, f: vs.VideoFrame) -> vs.VideoNode:
         c = cuts_of(f)
         if not sched.is_key(n, c):
             return ykey
         refs = sched.references(n, c)
-        hit = eng.results.get(("keymap", n))
+        hit = eng.results.get(("keymap", n, tuple(refs)))
 
         def put(out: vs.VideoFrame, res) -> vs.VideoFrame:
             _with_array(out, res[0])
@@ -131,19 +209,18 @@ def _keymap_stage(core, eng: Engine, sched: Schedule, window, cuts_of, rgb, ref_
             return core.std.ModifyFrame(ykey, ykey, lambda n, f: put(f.copy(), hit))
 
         def compute(n, f):
-            code_k = frame_to_code(f[1])
-            given = [(ref_id(r), frame_to_code(fr)) for r, fr in zip(refs, f[3:])]
-            given = gated_refs(eng, n, code_k, refs, given, ref_keep, sched.ref_stride)
-            res = _key_map(eng, n, code_k, frame_to_array(f[2]).astype(np.float32), given, key_network, key_fill)
-            eng.results.put(("keymap", n), res)
+            res = make_keymap(n, refs, frame_to_code(f[1]), frame_to_array(f[2]).astype(np.float32),
+                              [frame_to_code(fr) for fr in f[3:]])
             return put(f[0].copy(), res)
         return core.std.ModifyFrame(ykey, [ykey, rgb, single] + [ref_at(r - n) for r in refs], compute)
 
-    return core.std.FrameEval(ykey, keymap_node, prop_src=[window])
+    return core.std.FrameEval(ykey, keymap_node, prop_src=[window]), ahead
 
 
-def _out_stage(core, eng: Engine, sched: Schedule, window, cuts_of, tmpl, rgb, rgb_at, single, keymap):
-    """out: per frame, S_t corrected from the key frames before and after t, then eq. 1."""
+def _out_stage(core, eng: Engine, sched: Schedule, window, cuts_of, tmpl, rgb, rgb_at, single, keymap,
+               ahead: KeyAhead):
+    """out: per frame, S_t corrected from the key frames before and after t, then eq. 1; each frame
+    starts the key frame after the ones it needs ahead (KeyAhead)."""
     from .. import temporal
     from ..curves import to_linear
     transfer, thr, clip_level = eng.transfer, eng.threshold, eng.clip_level
@@ -156,8 +233,16 @@ def _out_stage(core, eng: Engine, sched: Schedule, window, cuts_of, tmpl, rgb, r
         is_key = int(sched.is_key(t, c))
         props = {PROP_KEY: is_key, PROP_KEYS: [k for k, _ in keys],
                  PROP_REFS: (sched.references(t, c) if is_key else []) or [-1]}
+        # the key frame after the ones t needs, which the frames after t will need: started now when t's
+        # key frames are ready (a previewer stepping), else once they are (a cold seek is not slowed)
+        upcoming = [k for k in sched.keys_in(start, end) if k > max(k for k, _ in keys)]
+        ready = all(eng.results.get(("keymap", k, tuple(sched.references(k, c)))) is not None for k, _ in keys)
+        if upcoming and ready:
+            ahead.start(upcoming[0], sched.references(upcoming[0], c))
 
         def compute(n, f):
+            if upcoming:
+                ahead.start(upcoming[0], sched.references(upcoming[0], c))
             code_t = frame_to_code(f[1])
             lin_t = to_linear(code_t, transfer)
             s_t = frame_to_array(f[2]).astype(np.float32)

@@ -1,0 +1,84 @@
+"""vsvitm.stages.temporal: the default mode's stages, and the key frame computed ahead of a previewer."""
+import threading
+import time
+
+import numpy as np
+import vapoursynth as vs
+
+import vsvitm
+from vsvitm.stages.temporal import KeyAhead
+from vsvitm.vsnp import clip_from_array, frame_to_array
+
+from conftest import moving_clip
+
+core = vs.core
+
+
+def test_next_key_frame_is_computed_ahead_of_a_previewer(tiny_models, monkeypatch):
+    """Stepping one frame at a time, the key frame after the ones a frame needs is computed in the
+    background (a thread named vsvitm-key-ahead) before the step that needs it, once, with the same result."""
+    from vsvitm.engine import Engine
+    calls = []
+    icam = Engine.icam
+    monkeypatch.setattr(Engine, "icam", lambda self, k, c, refs: calls.append(
+        (k, bool(refs), threading.current_thread().name)) or icam(self, k, c, refs))
+    src = clip_from_array(moving_clip(30))
+    clip = vsvitm.ITM(src, key_stride=6, models=tiny_models)   # key frames 3, 9, 15, 21, 27
+    stepped = {}
+    for n in range(5):
+        stepped[n] = frame_to_array(clip.get_frame(n))
+        _wait_for_key_ahead()
+    ahead = {k for k, refs, name in calls if refs and name == "vsvitm-key-ahead"}
+    # frames 0-3 need key frame 3 (9 is started ahead); frame 4 needs 3 and 9 (15 is started ahead)
+    assert ahead == {9, 15}
+    keyed = [k for k, refs, _ in calls if refs]
+    assert sorted(keyed) == sorted(set(keyed))
+    fresh = vsvitm.ITM(src, key_stride=6, models=tiny_models)
+    for n in range(4, -1, -1):
+        np.testing.assert_array_equal(stepped[n], frame_to_array(fresh.get_frame(n)))
+
+
+def _wait_for_key_ahead():
+    for _ in range(200):   # a previewer's pause between steps
+        if not any(t.name == "vsvitm-key-ahead" for t in threading.enumerate()):
+            return
+        time.sleep(0.05)
+    raise AssertionError("the key frame computed ahead did not finish")
+
+
+class _Cache(dict):
+    def put(self, k, v):
+        self[k] = v
+
+
+def test_key_ahead_makes_each_key_once_and_survives_a_failed_prefetch():
+    """once() runs make() once for callers that ask together; a prefetch that raises leaves the key to the
+    filter and lets the next key start."""
+    cache, made = _Cache(), []
+    gate = threading.Event()
+
+    def make():
+        gate.wait(5)
+        made.append(1)
+        return "map"
+    ahead = KeyAhead(cache, lambda k, refs: ahead.once(("keymap", k, tuple(refs)), make))
+    threads = [threading.Thread(target=lambda: ahead.once(("keymap", 3, (1, 5)), make)) for _ in range(3)]
+    for t in threads:
+        t.start()
+    gate.set()
+    for t in threads:
+        t.join(5)
+    assert made == [1] and cache[("keymap", 3, (1, 5))] == "map"
+
+    def fail(k, refs):
+        raise RuntimeError("the clip went away")
+    broken = KeyAhead(_Cache(), fail)
+    broken.start(9, [3, 15])
+    _wait_for_key_ahead()
+    broken.prefetch = lambda k, refs: made.append(k)
+    broken.start(15, [9, 21])
+    for _ in range(100):
+        if 15 in made:
+            break
+        time.sleep(0.02)
+    assert 15 in made
