@@ -572,3 +572,21 @@ def test_broken_graph_files(rgb8, tiny_models, tmp_path, graph):
     (d / f"{graph}.onnx").unlink()
     with pytest.raises(FileNotFoundError, match=f"{graph}.onnx is missing"):
         vsvitm.ITM(rgb8, mode="full", models=d)
+
+
+def test_blend_and_finite():
+    """Eq. 1 computed in place: (1 - a) lin + a max(Y, lin), finite, Y in half floats too."""
+    from vsvitm.curves import overexposure_mask, to_linear
+    from vsvitm.engine import Y_MAX, Engine
+    rng = np.random.default_rng(4)
+    code = rng.random((6, 7, 3)).astype(np.float32)
+    y = (rng.random((6, 7, 3)) * 8).astype(np.float16)
+    eng = Engine.__new__(Engine)
+    eng.transfer, eng.threshold = "gamma2.2", 0.95
+    lin, a = to_linear(code), overexposure_mask(code)
+    np.testing.assert_allclose(eng.blend(code, y), (1 - a) * lin + a * np.maximum(y.astype(np.float32), lin),
+                               rtol=1e-6, atol=1e-7)
+    z = np.array([np.nan, np.inf, -np.inf, -1.0, 1e30, 3.0], np.float32)
+    np.testing.assert_array_equal(Engine.finite(z), [0, Y_MAX, 0, 0, Y_MAX, 3])
+    with np.errstate(over="ignore"):
+        assert Engine.finite(z.astype(np.float16)).dtype == np.float32

@@ -260,45 +260,6 @@ def test_temporal_runs_each_network_once(tiny_models, monkeypatch):
     assert {k for k, r in calls if r} == {3, 9, 15, 21, 27, 33, 39}
 
 
-@pytest.mark.parametrize("preset", ["fast", "medium"])
-@pytest.mark.parametrize("h,w", [(120, 160), (540, 960)])
-def test_preflow_finds_shift_and_exposure(h, w, preset):
-    """flow.align_pair on a textured frame shifted by (-6, +4) px and darkened 2x: the ratio and
-    the flow come out right, at the frame's own size (<= 320 px) and at DIS's reduced working size."""
-    import cv2
-    from vsvitm.curves import to_linear
-    from vsvitm.flow import DISFlow, align_pair
-    rng = np.random.default_rng(5)
-    tex = cv2.resize(rng.random((h // 8 + 4, w // 8 + 4)).astype(np.float32), (w + 64, h + 64), interpolation=cv2.INTER_CUBIC)
-    lin = np.clip(to_linear(np.clip(tex, 0, 1)) * 0.7 + 0.05, 0, 1)
-    key = np.repeat(lin[32:32 + h, 32:32 + w, None], 3, 2)
-    ref = np.repeat(lin[32 - 4:32 - 4 + h, 32 + 6:32 + 6 + w, None], 3, 2) * 0.5  # key(p) = 2 ref(p + (-6, +4))
-    flow, e = align_pair(key, ref, DISFlow(preset))
-    assert flow.shape == (h, w, 2) and flow.dtype == np.float32
-    assert abs(e - 2.0) < 0.05
-    inner = flow[h // 8: -h // 8, w // 8: -w // 8]
-    assert abs(np.median(inner[..., 0]) + 6) < 0.5 and abs(np.median(inner[..., 1]) - 4) < 0.5
-
-
-def test_reference_clue_counts_what_only_the_reference_saw():
-    """flow.reference_clue: the fraction of the frame the key clipped and the reference, brought to
-    the key's exposure, shows above the clip level; 0 for a reference as bright as the key or
-    brighter, and for one clipped there too."""
-    from vsvitm.flow import reference_clue
-    level = 0.95 ** 2.2
-    scene = np.full((64, 64), 0.5, np.float32)
-    scene[:16, :16] = 1.6                       # a highlight beyond the key's clip level
-    key = np.minimum(scene, 1.0)
-    darker = np.minimum(scene / 2, 1.0)          # 2x less exposed: the highlight at 0.8, unclipped
-    assert reference_clue(key, darker, 2.0, level) == pytest.approx(256 / 4096)
-    assert reference_clue(key, key, 1.0, level) == 0.0                  # same exposure
-    assert reference_clue(key, np.minimum(scene * 2, 1.0), 0.5, level) == 0.0   # brighter
-    assert reference_clue(key, np.minimum(scene / 1.2, 1.0), 1.2, level) == 0.0  # 1.6/1.2 still clips
-    assert reference_clue(key, darker, 1.01, level) == 0.0               # ratio noise around 1
-    assert reference_clue(key, darker, None, level) == 1.0               # ratio unknown: keep it
-    assert reference_clue(np.minimum(key, 0.8), darker, None, level) == 0.0   # nothing clipped in the key
-
-
 def test_ref_gate(tiny_models):
     """ITM(tuning=Tuning(ref_gate=...)): a reference step runs only for references that show what the key clipped.
     With every frame at one exposure no reference passes, and the result is the single-frame one;

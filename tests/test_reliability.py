@@ -193,21 +193,6 @@ def test_scene_cuts_every_few_frames(tiny_models, every):
 # --- faults: models and backends, at ITM() time ---
 
 
-def test_cuda_backend_without_gpu(rgb8, tiny_models, capfd):
-    if backends.cuda_available():
-        pytest.skip("a usable CUDA provider is present")
-    capfd.readouterr()
-    with pytest.raises(RuntimeError, match="CUDA provider"):
-        vsvitm.ITM(rgb8, models=tiny_models, backend=vsvitm.Backend.ORT_CUDA())
-    out = vsvitm.ITM(rgb8, models=tiny_models, backend=vsvitm.Backend.ORT_CUDA(fallback_cpu=True))
-    # the fallback is decided before ONNX Runtime tries CUDA: no burst of its red error lines
-    assert "onnxruntime" not in capfd.readouterr().err
-    got = check(out, rgb8, (0, 5))
-    ref = check(vsvitm.ITM(rgb8, models=tiny_models, backend=vsvitm.Backend.ORT_CPU()), rgb8, (0, 5))
-    for n in got:
-        np.testing.assert_allclose(got[n], ref[n], rtol=1e-5, atol=1e-5)
-
-
 def test_fp16_graphs_run_through_the_plugin(rgb8):
     """Backend fp16=True runs the shipped *_fp16 graphs (on the CPU here; CUDA is where they pay
     off): finite, and within 1 % of the fp32 result. Regression: they once did not load."""
@@ -287,49 +272,3 @@ def test_every_requested_frame_is_inside_the_clip_and_keys_agree(p):
         assert s.chunk_of(tt, window(s, cuts, tt)) == (cs, ce, rs, re)
 
 
-def test_session_follows_a_reexported_file(tmp_path, tiny_models):
-    """A model file replaced in place (re-exported, script reloaded in the same process) gets a new
-    session instead of the cached one of its old contents."""
-    import shutil
-    import onnx
-    from vsvitm import backends
-    p = tmp_path / "icam_decode.onnx"
-    shutil.copy(tiny_models / "icam_decode.onnx", p)
-    be = backends.resolve(None)
-    first = backends.session(p, be)
-    assert backends.session(p, be) is first
-    m = onnx.load(str(p))
-    del m.graph.output[1:]
-    onnx.save(m, str(p))
-    second = backends.session(p, be)
-    assert second is not first and len(second.get_outputs()) == 1
-    assert sum(k[0] == str(p) for k in backends._sessions) == 1
-
-
-def test_round_half_matches_numpy():
-    """backends.round_half rounds as numpy's astype(float16) does (the CPU path's held states)."""
-    from vsvitm import backends
-    x = np.random.default_rng(0).normal(0, 30, (1, 4, 9, 11)).astype(np.float32)
-    x[0, 0, 0, :3] = [70000.0, 1e-8, -65519.0]
-    got = backends.round_half(backends.to_device(x, "cpu"), vsvitm.Backend.ORT_CPU()).numpy()
-    with np.errstate(over="ignore"):  # 70000 is past the largest half: inf, in both
-        np.testing.assert_array_equal(got, x.astype(np.float16).astype(np.float32))
-
-
-def test_device_out_of_memory_is_said(monkeypatch):
-    """Sending a frame to a full GPU (backends.to_device, run_bound's inputs) says so, as a graph run does,
-    instead of ONNX Runtime's bare allocation error; other errors pass through."""
-    from vsvitm import backends
-
-    class FakeOrt:
-        class OrtValue:
-            @staticmethod
-            def ortvalue_from_numpy(a, device, device_id):
-                raise RuntimeError(FakeOrt.msg)
-    monkeypatch.setattr(backends, "_ort", lambda: FakeOrt)
-    FakeOrt.msg = "[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : Failed to allocate memory for requested buffer of size 133"
-    with pytest.raises(RuntimeError, match="the GPU ran out of memory.*Backend.ORT_CPU"):
-        backends.to_device(np.zeros(3, np.float32), "cuda")
-    FakeOrt.msg = "something else"
-    with pytest.raises(RuntimeError, match="^something else$"):
-        backends.to_device(np.zeros(3, np.float32), "cuda")
