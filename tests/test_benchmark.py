@@ -62,3 +62,19 @@ def test_benchmark_counts_io_bound_runs_by_graph(monkeypatch):
     flow.HomographyDIS("medium").calc(y, y)   # ICAM's homography-started pre-flows have their own column
     flow.DISFlow("medium").calc(y, y)
     assert counter.stats["dis_flow_homography"][0] == 1 and counter.stats["dis_flow"][0] == 1
+
+
+def test_seek_steps_seeks_where_asked(tiny_models):
+    """--seek: a cold request of the frame asked for (the middle one by default), then single steps."""
+    import vsvitm
+    from vsvitm.evaluation.bench_child import seek_steps
+    from vsvitm.vsnp import clip_from_array
+    from conftest import moving_clip
+    out = vsvitm.ITM(clip_from_array(moving_clip(20)), models=tiny_models)
+    cfg = {"size": [64, 48], "mode": "temporal", "backend": "cpu", "frames": 3}
+    r = seek_steps(out, cfg)
+    assert r["seek_at"] == 10 and r["frames"] == 3 and r["step_max_s"] >= r["step_mean_s"] > 0
+    r = seek_steps(out, {**cfg, "seek_at": 17})
+    assert r["seek_at"] == 17 and r["frames"] == 2
+    with pytest.raises(ValueError, match="--seek-at 25"):
+        seek_steps(out, {**cfg, "seek_at": 25})

@@ -70,12 +70,15 @@ def source_clip(core, cfg: dict):
 
 
 def seek_steps(out, cfg: dict) -> dict:
-    """Cold request of the clip's middle frame, then cfg["frames"] single steps forward (a previewer).
+    """Cold request of a frame (cfg["seek_at"], or the clip's middle frame), then cfg["frames"] single
+    steps forward (a previewer).
 
     out: the ITM clip.
-    cfg: the configuration (frames, size, mode, backend).
+    cfg: the configuration (frames, size, mode, backend, seek_at).
     """
-    mid = out.num_frames // 2
+    mid = out.num_frames // 2 if cfg.get("seek_at") is None else cfg["seek_at"]
+    if not 0 <= mid < out.num_frames:
+        raise ValueError(f"--seek-at {mid}: the clip has {out.num_frames} frames")
     t0 = time.perf_counter()
     out.get_frame(mid)
     cold = time.perf_counter() - t0
@@ -85,7 +88,7 @@ def seek_steps(out, cfg: dict) -> dict:
         out.get_frame(i)
         steps.append(time.perf_counter() - t0)
     import vapoursynth as vs
-    return {**{k: cfg[k] for k in ("size", "mode", "backend")}, "seek": True, "frames": len(steps),
+    return {**{k: cfg[k] for k in ("size", "mode", "backend")}, "seek": True, "seek_at": mid, "frames": len(steps),
             "vs_threads": vs.core.num_threads, "prefetch": 1,
             "cold_seek_s": cold, "step_mean_s": sum(steps) / len(steps), "step_max_s": max(steps),
             "peak_rss_mib": vm_hwm_mib()}

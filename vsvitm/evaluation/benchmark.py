@@ -17,7 +17,7 @@ with VapourSynth's own prefetching (clip.frames(prefetch=...), like vspipe). Wit
 24 frames below 1 MP, two of 12 from 1 MP on; ITM's default chunk), and
 every key frame it uses has all its references (at most 6 x 15 = 90 frames back): steady state.
 
---seek: what a previewer sees instead: a cold request of the middle frame in a fresh process
+--seek: what a previewer sees instead: a cold request of the middle frame (--seek-at: another) in a fresh process
 (VapourSynth Editor or vspreview opening a script at a frame), then `--frames` single steps forward,
 one get_frame at a time; the table gives the cold seek, the mean and the largest step.
 
@@ -136,14 +136,14 @@ def seek_table(results: list[dict]) -> list[str]:
 
     results: the configurations' results.
     """
-    lines = ["| size | mode | backend | cold seek (s) | steps | step mean (s) | largest step (s) | largest / mean |",
-             "|---|---|---|---:|---:|---:|---:|---:|"]
+    lines = ["| size | mode | backend | frame | cold seek (s) | steps | step mean (s) | largest step (s) | largest / mean |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|"]
     for r in results:
         size = f"{r['size'][0]}×{r['size'][1]}"
         if "error" in r:
-            lines.append(f"| {size} | {r['mode']} | {r['backend']} | failed: {r['error']} | | | | |")
+            lines.append(f"| {size} | {r['mode']} | {r['backend']} | | failed: {r['error']} | | | | |")
             continue
-        lines.append(f"| {size} | {r['mode']} | {r['backend']} | {r['cold_seek_s']:.2f} | {r['frames']} | "
+        lines.append(f"| {size} | {r['mode']} | {r['backend']} | {r['seek_at']} | {r['cold_seek_s']:.2f} | {r['frames']} | "
                      f"{r['step_mean_s']:.3f} | {r['step_max_s']:.3f} | {r['step_max_s'] / r['step_mean_s']:.1f} |")
     return lines
 
@@ -157,6 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="comma-separated subset of " + ",".join(MODES) + " (default temporal,single,linear)")
     ap.add_argument("--seek", action="store_true", help="time a cold seek to the middle frame and single steps "
                     "forward (a previewer) instead of a sequential render")
+    ap.add_argument("--seek-at", type=int, default=None, metavar="FRAME",
+                    help="with --seek: the frame to seek to (default: the middle frame)")
     ap.add_argument("--backends", default="auto",
                     help="comma-separated subset of cpu,cpu-int8,cuda,cuda-fp16; auto: cpu, plus both CUDA ones "
                          "when usable (cpu-int8: Backend.ORT_CPU(int8=True))")
@@ -226,7 +228,7 @@ def make_configs(a, modes: list[str], backends: list[str], models) -> list[dict]
                                 "src": str(a.src), "synthetic": a.synthetic, "threads": a.threads,
                                 "ort_threads": a.ort_threads, "prefetch": a.prefetch, "cache_mb": a.cache_mb,
                                 "vs_cache_mb": a.vs_cache_mb, "itm": a.itm, "cuda_options": a.cuda_options,
-                                "seek": a.seek})
+                                "seek": a.seek, "seek_at": a.seek_at})
     return configs
 
 
