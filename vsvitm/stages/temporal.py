@@ -233,11 +233,11 @@ def _out_stage(core, eng: Engine, sched: Schedule, window, cuts_of, tmpl, rgb, r
         is_key = int(sched.is_key(t, c))
         props = {PROP_KEY: is_key, PROP_KEYS: [k for k, _ in keys],
                  PROP_REFS: (sched.references(t, c) if is_key else []) or [-1]}
-        # the key frame after the ones t needs, which the frames after t will need: started now when t's
-        # key frames are ready (a previewer stepping), else once they are (a cold seek is not slowed)
+        # the key frame after the ones t needs, which the frames after t will need: started now unless t
+        # waits for two key frames itself (a cold seek between key frames), else once they are ready
         upcoming = [k for k in sched.keys_in(start, end) if k > max(k for k, _ in keys)]
-        ready = all(eng.results.get(("keymap", k, tuple(sched.references(k, c)))) is not None for k, _ in keys)
-        if upcoming and ready:
+        missing = sum(eng.results.get(("keymap", k, tuple(sched.references(k, c)))) is None for k, _ in keys)
+        if upcoming and missing < 2:
             ahead.start(upcoming[0], sched.references(upcoming[0], c))
 
         def compute(n, f):
