@@ -17,6 +17,7 @@ The ICAM and FCPM loops (icam.py, fcpm.py) are written once against this interfa
 """
 from __future__ import annotations
 
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -71,7 +72,7 @@ class HostRunner:
     cpu_forms = True  # runs the CPU forms of graphs (OpenCV warps between) where the model folder has them
 
     def __init__(self, eng):
-        self.eng = eng
+        self.eng = weakref.proxy(eng)  # the engine holds its runner: no reference cycle keeps it alive
 
     def run(self, graph: str, feeds: dict) -> list:
         return self.eng._run(graph, feeds)
@@ -118,7 +119,7 @@ class DeviceRunner:
     cpu_forms = False
 
     def __init__(self, eng, device: str = "cuda"):
-        self.eng, self.device = eng, device  # "cpu": the same path on the host (tests)
+        self.eng, self.device = weakref.proxy(eng), device  # "cpu": the same path on the host (tests)
         self.device_id = getattr(eng.backend, "device_id", 0)
 
     def run(self, graph: str, feeds: dict) -> list:
