@@ -19,6 +19,10 @@ Prints one Markdown table per data folder, per pan and mean. --alignment: instea
 plugin's key -> reference pre-flows are from the true flow (median end-point error over the pixels that
 stay in view, then the median and largest over the pairs) and how far their exposure ratios are from the
 truth (mean |log2 error|, stops), beside the ratio measured through the true flow (exposure_ratio).
+--oracle: instead, how much any fill from measurements could recover: every frame's clipped channels
+filled from all frames within the clue mask's reach, with the true flow and exposure, as the mean of
+what they saw unclipped, sampled (nearest) at the pixel the clue mask looks at, or bilinearly where all
+four taps are unclipped; beside single-frame ICAM, and the share of clue pixels the bilinear fill reaches.
 """
 from __future__ import annotations
 
@@ -158,6 +162,51 @@ def alignment_stats(path: Path, eng: Engine, num_refs: int, key_stride: int, ref
             "ratio error (stops)": float(np.mean(est)), "ratio error, true flow (stops)": float(np.mean(true_flow))}
 
 
+def oracle_fill(path: Path, eng: Engine) -> dict:
+    """Clue-pixel scores of the ground-truth fill of every frame (see --oracle) for one pan.
+
+    path: the pan's .npz (vsvitm-make-pans); eng: a fresh Engine (single-frame ICAM where nothing fills)."""
+    import cv2
+    from vsvitm.training.pans import UNCLIPPED_CODE
+    d = dict(np.load(path))
+    ldr, hdr, clue, expo = d["ldr"], d["hdr"].astype(np.float32), d["clue"], d["exposure"]
+    n, h, w = ldr.shape[:3]
+    reach = int(d["reach"])
+    code = ldr.astype(np.float32) / 255.0
+    lin = [to_linear(c, "gamma2.2") for c in code]
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    base = [eng.icam(t, code[t], [])[0] for t in range(n)]
+    filled, reached = {"nearest": [], "bilinear": []}, [0, 0]
+    for t in range(n):
+        acc = {name: [np.zeros_like(base[t]), np.zeros_like(base[t])] for name in filled}
+        for r in range(max(0, t - reach), min(n, t + reach + 1)) if clue[t].any() else ():
+            if r == t:
+                continue
+            flow, valid = flow_from_npz(d, t, r)
+            ratio = float(expo[t] / expo[r])
+            near = cv2.remap(ldr[r], xs + flow[..., 0], ys + flow[..., 1], cv2.INTER_NEAREST,
+                             borderMode=cv2.BORDER_CONSTANT, borderValue=(255, 255, 255))
+            ok = (valid & (near.max(-1) <= UNCLIPPED_CODE))[..., None]
+            acc["nearest"][0] += ok * to_linear(near.astype(np.float32) / 255.0, "gamma2.2") * ratio
+            acc["nearest"][1] += ok
+            m, inside = temporal.remap(lin[r], flow)
+            ok = (temporal.tap_clipping(code[r], flow, UNCLIPPED_CODE / 255.0) < 0.5) & (inside[..., None] > 0.99)
+            acc["bilinear"][0] += ok * m * ratio
+            acc["bilinear"][1] += ok
+        reached[0] += int((acc["bilinear"][1].min(-1)[clue[t]] > 0).sum())
+        reached[1] += int(clue[t].sum())
+        clipped = temporal.clipped_weight(code[t], THR) > 0.5
+        for name, (num, den) in acc.items():
+            fill = np.where(den > 0, num / np.maximum(den, 1), base[t])
+            filled[name].append(np.maximum(np.where(clipped, fill, base[t]), lin[t]))
+    scores = {"single": M.pu21_psnr(np.stack([eng.blend(code[t], base[t]) for t in range(n)]), hdr, mask=clue)}
+    for name, ys_ in filled.items():
+        pred = np.stack([eng.blend(code[t], y) for t, y in enumerate(ys_)])
+        scores[f"truth fill, {name}"] = M.pu21_psnr(pred, hdr, mask=clue)
+    scores["clue pixels the bilinear fill reaches"] = reached[0] / max(reached[1], 1)
+    return scores
+
+
 def main(argv=None) -> int:
     """Entry point of vsvitm-temporal-ablation.
 
@@ -171,6 +220,8 @@ def main(argv=None) -> int:
     ap.add_argument("--key-stride", type=int, default=KEY_STRIDE["temporal"],
                     help="frames between key frames (default: the temporal mode's)")
     ap.add_argument("--alignment", action="store_true", help="only the pre-flows' and exposure ratios' errors")
+    ap.add_argument("--oracle", action="store_true", help="only the ground-truth fill of every frame (the most "
+                    "that measurements can recover)")
     args = ap.parse_args(argv)
     paths = sorted(args.data.glob("*.npz"))
     if not paths:
@@ -192,10 +243,13 @@ def main(argv=None) -> int:
             print(f"| {name} | " + " | ".join(f"{v:.0f}" if c == "pairs" else f"{v:.2f}" for c, v in st.items()) + " |")
         return 0
     for p in paths:
-        rows[p.stem] = run_pan(p, engine(), args.num_refs, args.key_stride, args.ref_stride)
+        rows[p.stem] = (oracle_fill(p, engine()) if args.oracle else
+                        run_pan(p, engine(), args.num_refs, args.key_stride, args.ref_stride))
         print(f"{p.stem}: " + ", ".join(f"{k} {v:.2f}" for k, v in rows[p.stem].items()), file=sys.stderr, flush=True)
     names = list(next(iter(rows.values())))
-    print(f"clue-pixel PU21-PSNR, {args.data}, num_refs {args.num_refs}, ref stride {args.ref_stride}, key stride {args.key_stride}\n")
+    setting = "ground-truth fill" if args.oracle else (f"num_refs {args.num_refs}, ref stride {args.ref_stride}, "
+                                                        f"key stride {args.key_stride}")
+    print(f"clue-pixel PU21-PSNR, {args.data}, {setting}\n")
     print("| | " + " | ".join(rows) + " | mean |")
     print("|---|" + "---:|" * (len(rows) + 1))
     for name in names:
