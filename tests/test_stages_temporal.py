@@ -1,6 +1,11 @@
 """vsvitm.stages.temporal: the default mode's stages, and the key frame computed ahead of a previewer."""
+import os
+import subprocess
+import sys
+import textwrap
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import vapoursynth as vs
@@ -82,3 +87,32 @@ def test_key_ahead_makes_each_key_once_and_survives_a_failed_prefetch():
             break
         time.sleep(0.02)
     assert 15 in made
+
+
+def test_exit_waits_for_the_key_frame_computed_ahead(tiny_models, tmp_path):
+    """A script that exits while a key frame is being computed ahead exits cleanly (no abort from a
+    VapourSynth request or network run still in flight), after that computation has finished."""
+    marker = tmp_path / "finished"
+    script = tmp_path / "step_and_exit.py"
+    script.write_text(textwrap.dedent(f"""
+        import threading, time
+        import vsvitm
+        from vsvitm.engine import Engine
+        from vsvitm.vsnp import clip_from_array
+        from conftest import moving_clip
+        icam = Engine.icam
+        def slow(self, k, c, refs):
+            out = icam(self, k, c, refs)
+            if threading.current_thread().name == "vsvitm-key-ahead" and refs:
+                time.sleep(1.0)
+                open({str(marker)!r}, "a").write(f"{{k}}\\n")
+            return out
+        Engine.icam = slow
+        clip = vsvitm.ITM(clip_from_array(moving_clip(30)), key_stride=6, models={str(tiny_models)!r})
+        clip.get_frame(4)
+        assert any(t.name == "vsvitm-key-ahead" for t in threading.enumerate())
+    """))
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
+    p = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, env=env)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert marker.read_text().split() == ["15"]

@@ -3,7 +3,9 @@ frames and their references measured (vsvitm.temporal); and the reference gate e
 frames use (gated_refs)."""
 from __future__ import annotations
 
+import atexit
 import threading
+import weakref
 
 import numpy as np
 import vapoursynth as vs
@@ -48,6 +50,17 @@ def key_weights(t: int, keys: list[int]) -> list[tuple[int, float]]:
     return [((before or after)[-1 if before else 0], 1.0)]
 
 
+_RUNNING: weakref.WeakSet = weakref.WeakSet()   # KeyAhead objects that have started a thread
+
+
+@atexit.register
+def _finish_ahead() -> None:
+    """At exit, no key frame is being computed ahead: a VapourSynth request or network run still in
+    flight when the core and ONNX Runtime go away aborts the process."""
+    for ahead in list(_RUNNING):
+        ahead.close()
+
+
 class KeyAhead:
     """Key frames' maps computed once, and the next one started before any frame needs it.
 
@@ -59,7 +72,8 @@ class KeyAhead:
 
     results: the cache the maps go to (the engine's ByteLRU).
     prefetch: prefetch(k, refs) requests key frame k's inputs from VapourSynth (from the background
-        thread, never from a filter callback, so no worker waits on it) and makes its map with once().
+        thread, never from a filter callback, so no worker waits on it) and makes its map with once();
+        it returns early once stopping() is true.
     """
 
     def __init__(self, results, prefetch):
@@ -68,6 +82,19 @@ class KeyAhead:
         self._locks: dict = {}
         self._started: set = set()
         self._busy = False
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def stopping(self) -> bool:
+        """Whether close() was called: a prefetch makes no further request."""
+        return self._stop.is_set()
+
+    def close(self) -> None:
+        """Start nothing more, and wait for the key frame being computed ahead, if any."""
+        self._stop.set()
+        thread = self._thread
+        if thread is not None:
+            thread.join()
 
     def once(self, key, make):
         """The cached result under `key`, or make()'s, put there; callers asking at the same time wait for it.
@@ -92,13 +119,15 @@ class KeyAhead:
         k: the key frame; refs: its reference frame numbers."""
         key = ("keymap", k, tuple(refs))
         with self._guard:
-            if self._busy or key in self._started or self.results.get(key) is not None:
+            if self._busy or self._stop.is_set() or key in self._started or self.results.get(key) is not None:
                 return
             if len(self._started) > 256:
                 self._started.clear()
             self._started.add(key)
             self._busy = True
-        threading.Thread(target=self._run, args=(k, refs), daemon=True, name="vsvitm-key-ahead").start()
+            self._thread = threading.Thread(target=self._run, args=(k, refs), daemon=True, name="vsvitm-key-ahead")
+        _RUNNING.add(self)
+        self._thread.start()
 
     def _run(self, k: int, refs: list[int]) -> None:
         try:
@@ -187,9 +216,15 @@ def _keymap_stage(core, eng: Engine, sched: Schedule, window, cuts_of, rgb, ref_
             return _key_map(eng, k, code_k, s_k, given, key_network, key_fill)
         return ahead.once(("keymap", k, tuple(refs)), make)
 
-    def prefetch(k: int, refs: list[int]) -> tuple:
-        code_k, s_k = frame_to_code(rgb.get_frame(k)), frame_to_array(single.get_frame(k)).astype(np.float32)
-        return make_keymap(k, refs, code_k, s_k, [frame_to_code(ref_at.clip.get_frame(r)) for r in refs])
+    def prefetch(k: int, refs: list[int]) -> None:
+        frames = []
+        for node, n in [(rgb, k), (single, k)] + [(ref_at.clip, r) for r in refs]:
+            if ahead.stopping():
+                return
+            frames.append(node.get_frame(n))
+        if not ahead.stopping():
+            make_keymap(k, refs, frame_to_code(frames[0]), frame_to_array(frames[1]).astype(np.float32),
+                        [frame_to_code(f) for f in frames[2:]])
 
     ahead = KeyAhead(eng.results, prefetch)
 
