@@ -116,3 +116,26 @@ def test_exit_waits_for_the_key_frame_computed_ahead(tiny_models, tmp_path):
     p = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, env=env)
     assert p.returncode == 0, p.stderr[-2000:]
     assert marker.read_text().split() == ["15"]
+
+
+def test_key_ahead_alone_makes_one_map_at_a_time():
+    """alone=True (large frames on the CPU): two different key frames' maps never run at the same time."""
+    running, peak, lock = [0], [0], threading.Lock()
+
+    def make():
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        time.sleep(0.3)
+        with lock:
+            running[0] -= 1
+        return "map"
+    for alone in (True, False):
+        running[0] = peak[0] = 0
+        ahead = KeyAhead(_Cache(), None, alone=alone)
+        threads = [threading.Thread(target=ahead.once, args=(("keymap", k, ()), make)) for k in (3, 9, 15)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(5)
+        assert peak[0] == 1 if alone else peak[0] >= 2

@@ -50,6 +50,10 @@ def key_weights(t: int, keys: list[int]) -> list[tuple[int, float]]:
     return [((before or after)[-1 if before else 0], 1.0)]
 
 
+# From this many pixels a frame on the CPU, key frames' maps are made one at a time: at 1920x1080 a key
+# frame's ICAM with references holds about 1 GB while it runs, and two at once (a frame's key frame and
+# the next one, computed ahead) set a render's peak.
+KEYMAP_ALONE_PIXELS = 1 << 20
 _RUNNING: weakref.WeakSet = weakref.WeakSet()   # KeyAhead objects that have started a thread
 
 
@@ -74,10 +78,13 @@ class KeyAhead:
     prefetch: prefetch(k, refs) requests key frame k's inputs from VapourSynth (from the background
         thread, never from a filter callback, so no worker waits on it) and makes its map with once();
         it returns early once stopping() is true.
+    alone: make one key frame's map at a time (whichever thread asks), for memory: on the CPU from
+        KEYMAP_ALONE_PIXELS on, where two overlapping ICAM runs with references set a render's peak.
     """
 
-    def __init__(self, results, prefetch):
+    def __init__(self, results, prefetch, alone: bool = False):
         self.results, self.prefetch = results, prefetch
+        self._alone = threading.Lock() if alone else None
         self._guard = threading.Lock()
         self._locks: dict = {}
         self._started: set = set()
@@ -108,7 +115,11 @@ class KeyAhead:
         with lock:
             hit = self.results.get(key)
             if hit is None:
-                hit = make()
+                if self._alone is not None:
+                    with self._alone:
+                        hit = make()
+                else:
+                    hit = make()
                 self.results.put(key, hit)
         return hit
 
@@ -226,7 +237,7 @@ def _keymap_stage(core, eng: Engine, sched: Schedule, window, cuts_of, rgb, ref_
             make_keymap(k, refs, frame_to_code(frames[0]), frame_to_array(frames[1]).astype(np.float32),
                         [frame_to_code(f) for f in frames[2:]])
 
-    ahead = KeyAhead(eng.results, prefetch)
+    ahead = KeyAhead(eng.results, prefetch, alone=eng.on_cpu and rgb.width * rgb.height >= KEYMAP_ALONE_PIXELS)
 
     def keymap_node(n: int, f: vs.VideoFrame) -> vs.VideoNode:
         c = cuts_of(f)
