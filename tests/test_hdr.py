@@ -14,7 +14,6 @@ from vsvitm.hdr import (LightLevel, hdr10_ffmpeg_args, hdr10_metadata, hdr10_x26
                         measure_light_level, rolloff_expr, to_hdr10, to_hlg)
 
 core = vs.core
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def pq_encode(nits):
@@ -237,8 +236,6 @@ def _vspipe() -> str:
 
 
 SCRIPT = """
-import sys
-sys.path.insert(0, {root!r})
 import numpy as np
 import vapoursynth as vs
 from vsvitm.hdr import to_hdr10
@@ -273,7 +270,7 @@ def test_end_to_end_hdr10_encode(tmp_path, encoder):
         pytest.skip("ffmpeg with libx265 not installed (apt-get install -y ffmpeg)")
     vspipe = _vspipe()
     script = tmp_path / "hdr.vpy"
-    script.write_text(textwrap.dedent(SCRIPT.format(root=str(ROOT))))
+    script.write_text(textwrap.dedent(SCRIPT))
     # first pass: MaxCLL/MaxFALL of the script's output, measured in this process
     import runpy
     vs.clear_outputs()
