@@ -43,7 +43,7 @@ def test_benchmark_counts_io_bound_runs_by_graph(monkeypatch):
     from vsvitm import backends, engine, flow
     from vsvitm.prep import merge_prep_graph
     for mod, name in ((backends, "session"), (backends, "run"), (backends, "run_bound"), (backends, "aux_session"),
-                      (flow.DISFlow, "calc"), (flow.HomographyDIS, "calc"), (engine.Engine, "_run_banded"),
+                      (flow.DISFlow, "calc"), (flow.HomographyDIS, "calc"), (engine.Engine, "run_banded"),
                       (flow, "warp_planes")):
         monkeypatch.setattr(mod, name, getattr(mod, name))  # restored after the test: install() patches them
     counter = GraphCounter()

@@ -55,19 +55,19 @@ def test_banded_recurrence_matches_whole_frame(monkeypatch):
         flow = np.concatenate([rnd(1) * 2, fy + rnd(1)], 1)
         feeds = {"x": rnd(3), "cur": np.abs(rnd(4)), "xn": rnd(3), "h": rnd(eng.hidden), "flow": flow}
         eng.band_pixels = 1 << 30
-        whole = eng._run_banded("fcpm_back", feeds, flow)
+        whole = eng.run_banded("fcpm_back", feeds, flow)
         eng.band_pixels = h * w // 6
         calls.clear()
-        banded = eng._run_banded("fcpm_back", feeds, flow)
+        banded = eng.run_banded("fcpm_back", feeds, flow)
         assert len(calls) == 6
         np.testing.assert_allclose(banded, whole, atol=1e-4)
         # the halo is what makes it exact: without the flow's reach the band edges are wrong
-        assert np.abs(eng._run_banded("fcpm_back", feeds, None) - whole).max() > 1e-2
+        assert np.abs(eng.run_banded("fcpm_back", feeds, None) - whole).max() > 1e-2
     feeds = {"hf": rnd(eng.hidden), "hb": rnd(eng.hidden), "x": rnd(3), "cur": np.abs(rnd(4))}
     eng.band_pixels = 1 << 30
-    whole = eng._run_banded("fcpm_fuse", feeds)
+    whole = eng.run_banded("fcpm_fuse", feeds)
     eng.band_pixels = h * w // 5
-    np.testing.assert_allclose(eng._run_banded("fcpm_fuse", feeds), whole, atol=1e-5)
+    np.testing.assert_allclose(eng.run_banded("fcpm_fuse", feeds), whole, atol=1e-5)
 
 
 def test_banded_render_matches(src, tiny_models, monkeypatch):

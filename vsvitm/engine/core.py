@@ -71,7 +71,7 @@ class Engine(Preflows, IcamStage, FcpmStage):
     def _run(self, graph: str, feeds: dict) -> list[np.ndarray]:
         return backends.run(self.sess[graph], feeds)
 
-    def _run_banded(self, graph: str, feeds: dict, flow: np.ndarray | None = None, dtype=np.float32) -> np.ndarray:
+    def run_banded(self, graph: str, feeds: dict, flow: np.ndarray | None = None, dtype=np.float32) -> np.ndarray:
         """The first output of a convolutional graph (BAND_HALO), computed band by band.
 
         A band of rows [a, b) is run on rows [a - p, b + p) and cropped: p covers the convolutions'
@@ -80,7 +80,10 @@ class Engine(Preflows, IcamStage, FcpmStage):
         stay edges). One call when the frame is small or the halo would span the frame. Inputs may be
         half floats (held states): each band is made float32 on its own; the result is `dtype`. An input
         may also be a function (lo, hi) -> its rows lo..hi-1 (the CPU path's warped state, made one band
-        at a time); the first input must be an array."""
+        at a time); the first input must be an array.
+
+        graph: the graph's name (BAND_HALO lists the halo of each); feeds: its inputs, 1xCxHxW each;
+        flow: the flow the graph warps by (None: it warps nothing); dtype: the result's dtype."""
         h, w = next(iter(feeds.values())).shape[-2:]
         n = -(-h * w // self.band_pixels)
 

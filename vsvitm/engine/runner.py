@@ -90,7 +90,7 @@ class HostRunner:
         return np.zeros(shape, self.state_dtype)
 
     def step(self, graph: str, feeds: dict, zero: bool) -> np.ndarray:
-        """A recurrent step band by band (Engine._run_banded); where the folder has the CPU graphs
+        """A recurrent step band by band (Engine.run_banded); where the folder has the CPU graphs
         (PREWARP_GRAPHS), the state is warped here (OpenCV), band by band: no full-frame copy of it
         (67 MB at 1080p); a zero state needs no warp."""
         eng = self.eng
@@ -98,11 +98,11 @@ class HostRunner:
         hp, wp = feeds["x"].shape[-2:]
         if eng.prewarp and hp * wp <= models.CPU_WARPS_MAX_PIXELS:
             feeds["hw"] = h if zero else (lambda lo, hi: flowmod.warp_planes(h, flow, np.float32, (lo, hi)))
-            return eng._run_banded(PREWARP_GRAPHS[graph], feeds, None, np.float16)
-        return eng._run_banded(graph, {**feeds, "h": h, "flow": flow}, flow, np.float16)
+            return eng.run_banded(PREWARP_GRAPHS[graph], feeds, None, np.float16)
+        return eng.run_banded(graph, {**feeds, "h": h, "flow": flow}, flow, np.float16)
 
     def fuse(self, feeds: dict) -> np.ndarray:
-        return self.eng._run_banded("fcpm_fuse", feeds)
+        return self.eng.run_banded("fcpm_fuse", feeds)
 
     def merge_batch(self, kn: int, size: tuple[int, int]) -> HostMerge:
         return HostMerge(self.eng, kn, size)

@@ -93,7 +93,7 @@ class GraphCounter:
         flow.HomographyDIS.calc = self.timed(flow.HomographyDIS.calc, lambda *_: "dis_flow_homography")
         # OpenCV warps of the CPU path (FCPM state, merge inputs)
         flow.warp_planes = self.timed(flow.warp_planes, lambda *_: "cpu_warp")
-        orig_banded = engine.Engine._run_banded   # a graph run band by band counts as one call: no public hook for it
+        orig_banded = engine.Engine.run_banded   # a graph run band by band counts as one call
 
         def banded(self_, graph_name, *args, **kw):
             self.inside.banded = True
@@ -102,7 +102,7 @@ class GraphCounter:
             finally:
                 self.inside.banded = False
                 self.add(graph_name, 0.0)
-        engine.Engine._run_banded = banded
+        engine.Engine.run_banded = banded
 
 
 @contextmanager

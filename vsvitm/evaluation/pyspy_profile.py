@@ -35,7 +35,7 @@ from ..checkout import REPO
 
 # Engine-level functions a sample is charged to (innermost match wins), and the part they make up.
 PARTS = [
-    ("_run_banded", "ONNX graph runs"), ("_run", "ONNX graph runs"), ("run_bound", "ONNX graph runs"),
+    ("run_banded", "ONNX graph runs"), ("_run", "ONNX graph runs"), ("run_bound", "ONNX graph runs"),
     ("warp_planes", "OpenCV warps between graphs"), ("_merge_flows_cv", "OpenCV warps between graphs"),
     ("_preflow", "pre-flows (DIS, homography, ratios)"), ("align_small", "pre-flows (DIS, homography, ratios)"),
     ("net_input", "network inputs (f^-1, mask, padding)"), ("_luma", "pre-flow lumas"),
@@ -58,7 +58,7 @@ def summarise(speedscope: dict, top: int = 20) -> tuple[float, list[tuple[str, f
         file = Path(f.get("file") or "?").name
         return f"{f['name']} ({file}:{f.get('line', '?')})"
 
-    # py-spy names methods by their qualified name ("Engine._run", "Engine._run_banded.<locals>.rows"):
+    # py-spy names methods by their qualified name ("Engine._run", "Engine.run_banded.<locals>.rows"):
     # match the part's function name as the whole name or its last component
     names = [f["name"].rsplit(".", 1)[-1] for f in frames]
     # with --subprocesses each stack starts with a "process PID:..." frame; a stack of nothing else is not Python

@@ -136,11 +136,11 @@ class KeyAhead:
                 self._started.clear()
             self._started.add(key)
             self._busy = True
-            self._thread = threading.Thread(target=self._run, args=(k, refs), daemon=True, name="vsvitm-key-ahead")
+            self._thread = threading.Thread(target=self._work, args=(k, refs), daemon=True, name="vsvitm-key-ahead")
         _RUNNING.add(self)
         self._thread.start()
 
-    def _run(self, k: int, refs: list[int]) -> None:
+    def _work(self, k: int, refs: list[int]) -> None:
         try:
             self.prefetch(k, refs)
         except Exception:  # noqa: BLE001 - the filter makes this key itself when a frame needs it, and reports
