@@ -27,9 +27,9 @@ class Backend:
         fp16: bool = False            # fp16 graphs are slower than fp32 on most CPUs; offered for parity
         # ORT's CPU arena keeps each session's largest activations for good: with 7 graphs that is the
         # sum of their peaks. Off, with the FCPM state changes: peak RSS 3660 -> 2337 MiB for the full
-        # pipeline at 512x512 (scripts/benchmark.py, BENCHMARKS.md).
+        # pipeline at 512x512 (vsvitm-benchmark, BENCHMARKS.md).
         mem_arena: bool = False
-        # int8 variants of the graphs that have one (scripts/quantize_models.py): 5-8 % faster at 512x512
+        # int8 variants of the graphs that have one (vsvitm-quantize): 5-8 % faster at 512x512
         # on a VNNI/AMX CPU, up to 0.02 dB lower in over-exposed pixels (BENCHMARKS.md), so not
         # the default. None: on when the CPU has 8-bit dot-product instructions (x86 VNNI/AMX, Arm
         # dotprod); True: also without them, where x86 int8 kernels may saturate.

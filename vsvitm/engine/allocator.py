@@ -7,13 +7,13 @@ import sys
 # From this many pixels on, freed heap memory goes back to the system (glibc malloc_trim) after each
 # key frame's ICAM and each merge, as after every chunk's recurrence: at 1920x1080 the heap kept
 # what one stage freed while the next allocated elsewhere (a render's peak RSS: 4872 MiB without,
-# 3810 and 4351 with; scripts/memory_trace.py, BENCHMARKS.md). Not below: the pages freed
+# 3810 and 4351 with; vsvitm-memory-trace, BENCHMARKS.md). Not below: the pages freed
 # are faulted in again by the next graph run (trimming after every run cost 19 % at 512x512).
 TRIM_PIXELS = 1 << 20
 # From TRIM_PIXELS on, on the CPU, heap blocks from this size on are mmapped (glibc M_MMAP_THRESHOLD):
 # each goes back to the system when freed instead of staying in the heap. At 1920x1080 the heap kept
 # 1.3-1.5 GB that one stage had freed while the next allocated elsewhere: a render's peak RSS was
-# 4357/4513 MiB, and 3565 MiB with this (scripts/memory_trace.py, BENCHMARKS.md). Not below
+# 4357/4513 MiB, and 3565 MiB with this (vsvitm-memory-trace, BENCHMARKS.md). Not below
 # 1 MP (at 512x512 it cost 27 %: every block faulted in again on each graph run), nor on CUDA (where
 # speed is the aim and the networks' activations live on the GPU).
 MMAP_THRESHOLD = 1 << 20
@@ -63,7 +63,7 @@ def mmap_large_blocks() -> int:
 
 def trim_heap() -> None:
     """Give freed heap memory back to the OS (glibc). With ORT's arena off, activations are malloc'ed
-    per call from several threads' malloc arenas; without this RSS crept up in scripts/soak.py."""
+    per call from several threads' malloc arenas; without this RSS crept up in vsvitm-soak."""
     global _malloc_trim
     if _malloc_trim is None:
         try:

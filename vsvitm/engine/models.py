@@ -46,7 +46,7 @@ GRAPH_INPUTS = {"icam_init": ("key",), "icam_ref": ("fl", "g", "ref", "preflow")
                 "icam_ref_a": ("ref", "preflow"), "icam_ref_b": ("fl", "rl", "w0", "pf"),
                 "icam_ref_c": ("fl", "w1", "flow"), "icam_ref_d": ("fl", "g", "rl", "samples", "mod", "flow", "wr")}
 # The CPU graphs are used up to this frame size. At 1920x1080 the OpenCV state warps raised a render's
-# peak RSS (scripts/memory_trace.py: 4066-4101 MiB against 3982-3991 with the in-graph warps, mostly
+# peak RSS (vsvitm-memory-trace: 4066-4101 MiB against 3982-3991 with the in-graph warps, mostly
 # glibc heap not given back), so large frames keep the in-graph warps and their memory.
 # With the heap trimmed after each stage, all CPU forms at 1080p make a frame 17 % faster
 # but peak at 4218 MiB with two key frames' ICAM at once, against 3810: over the 4 GB target.

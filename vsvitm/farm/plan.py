@@ -13,7 +13,7 @@ STEP_SHARE = 0.36 / 1.25    # one recurrence step (both directions and the fuse)
 # mode "temporal": one key frame's radiance map (its single-frame ICAM, ICAM with its references,
 # the pre-flows to them) in output frames of a whole render, an upper value: at 512x512 on a 2-core
 # CPU, a segment alone costs 1.5-7.7 frames' time beyond its frames and the script's start, for the
-# two key maps beyond its edges (scripts/farm_benchmark.py; BENCHMARKS.md, "Render farm")
+# two key maps beyond its edges (vsvitm-farm-benchmark; BENCHMARKS.md, "Render farm")
 KEY_MAP_SHARE = 4.0
 
 
