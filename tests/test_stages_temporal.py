@@ -132,10 +132,43 @@ def test_key_ahead_alone_makes_one_map_at_a_time():
         return "map"
     for alone in (True, False):
         running[0] = peak[0] = 0
-        ahead = KeyAhead(_Cache(), None, alone=alone)
+        ahead = KeyAhead(_Cache(), None, alone=threading.Lock() if alone else None)
         threads = [threading.Thread(target=ahead.once, args=(("keymap", k, ()), make)) for k in (3, 9, 15)]
         for t in threads:
             t.start()
         for t in threads:
             t.join(5)
         assert peak[0] == 1 if alone else peak[0] >= 2
+
+
+def test_large_frames_run_one_icam_at_a_time(tiny_models, monkeypatch):
+    """From NETWORK_ALONE_PIXELS on the CPU, single-frame and key-frame ICAM runs never overlap, whatever
+    the threads and the key frame computed ahead do, and the frames are the same."""
+    from vsvitm.engine import Engine
+    from vsvitm.stages import temporal as stage
+    running, peak, lock = [0], [0], threading.Lock()
+    icam = Engine.icam
+
+    def counted(self, k, c, refs):
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        try:
+            return icam(self, k, c, refs)
+        finally:
+            with lock:
+                running[0] -= 1
+    monkeypatch.setattr(Engine, "icam", counted)
+    src = clip_from_array(moving_clip(30))
+    ref = [frame_to_array(f) for f in vsvitm.ITM(src, key_stride=6, models=tiny_models).frames(prefetch=4)]
+    monkeypatch.setattr(stage, "NETWORK_ALONE_PIXELS", 1)
+    old = core.num_threads
+    core.num_threads = 4
+    try:
+        peak[0] = 0
+        out = [frame_to_array(f) for f in vsvitm.ITM(src, key_stride=6, models=tiny_models).frames(prefetch=4)]
+    finally:
+        core.num_threads = old
+    assert peak[0] == 1
+    for a, b in zip(ref, out):
+        np.testing.assert_array_equal(a, b)

@@ -4,6 +4,7 @@ frames use (gated_refs)."""
 from __future__ import annotations
 
 import atexit
+import contextlib
 import threading
 import weakref
 
@@ -50,10 +51,11 @@ def key_weights(t: int, keys: list[int]) -> list[tuple[int, float]]:
     return [((before or after)[-1 if before else 0], 1.0)]
 
 
-# From this many pixels a frame on the CPU, key frames' maps are made one at a time: at 1920x1080 a key
-# frame's ICAM with references holds about 1 GB while it runs, and two at once (a frame's key frame and
-# the next one, computed ahead) set a render's peak.
-KEYMAP_ALONE_PIXELS = 1 << 20
+# From this many pixels a frame on the CPU, the temporal mode runs one ICAM at a time (single-frame or a key
+# frame's with references, whichever thread asks): at 1920x1080 each holds about 1 GB while it runs, and
+# two or three at once (VapourSynth's threads and the key frame computed ahead) set a render's peak
+# (4.1-4.5 GB against 3.1 GB, at the same speed: BENCHMARKS.md).
+NETWORK_ALONE_PIXELS = 1 << 20
 _RUNNING: weakref.WeakSet = weakref.WeakSet()   # KeyAhead objects that have started a thread
 
 
@@ -78,13 +80,13 @@ class KeyAhead:
     prefetch: prefetch(k, refs) requests key frame k's inputs from VapourSynth (from the background
         thread, never from a filter callback, so no worker waits on it) and makes its map with once();
         it returns early once stopping() is true.
-    alone: make one key frame's map at a time (whichever thread asks), for memory: on the CPU from
-        KEYMAP_ALONE_PIXELS on, where two overlapping ICAM runs with references set a render's peak.
+    alone: a lock held while a map is made (shared with the single-frame stage: one ICAM run at a time,
+        for memory, from NETWORK_ALONE_PIXELS on the CPU); None: maps of different key frames may overlap.
     """
 
-    def __init__(self, results, prefetch, alone: bool = False):
+    def __init__(self, results, prefetch, alone=None):
         self.results, self.prefetch = results, prefetch
-        self._alone = threading.Lock() if alone else None
+        self._alone = contextlib.nullcontext() if alone is None else alone
         self._guard = threading.Lock()
         self._locks: dict = {}
         self._started: set = set()
@@ -115,10 +117,7 @@ class KeyAhead:
         with lock:
             hit = self.results.get(key)
             if hit is None:
-                if self._alone is not None:
-                    with self._alone:
-                        hit = make()
-                else:
+                with self._alone:
                     hit = make()
                 self.results.put(key, hit)
         return hit
@@ -159,14 +158,16 @@ def _temporal_stages(core, eng: Engine, sched: Schedule, window, cuts_of, tmpl, 
               measured what k clipped, with its trust as a frame property
       out     per frame: S_t corrected from the key frames before and after t, then eq. 1
     """
-    single = _single_stage(core, eng, rgb, ykey)
+    big = eng.on_cpu and rgb.width * rgb.height >= NETWORK_ALONE_PIXELS
+    one = threading.Lock() if big else contextlib.nullcontext()   # held while an ICAM runs
+    single = _single_stage(core, eng, rgb, ykey, one)
     keymap, ahead = _keymap_stage(core, eng, sched, window, cuts_of, rgb, ref_at, ref_id, ykey, single,
-                                  key_network, key_fill, ref_keep)
+                                  key_network, key_fill, ref_keep, one)
     return _out_stage(core, eng, sched, window, cuts_of, tmpl, rgb, rgb_at, single, keymap, ahead)
 
 
-def _single_stage(core, eng: Engine, rgb, ykey):
-    """single: per frame, S_t, single-frame ICAM (half floats)."""
+def _single_stage(core, eng: Engine, rgb, ykey, one):
+    """single: per frame, S_t, single-frame ICAM (half floats); `one` is held while it runs."""
     def single_node(n: int) -> vs.VideoNode:
         hit = eng.results.get(("single", n))
         if hit is not None:
@@ -175,7 +176,8 @@ def _single_stage(core, eng: Engine, rgb, ykey):
         def compute(n, f):
             y = eng.results.get(("single", n))
             if y is None:
-                y = eng.icam(n, frame_to_code(f[1]), [])[0].astype(np.float16)
+                with one:
+                    y = eng.icam(n, frame_to_code(f[1]), [])[0].astype(np.float16)
                 eng.results.put(("single", n), y)
             return _with_array(f[0].copy(), y)
         return core.std.ModifyFrame(ykey, [ykey, rgb], compute)
@@ -216,7 +218,7 @@ def _key_map(eng: Engine, k: int, code_k: np.ndarray, s_k: np.ndarray, refs: lis
 
 
 def _keymap_stage(core, eng: Engine, sched: Schedule, window, cuts_of, rgb, ref_at, ref_id, ykey, single,
-                  key_network: bool, key_fill: bool, ref_keep: int):
+                  key_network: bool, key_fill: bool, ref_keep: int, one):
     """keymap: per key frame k, its radiance map (half floats), filled from its references where they
     measured what k clipped, with its trust as a frame property; and the KeyAhead that makes the maps
     (cached under the key frame and its references)."""
@@ -237,7 +239,7 @@ def _keymap_stage(core, eng: Engine, sched: Schedule, window, cuts_of, rgb, ref_
             make_keymap(k, refs, frame_to_code(frames[0]), frame_to_array(frames[1]).astype(np.float32),
                         [frame_to_code(f) for f in frames[2:]])
 
-    ahead = KeyAhead(eng.results, prefetch, alone=eng.on_cpu and rgb.width * rgb.height >= KEYMAP_ALONE_PIXELS)
+    ahead = KeyAhead(eng.results, prefetch, alone=one)
 
     def keymap_node(n: int, f: vs.VideoFrame) -> vs.VideoNode:
         c = cuts_of(f)
