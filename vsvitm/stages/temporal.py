@@ -135,9 +135,9 @@ class KeyAhead:
                 self._started.clear()
             self._started.add(key)
             self._busy = True
+            _RUNNING.add(self)
             self._thread = threading.Thread(target=self._work, args=(k, refs), daemon=True, name="vsvitm-key-ahead")
-        _RUNNING.add(self)
-        self._thread.start()
+            self._thread.start()   # under the guard: close() never joins a thread not yet started
 
     def _work(self, k: int, refs: list[int]) -> None:
         try:
