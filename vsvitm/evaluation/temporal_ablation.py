@@ -43,23 +43,50 @@ from vsvitm.training.pans import flow_from_npz
 THR = 0.95
 
 
-def plain_fill(base, lin, code, clip_level, ms_hard):
+def load_pan(path: Path, eng: Engine) -> tuple[dict, np.ndarray, list, list]:
+    """A saved pan and what every variant starts from: (its arrays, code values [T, H, W, 3], f^-1(L) and
+    single-frame ICAM of each frame).
+
+    path: the pan's .npz (vsvitm-make-pans); eng: a fresh engine (its caches are keyed by frame number)."""
+    d = dict(np.load(path))
+    code = d["ldr"].astype(np.float32) / 255.0
+    lin = [to_linear(c, "gamma2.2") for c in code]
+    return d, code, lin, [eng.icam(t, code[t], [])[0] for t in range(len(code))]
+
+
+def mean_fill(base, lin, code, num, den):
+    """In the frame's clipped channels, the mean num / den of what other frames measured (where den > 0),
+    base elsewhere; never below f^-1(L).
+
+    base: the frame's single-frame result; lin: its f^-1(L); code: its code values; num, den: the sums
+    of the measurements and of their weights, HxWx3 each."""
+    s = temporal.clipped_weight(code, THR) > 0.5
+    fill = np.where(den > 0, num / np.maximum(den, 1), base)
+    return np.maximum(np.where(s, fill, base), lin)
+
+
+def plain_fill(base, lin, code, ms_hard):
     """Mean of the aligned references' radiance wherever one is unclipped; base elsewhere (clipped channels).
 
     base: the key's single-frame result, linear.
     lin: the key's f^-1(L).
     code: the key's code values.
-    clip_level: the linear clip level (unused: the fill is by code value).
     ms_hard: (aligned reference radiance x ratio, 1 where that reference is unclipped and in view) per reference.
     """
-    s = temporal.clipped_weight(code, THR) > 0.5
     num = np.zeros_like(base)
     den = np.zeros_like(base)
     for m, ok in ms_hard:
         num += ok * m
         den += ok
-    fill = np.where(den > 0, num / np.maximum(den, 1), base)
-    return np.maximum(np.where(s, fill, base), lin)
+    return mean_fill(base, lin, code, num, den)
+
+
+def clue_score(eng: Engine, code, ys: list, hdr, clue, frames) -> float:
+    """PU21-PSNR over clue pixels of results ys (eq. 1 applied) of the frames numbered `frames`.
+
+    eng: the engine (its blend); code: the pan's code values; hdr, clue: its truth and clue masks."""
+    pred = np.stack([eng.blend(code[t], y) for t, y in zip(frames, ys)])
+    return M.pu21_psnr(pred, hdr[frames], mask=clue[frames])
 
 
 def run_pan(path: Path, eng: Engine, num_refs: int, key_stride: int, ref_stride: int = 15) -> dict:
@@ -71,12 +98,9 @@ def run_pan(path: Path, eng: Engine, num_refs: int, key_stride: int, ref_stride:
     key_stride: frames between key frames.
     ref_stride: frames between a key frame's references.
     """
-    d = dict(np.load(path))
-    ldr, hdr, clue, expo = d["ldr"], d["hdr"].astype(np.float32), d["clue"], d["exposure"]
-    n = ldr.shape[0]
-    code = ldr.astype(np.float32) / 255.0
-    lin = [to_linear(c, "gamma2.2") for c in code]
-    base = [eng.icam(t, code[t], [])[0] for t in range(n)]
+    d, code, lin, base = load_pan(path, eng)
+    hdr, clue, expo = d["hdr"].astype(np.float32), d["clue"], d["exposure"]
+    n = len(code)
     sched = Schedule(n, key_stride=key_stride, ref_stride=ref_stride, num_refs=num_refs)
     keys = sched.keys_in(0, n)
     cl = eng.clip_level
@@ -101,7 +125,7 @@ def run_pan(path: Path, eng: Engine, num_refs: int, key_stride: int, ref_stride:
                 hard.append((m * ratio, ((cr < 240 / 255) & (inside[..., None] > 0.99)).astype(np.float32)))
             y, conf = temporal.fuse(base[k], lin[k], code[k], cl, THR, ms)
             out[f"key fill {cond}"].append(y)
-            out[f"key plain {cond}"].append(plain_fill(base[k], lin[k], code[k], cl, hard))
+            out[f"key plain {cond}"].append(plain_fill(base[k], lin[k], code[k], hard))
             maps[(cond, k)] = temporal.radiance_map(y, lin[k], code[k], conf, THR) + (code[k],)
     # carried to every frame
     frames = {"all single": base}
@@ -121,13 +145,8 @@ def run_pan(path: Path, eng: Engine, num_refs: int, key_stride: int, ref_stride:
                         carried.append((wt, flow, float(e), ck, rad, trust))
                 ys.append(temporal.fuse(base[t], lin[t], code[t], cl, THR, temporal.carried(code[t], lin[t], THR, carried), w0=None)[0])
             frames[f"all carry {cond}, {align} alignment"] = ys
-    scores = {}
-    for name, ys in out.items():
-        pred = np.stack([eng.blend(code[k], y) for k, y in zip(keys, ys)])
-        scores[name] = M.pu21_psnr(pred, hdr[keys], mask=clue[keys])
-    for name, ys in frames.items():
-        pred = np.stack([eng.blend(code[t], y) for t, y in enumerate(ys)])
-        scores[name] = M.pu21_psnr(pred, hdr, mask=clue)
+    scores = {name: clue_score(eng, code, ys, hdr, clue, keys) for name, ys in out.items()}
+    scores.update({name: clue_score(eng, code, ys, hdr, clue, list(range(n))) for name, ys in frames.items()})
     return scores
 
 
@@ -166,16 +185,10 @@ def oracle_fill(path: Path, eng: Engine) -> dict:
     """Clue-pixel scores of the ground-truth fill of every frame (see --oracle) for one pan.
 
     path: the pan's .npz (vsvitm-make-pans); eng: a fresh Engine (single-frame ICAM where nothing fills)."""
-    import cv2
-    from vsvitm.training.pans import UNCLIPPED_CODE
-    d = dict(np.load(path))
+    from vsvitm.training.pans import UNCLIPPED_CODE, nearest_at
+    d, code, lin, base = load_pan(path, eng)
     ldr, hdr, clue, expo = d["ldr"], d["hdr"].astype(np.float32), d["clue"], d["exposure"]
-    n, h, w = ldr.shape[:3]
-    reach = int(d["reach"])
-    code = ldr.astype(np.float32) / 255.0
-    lin = [to_linear(c, "gamma2.2") for c in code]
-    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
-    base = [eng.icam(t, code[t], [])[0] for t in range(n)]
+    n, reach = len(code), int(d["reach"])
     filled, reached = {"nearest": [], "bilinear": []}, [0, 0]
     for t in range(n):
         acc = {name: [np.zeros_like(base[t]), np.zeros_like(base[t])] for name in filled}
@@ -184,8 +197,7 @@ def oracle_fill(path: Path, eng: Engine) -> dict:
                 continue
             flow, valid = flow_from_npz(d, t, r)
             ratio = float(expo[t] / expo[r])
-            near = cv2.remap(ldr[r], xs + flow[..., 0], ys + flow[..., 1], cv2.INTER_NEAREST,
-                             borderMode=cv2.BORDER_CONSTANT, borderValue=(255, 255, 255))
+            near = nearest_at(ldr[r], flow)
             ok = (valid & (near.max(-1) <= UNCLIPPED_CODE))[..., None]
             acc["nearest"][0] += ok * to_linear(near.astype(np.float32) / 255.0, "gamma2.2") * ratio
             acc["nearest"][1] += ok
@@ -195,14 +207,11 @@ def oracle_fill(path: Path, eng: Engine) -> dict:
             acc["bilinear"][1] += ok
         reached[0] += int((acc["bilinear"][1].min(-1)[clue[t]] > 0).sum())
         reached[1] += int(clue[t].sum())
-        clipped = temporal.clipped_weight(code[t], THR) > 0.5
         for name, (num, den) in acc.items():
-            fill = np.where(den > 0, num / np.maximum(den, 1), base[t])
-            filled[name].append(np.maximum(np.where(clipped, fill, base[t]), lin[t]))
-    scores = {"single": M.pu21_psnr(np.stack([eng.blend(code[t], base[t]) for t in range(n)]), hdr, mask=clue)}
-    for name, ys_ in filled.items():
-        pred = np.stack([eng.blend(code[t], y) for t, y in enumerate(ys_)])
-        scores[f"truth fill, {name}"] = M.pu21_psnr(pred, hdr, mask=clue)
+            filled[name].append(mean_fill(base[t], lin[t], code[t], num, den))
+    every = list(range(n))
+    scores = {"single": clue_score(eng, code, base, hdr, clue, every)}
+    scores.update({f"truth fill, {name}": clue_score(eng, code, ys, hdr, clue, every) for name, ys in filled.items()})
     scores["clue pixels the bilinear fill reaches"] = reached[0] / max(reached[1], 1)
     return scores
 

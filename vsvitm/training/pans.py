@@ -171,15 +171,11 @@ class PanSequence:
         seen = np.zeros_like(clipped)
         if not clipped.any():
             return seen
-        h, w = self.size
-        ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
         for r in range(max(0, t - reach), min(self.n_frames, t + reach + 1)):
             if r == t:
                 continue
             f, valid = self.flow(t, r)
-            m = cv2.remap(mx[r], xs + f[..., 0], ys + f[..., 1], cv2.INTER_NEAREST,
-                          borderMode=cv2.BORDER_CONSTANT, borderValue=255)
-            seen |= valid & (m <= UNCLIPPED_CODE)
+            seen |= valid & (nearest_at(mx[r], f) <= UNCLIPPED_CODE)
         return seen & clipped
 
     def to_npz_dict(self, reach: int = 90) -> dict:
@@ -193,6 +189,17 @@ class PanSequence:
                 "rotations": self.rotations, "focal": np.float64(self.focal), "clue": clue,
                 "fps": np.float64(24.0), "source": np.str_(self.name), "seed": np.int64(self.seed),
                 "reach": np.int64(reach)}
+
+
+def nearest_at(img: np.ndarray, flow: np.ndarray) -> np.ndarray:
+    """img's pixel nearest to where the flow sends each pixel (255, clipped, outside the frame): what the
+    clue mask reads of another frame.
+
+    img: HxW or HxWxC uint8; flow: HxWx2 (pixels) from the frame the result is aligned to."""
+    h, w = flow.shape[:2]
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    return cv2.remap(img, xs + flow[..., 0], ys + flow[..., 1], cv2.INTER_NEAREST,
+                     borderMode=cv2.BORDER_CONSTANT, borderValue=(255,) * 4)
 
 
 def flow_from_npz(d: dict, a: int, b: int) -> tuple[np.ndarray, np.ndarray]:
