@@ -18,7 +18,8 @@ mode "full" (the paper's pipeline; stages.keys, stages.full):
   merged  per frame t: X^_t from the nearest key results (FCPM merge; half floats)
   out     per frame t: the chunk's bidirectional refinement, blended with f^-1(L) (eq. 1)
 No callback ever calls get_frame: every frame a stage needs is requested through ModifyFrame clips
-chosen by FrameEval, so VapourSynth schedules and parallelises all of it without deadlocks.
+chosen by FrameEval, so VapourSynth schedules and parallelises all of it without deadlocks. The one
+get_frame outside them is the temporal mode's key frame made ahead, from its own thread (KeyAhead).
 """
 from __future__ import annotations
 
@@ -122,11 +123,6 @@ def ITM(clip: vs.VideoNode, *, mode: str = "temporal", key_stride: int | None = 
     if mode == "icam":
         return finish(core, icam_output(g, key_results(g, True, tuning.ref_keep)), out_fmt)
     if mode == "temporal":
-        # what the stages make from the source frames is in the engine's cache; VapourSynth's own cache
-        # of the converted frames (12 MB an RGB48 frame at 1920x1080, kept while its cache, by default
-        # half the RAM, has room) set the render's peak: 5.5 GB at 1080p with it, 3.3 GB without
-        for node in {id(g.rgb): g.rgb, id(g.ref_at.clip): g.ref_at.clip}.values():
-            core.std.SetVideoCache(node, 0)
         return finish(core, _temporal_stages(core, eng, sched, g.window, g.cuts_of, g.tmpl, g.rgb, g.rgb_at, g.ref_at,
                                              g.ref_id, g.ykey, tuning.key_network, tuning.key_fill,
                                              tuning.ref_keep), out_fmt)

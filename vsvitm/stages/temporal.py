@@ -56,6 +56,11 @@ def key_weights(t: int, keys: list[int]) -> list[tuple[int, float]]:
 # two or three at once (VapourSynth's threads and the key frame computed ahead) set a render's peak
 # (4.1-4.5 GB against 3.1 GB, at the same speed: BENCHMARKS.md).
 NETWORK_ALONE_PIXELS = 1 << 20
+def keymap_key(k: int, refs: list[int]) -> tuple:
+    """The engine cache's key of key frame k's map made from references `refs`."""
+    return ("keymap", k, tuple(refs))
+
+
 _RUNNING: weakref.WeakSet = weakref.WeakSet()   # KeyAhead objects that have started a thread
 
 
@@ -127,7 +132,7 @@ class KeyAhead:
         key is being computed ahead (one at a time: seeking around does not pile up work).
 
         k: the key frame; refs: its reference frame numbers."""
-        key = ("keymap", k, tuple(refs))
+        key = keymap_key(k, refs)
         with self._guard:
             if self._busy or self._stop.is_set() or key in self._started or self.results.get(key) is not None:
                 return
@@ -158,6 +163,11 @@ def _temporal_stages(core, eng: Engine, sched: Schedule, window, cuts_of, tmpl, 
               measured what k clipped, with its trust as a frame property
       out     per frame: S_t corrected from the key frames before and after t, then eq. 1
     """
+    # what the stages make from the source frames is in the engine's cache; VapourSynth's own cache of the
+    # converted frames (12 MB an RGB48 frame at 1920x1080, kept while its cache, by default half the RAM,
+    # has room) set the render's peak: 5.5 GB at 1080p with it, 3.3 GB without
+    for node in (rgb, ref_at.clip):
+        core.std.SetVideoCache(node, 0)
     big = eng.on_cpu and rgb.width * rgb.height >= NETWORK_ALONE_PIXELS
     one = threading.Lock() if big else contextlib.nullcontext()   # held while an ICAM runs
     single = _single_stage(core, eng, rgb, ykey, one)
@@ -227,7 +237,7 @@ def _keymap_stage(core, eng: Engine, sched: Schedule, window, cuts_of, rgb, ref_
             given = gated_refs(eng, k, code_k, refs, [(ref_id(r), c) for r, c in zip(refs, codes)], ref_keep,
                                sched.ref_stride)
             return _key_map(eng, k, code_k, s_k, given, key_network, key_fill)
-        return ahead.once(("keymap", k, tuple(refs)), make)
+        return ahead.once(keymap_key(k, refs), make)
 
     def prefetch(k: int, refs: list[int]) -> None:
         frames = []
@@ -246,7 +256,7 @@ def _keymap_stage(core, eng: Engine, sched: Schedule, window, cuts_of, rgb, ref_
         if not sched.is_key(n, c):
             return ykey
         refs = sched.references(n, c)
-        hit = eng.results.get(("keymap", n, tuple(refs)))
+        hit = eng.results.get(keymap_key(n, refs))
 
         def put(out: vs.VideoFrame, res) -> vs.VideoFrame:
             _with_array(out, res[0])
@@ -284,7 +294,7 @@ def _out_stage(core, eng: Engine, sched: Schedule, window, cuts_of, tmpl, rgb, r
         # the key frame after the ones t needs, which the frames after t will need: started now unless t
         # waits for two key frames itself (a cold seek between key frames), else once they are ready
         upcoming = [k for k in sched.keys_in(start, end) if k > max(k for k, _ in keys)]
-        missing = sum(eng.results.get(("keymap", k, tuple(sched.references(k, c)))) is None for k, _ in keys)
+        missing = sum(eng.results.get(keymap_key(k, sched.references(k, c))) is None for k, _ in keys)
         if upcoming and missing < 2:
             ahead.start(upcoming[0], sched.references(upcoming[0], c))
 
